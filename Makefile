@@ -1,0 +1,54 @@
+# The two commands: `make demo` and `make test`. Both install what they need (Debian 12, as root).
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+# Kiosk/simulator stack: pcscd + the vpcd virtual reader driver; pyscard builds from source (swig).
+SYSTEM_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig build-essential pkg-config python3-venv python3-dev
+# Only the tests need these: PostgreSQL, and pdftotext to read exported PDFs back.
+TEST_PACKAGES := postgresql poppler-utils
+
+.PHONY: demo test check lint typecheck schemas system-deps test-system-deps pcscd postgres venv clean
+
+demo: system-deps venv pcscd
+	$(BIN)/ecard demo
+
+test: system-deps test-system-deps venv pcscd postgres
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m schemas.export --check
+	$(BIN)/pytest
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy
+
+schemas: venv
+	$(BIN)/python -m schemas.export
+
+system-deps:
+	@scripts/ensure-apt.sh $(SYSTEM_PACKAGES)
+
+test-system-deps:
+	@scripts/ensure-apt.sh $(TEST_PACKAGES)
+
+pcscd: system-deps
+	@scripts/ensure-pcscd.sh
+
+postgres: test-system-deps
+	@scripts/ensure-postgres.sh
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml | system-deps
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[agent,server,dev]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

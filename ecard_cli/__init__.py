@@ -1,0 +1,1 @@
+"""The ``ecard`` command: one entry point that assembles each package's own sub-commands."""

@@ -1,0 +1,42 @@
+"""The wire contract between the kiosk reader agent and the server.
+
+Both ``reader_agent`` and ``server`` import this package; neither imports the other. The pydantic
+models in :mod:`schemas.messages` are the source of truth; ``python -m schemas.export`` writes the
+JSON Schema files under ``schemas/json/`` and a test fails when they are stale.
+"""
+
+from schemas.messages import (
+    MAX_BATCH_SIZE,
+    BatchReceipt,
+    CardApplication,
+    CardFacts,
+    EnrollRequest,
+    EnrollResponse,
+    ReaderBackend,
+    ReaderInfo,
+    SignedEnvelope,
+    TapBatch,
+    TapDisplay,
+    TapMode,
+    TapPayload,
+    TapReceipt,
+    TapStatus,
+)
+
+__all__ = [
+    "MAX_BATCH_SIZE",
+    "BatchReceipt",
+    "CardApplication",
+    "CardFacts",
+    "EnrollRequest",
+    "EnrollResponse",
+    "ReaderBackend",
+    "ReaderInfo",
+    "SignedEnvelope",
+    "TapBatch",
+    "TapDisplay",
+    "TapMode",
+    "TapPayload",
+    "TapReceipt",
+    "TapStatus",
+]

@@ -1,0 +1,1 @@
+"""Attendance server: FastAPI + SQLModel, one folder per domain."""
