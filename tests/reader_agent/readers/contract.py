@@ -118,14 +118,15 @@ class ReaderContract:
         assert first.card.uid == second.card.uid
 
     def test_two_cards_in_quick_succession_both_count(self, rig: ReaderRig, reader: Reader) -> None:
-        """Two members tapping one after the other are two taps, in order."""
+        """Two members tapping one right after the other are two taps, in order."""
         a, b = tunion(4), tunion(5)
         rig.present(a)
+        first = poll_until_read(reader)
         rig.remove()
         rig.present(b)
-        reads = [poll_until_read(reader), poll_until_read(reader)]
+        second = poll_until_read(reader)
         rig.remove()
-        assert [r.card.uid[-2:] for r in reads] == [a.uid_hex[-2:], b.uid_hex[-2:]]
+        assert [first.card.uid[-2:], second.card.uid[-2:]] == [a.uid_hex[-2:], b.uid_hex[-2:]]
 
     def test_unplugged_reader_raises_and_reopens(self, rig: ReaderRig, reader: Reader) -> None:
         """An unplugged reader raises a ReaderError the agent understands; after replug it reads again."""
