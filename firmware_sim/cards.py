@@ -170,9 +170,9 @@ class TUnionCard(VirtualCard):
         )
 
     def ef17(self) -> bytes:
-        return (bytes.fromhex("0086") + bytes.fromhex("3500") + bytes.fromhex(self.city_code) + b"\x01\x00\x01").ljust(
-            60, b"\x00"
-        )
+        return (
+            bytes.fromhex("0086") + bytes.fromhex("3500") + bytes.fromhex(self.city_code) + b"\x01\x00\x01"
+        ).ljust(60, b"\x00")
 
     def fci_ppse(self) -> bytes:
         entry = _tlv(b"\x4f", TUNION_AID) + _tlv(b"\x50", b"MOT_T_EP") + _tlv(b"\x87", b"\x01")

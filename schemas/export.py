@@ -25,7 +25,9 @@ JSON_DIR = Path(__file__).with_name("json")
 def render() -> dict[str, str]:
     """File name -> file text for every exported message."""
     return {
-        f"{name}.schema.json": json.dumps(model.model_json_schema(mode="validation"), indent=2, ensure_ascii=False)
+        f"{name}.schema.json": json.dumps(
+            model.model_json_schema(mode="validation"), indent=2, ensure_ascii=False
+        )
         + "\n"
         for name, model in EXPORTED.items()
     }
@@ -33,7 +35,11 @@ def render() -> dict[str, str]:
 
 def stale_files(directory: Path = JSON_DIR) -> list[str]:
     rendered = render()
-    stale = [n for n, text in rendered.items() if not (directory / n).exists() or (directory / n).read_text() != text]
+    stale = [
+        n
+        for n, text in rendered.items()
+        if not (directory / n).exists() or (directory / n).read_text() != text
+    ]
     extra = [p.name for p in directory.glob("*.schema.json") if p.name not in rendered]
     return sorted(stale + extra)
 

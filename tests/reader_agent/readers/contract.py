@@ -49,6 +49,13 @@ def poll_until_read(reader: Reader, deadline_s: float = PRESENT_TIMEOUT) -> Card
     raise AssertionError(f"no card read within {deadline_s} s")
 
 
+def poll_until_error(reader: Reader, deadline_s: float = PRESENT_TIMEOUT) -> None:
+    """Poll until the reader raises (the caller expects it to); return quietly if it never does."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        reader.poll(timeout=0.2)
+
+
 def assert_quiet(reader: Reader, seconds: float) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -132,9 +139,7 @@ class ReaderContract:
         """An unplugged reader raises a ReaderError the agent understands; after replug it reads again."""
         rig.unplug()
         with pytest.raises((ReaderDisconnected, ReaderUnavailable)):
-            end = time.monotonic() + PRESENT_TIMEOUT
-            while time.monotonic() < end:
-                reader.poll(timeout=0.2)
+            poll_until_error(reader)
         reader.close()
         rig.replug()
         reopened = open_reader(rig.spec)
