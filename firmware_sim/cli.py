@@ -1,5 +1,8 @@
-"""``ecard sim`` (placeholder until the simulators land)."""
+"""``ecard sim``: simulated cards and reader firmware for demos, tests and manual checks."""
 
 import typer
 
+from firmware_sim.serial_cli import serial_app
+
 app = typer.Typer(no_args_is_help=True, help="Simulated cards and reader firmware.")
+app.add_typer(serial_app, name="serial")

@@ -95,6 +95,7 @@ class ReaderContract:
         else:
             assert read.card.application is CardApplication.UID_ONLY
             assert read.card.card_no is None
+            assert card.uid_hex.endswith(read.card.uid[-6:])
 
     def test_uid_only_card_falls_back_to_uid(self, rig: ReaderRig, reader: Reader) -> None:
         """A card without the T-Union application is identified by its UID alone."""
