@@ -1,0 +1,115 @@
+"""``ecard agent enroll``: make the kiosk key, register it with a one-time code, remember the answer.
+
+The key is generated (or, after an earlier failed attempt, reused) *before* the server is asked,
+so a retry after a network error presents the same public key. A kiosk that is already enrolled
+refuses to enroll again: its outbox holds taps numbered for its current identity.
+"""
+
+from __future__ import annotations
+
+import httpx
+from pydantic import ValidationError
+
+from reader_agent.outbox import Outbox
+from reader_agent.signing import KeyFileError, KioskKey, load_key_file, write_key_file
+from reader_agent.state import Enrollment, StateDir, save_enrollment
+from schemas import EnrollRequest, EnrollResponse
+
+ENROLL_PATH = "/api/v1/kiosks/enroll"
+
+# What an installer sees for each code the server may answer with.
+SERVER_ERROR_MESSAGES: dict[str, str] = {
+    "enrollment_code_invalid": "注册码无效 (enrollment code not recognised)",
+    "enrollment_code_expired": "注册码已过期，请向管理员重新申请 (enrollment code expired)",
+    "enrollment_code_used": "注册码已被使用 (enrollment code already used)",
+    "bad_public_key": "服务器不接受本机公钥 (server rejected this kiosk's public key)",
+}
+
+
+class EnrollmentError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def enroll(
+    client: httpx.Client, *, state: StateDir, server_url: str, code: str, agent_version: str
+) -> Enrollment:
+    """Enroll this kiosk with the server at *server_url* (which *client* must be pointed at).
+
+    Raises:
+        EnrollmentError: ``already_enrolled``, ``server_unreachable``, ``server_bad_response``,
+            ``kid_mismatch`` or the server's own code (``enrollment_code_invalid``, ...).
+        KeyFileError, StateError, OutboxError: the state directory is unusable.
+    """
+    state.create()
+    if state.enrollment_path.exists():
+        raise EnrollmentError(
+            "already_enrolled",
+            f"this kiosk is already enrolled ({state.enrollment_path}); use a new --state-dir",
+        )
+    key = _load_or_create_key(state)
+    request = EnrollRequest(code=code, public_key=key.public_key_b64url, agent_version=agent_version[:64])
+    try:
+        response = client.post(
+            ENROLL_PATH,
+            content=request.model_dump_json().encode(),
+            headers={"Content-Type": "application/json"},
+        )
+    except httpx.TransportError as exc:
+        raise EnrollmentError(
+            "server_unreachable", f"cannot reach {server_url}: {type(exc).__name__}"
+        ) from exc
+    if response.status_code != 200:
+        raise _server_error(response)
+    try:
+        granted = EnrollResponse.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise EnrollmentError(
+            "server_bad_response", "the server's enrollment answer is not readable"
+        ) from exc
+    if granted.kid != key.kid:
+        raise EnrollmentError(
+            "kid_mismatch", f"the server registered key {granted.kid}, but this kiosk's key is {key.kid}"
+        )
+    enrollment = Enrollment(
+        server_url=server_url,
+        kiosk_id=granted.kiosk_id,
+        kid=granted.kid,
+        kiosk_name=granted.kiosk_name,
+        venue_name=granted.venue_name,
+        enrolled_at=granted.server_time,
+    )
+    # The outbox is created now so that `run` can tell "never used" from "lost" (see cli.run).
+    Outbox.open(state.outbox_path).close()
+    save_enrollment(state, enrollment)
+    return enrollment
+
+
+def _load_or_create_key(state: StateDir) -> KioskKey:
+    if state.key_path.exists():
+        return load_key_file(state.key_path)
+    key = KioskKey.generate()
+    try:
+        write_key_file(state.key_path, key)
+    except KeyFileError:
+        # Another enroll won the race to create the key; use theirs.
+        return load_key_file(state.key_path)
+    return key
+
+
+def _server_error(response: httpx.Response) -> EnrollmentError:
+    code = f"http_{response.status_code}"
+    detail = ""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        if isinstance(body.get("error"), str):
+            code = body["error"]
+        if isinstance(body.get("detail"), str):
+            detail = body["detail"]
+    message = SERVER_ERROR_MESSAGES.get(code) or detail or f"enrollment refused (HTTP {response.status_code})"
+    return EnrollmentError(code, message)
