@@ -170,8 +170,12 @@ class TUnionCard(VirtualCard):
         )
 
     def ef17(self) -> bytes:
+        """Management data: international code, province, city, interoperability flag, card type."""
         return (
-            bytes.fromhex("0086") + bytes.fromhex("3500") + bytes.fromhex(self.city_code) + b"\x01\x00\x01"
+            bytes.fromhex("00000156")
+            + bytes.fromhex("3500")
+            + bytes.fromhex(self.city_code)
+            + b"\x00\x01\x01"
         ).ljust(60, b"\x00")
 
     def fci_ppse(self) -> bytes:
@@ -236,9 +240,20 @@ class TUnionCard(VirtualCard):
         return respond(value.to_bytes(4, "big"), apdu.le)
 
 
-def uid_only_card(uid: bytes) -> VirtualCard:
+# PC/SC Part 3 ATR of a MIFARE Classic 1K storage card (card-protocols.md §2).
+MIFARE_1K_ATR = bytes.fromhex("3B8F8001804F0CA000000306030001000000006A")
+
+
+@dataclass
+class UidOnlyCard(VirtualCard):
     """An M1-like card: only the UID is readable (no T-Union application)."""
-    return VirtualCard(uid=uid, sak=0x20)
+
+    def atr(self) -> bytes:
+        return MIFARE_1K_ATR
+
+
+def uid_only_card(uid: bytes) -> VirtualCard:
+    return UidOnlyCard(uid=uid, sak=0x20)
 
 
 def xiamen_card(card_no: str, uid: bytes) -> TUnionCard:

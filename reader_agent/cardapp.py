@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from reader_agent.readers.base import CardTimeout
 from schemas import CardApplication, CardFacts
 
 Transmit = Callable[[bytes], bytes]
@@ -38,15 +39,25 @@ class ApduError(Exception):
         self.sw = sw
 
 
-def exchange(transmit: Transmit, apdu: bytes) -> bytes:
-    """Send *apdu*; return the response data. Retries once on ``6C XX`` (wrong Le)."""
+def _transmit_checked(transmit: Transmit, apdu: bytes) -> bytes:
     response = transmit(apdu)
     if len(response) < 2:
-        raise ApduError(response)
+        # Not a card's answer: the card left mid-command (vpcd, for one, then returns nothing).
+        # Reporting it as "no application" would turn a T-Union card into a UID-only card.
+        raise CardTimeout("the card stopped answering")
+    return response
+
+
+def exchange(transmit: Transmit, apdu: bytes) -> bytes:
+    """Send *apdu*; return the response data. Retries once on ``6C XX`` (wrong Le).
+
+    Raises:
+        ApduError: the card answered with a status other than 90 00.
+        CardTimeout: the response had no status word at all (the card is gone).
+    """
+    response = _transmit_checked(transmit, apdu)
     if response[-2] == 0x6C and len(apdu) >= 5:
-        response = transmit(apdu[:-1] + response[-1:])
-        if len(response) < 2:
-            raise ApduError(response)
+        response = _transmit_checked(transmit, apdu[:-1] + response[-1:])
     if response[-2:] != SW_OK:
         raise ApduError(response[-2:])
     return response[:-2]
