@@ -1,0 +1,3 @@
+from ecard_cli.main import run
+
+run()

@@ -1,0 +1,1 @@
+"""Attendance (member × event) and the sign-in sheet."""

@@ -1,0 +1,31 @@
+"""Card binding table."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint
+from sqlmodel import Field, SQLModel
+
+from server.db import UtcDateTime, string_enum
+from server.vocabulary import BindingStatus
+
+
+class CardBinding(SQLModel, table=True):
+    """A card bound to a member. Raw identifiers never reach the database: only keyed digests
+    (for lookup) and masked forms (for display)."""
+
+    __tablename__ = "card_binding"
+    __table_args__ = (
+        CheckConstraint("card_no_hmac IS NOT NULL OR uid_hmac IS NOT NULL", name="has_identifier"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    card_no_hmac: str | None = Field(default=None, max_length=64, index=True)
+    uid_hmac: str | None = Field(default=None, max_length=64, index=True)
+    card_no_masked: str | None = Field(default=None, max_length=32)
+    uid_masked: str | None = Field(default=None, max_length=32)
+    status: BindingStatus = Field(sa_type=string_enum(BindingStatus))
+    bound_at: datetime = Field(sa_type=UtcDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UtcDateTime)

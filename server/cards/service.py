@@ -1,0 +1,104 @@
+"""Binding cards to members, and finding the member behind a tapped card."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import or_
+from sqlmodel import Session, col, select
+
+from schemas.messages import CardFacts
+from server.cards.identifiers import card_no_digest, normalise_card_no, normalise_uid, uid_digest
+from server.cards.models import CardBinding
+from server.errors import CardAlreadyBound, InvalidCardIdentifier
+from server.keyring import Keyring
+from server.masking import mask_card_no, mask_uid
+from server.orgs.models import Member
+from server.orgs.service import require_member
+from server.vocabulary import BindingStatus
+
+
+def bind_card(
+    session: Session,
+    *,
+    keyring: Keyring,
+    member_id: int,
+    card_no: str | None,
+    uid: str | None,
+    now: datetime,
+) -> CardBinding:
+    """Bind a card, given by its number, its UID or both, to a member.
+
+    Binding the same identifiers to the same member again returns the existing binding, so
+    scripts can be re-run.
+
+    Raises:
+        MemberNotFound: no such member.
+        InvalidCardIdentifier: neither identifier given, or one is malformed.
+        CardAlreadyBound: an active binding of another member has this card number or UID.
+    """
+    require_member(session, member_id)
+    if not card_no and not uid:
+        raise InvalidCardIdentifier()
+    number = normalise_card_no(card_no) if card_no else None
+    hex_uid = normalise_uid(uid) if uid else None
+    number_digest = card_no_digest(keyring, number) if number else None
+    uid_hmac = uid_digest(keyring, hex_uid) if hex_uid else None
+
+    for existing in _active_bindings_matching(session, card_no_hmac=number_digest, uid_hmac=uid_hmac):
+        if existing.member_id != member_id:
+            raise CardAlreadyBound()
+        if existing.card_no_hmac == number_digest and existing.uid_hmac == uid_hmac:
+            return existing
+        raise CardAlreadyBound("该党员已有一张含相同卡号或UID的绑定，请先解绑")
+
+    binding = CardBinding(
+        member_id=member_id,
+        card_no_hmac=number_digest,
+        uid_hmac=uid_hmac,
+        card_no_masked=mask_card_no(number) if number else None,
+        uid_masked=mask_uid(hex_uid) if hex_uid else None,
+        status=BindingStatus.ACTIVE,
+        bound_at=now,
+    )
+    session.add(binding)
+    session.flush()
+    return binding
+
+
+def _active_bindings_matching(
+    session: Session, *, card_no_hmac: str | None, uid_hmac: str | None
+) -> list[CardBinding]:
+    conditions = []
+    if card_no_hmac:
+        conditions.append(col(CardBinding.card_no_hmac) == card_no_hmac)
+    if uid_hmac:
+        conditions.append(col(CardBinding.uid_hmac) == uid_hmac)
+    statement = select(CardBinding).where(CardBinding.status == BindingStatus.ACTIVE)
+    return list(session.exec(statement.where(or_(*conditions))).all())
+
+
+def find_bound_member(session: Session, *, card_no_hmac: str | None, uid_hmac: str) -> Member | None:
+    """The member whose active binding matches the tapped card, or None.
+
+    By card number when the card reported one; else by UID. A card number is the stronger
+    identifier (UIDs can be random per activation or cloned), so a binding that records a card
+    number only matches on it. A card that reports a number can still match a UID-only binding,
+    because operators may have bound it with a UID reader.
+    """
+    base = select(Member).join(CardBinding, col(CardBinding.member_id) == col(Member.id))
+    base = base.where(CardBinding.status == BindingStatus.ACTIVE)
+    if card_no_hmac:
+        member = session.exec(base.where(col(CardBinding.card_no_hmac) == card_no_hmac)).first()
+        if member is not None:
+            return member
+        return session.exec(
+            base.where(col(CardBinding.card_no_hmac).is_(None), col(CardBinding.uid_hmac) == uid_hmac)
+        ).first()
+    return session.exec(base.where(col(CardBinding.uid_hmac) == uid_hmac)).first()
+
+
+def card_digests(keyring: Keyring, card: CardFacts) -> tuple[str | None, str]:
+    """(card-number digest or None, UID digest) for a tapped card."""
+    number = card_no_digest(keyring, card.card_no) if card.card_no else None
+    return number, uid_digest(keyring, card.uid)

@@ -1,0 +1,164 @@
+"""Server settings (environment prefix ``ECARD_``) and the server secret.
+
+Settings are built once by the CLI and handed to :func:`server.app.create_app`; nothing here runs
+at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import stat
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+SECRET_FILE_NAME = "secret.key"
+MIN_SECRET_LENGTH = 32
+
+# Values people paste from tutorials; a key that is guessable makes every card HMAC reversible
+# by brute force over the small space of card numbers, so refuse them outright.
+_PLACEHOLDER_SECRETS = frozenset(
+    {"changeme", "change-me", "change_me", "changethis", "secret", "secret-key", "password", "test", "dev"}
+)
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says what to fix."""
+
+
+class ServerSettings(BaseSettings):
+    # hide_input_in_errors: a rejected secret must not be echoed into logs or terminals.
+    model_config = SettingsConfigDict(env_prefix="ECARD_", extra="ignore", hide_input_in_errors=True)
+
+    data_dir: Path = Field(default=Path("./var"), description="Holds the SQLite file and secret.key.")
+    database_url: str = Field(
+        default="", description="SQLAlchemy URL; empty means sqlite:///<data_dir>/ecard.sqlite."
+    )
+    secret_key: SecretStr | None = Field(
+        default=None, description="HMAC key for card identifiers and tokens; else <data_dir>/secret.key."
+    )
+    enrollment_code_ttl: timedelta = Field(
+        default=timedelta(hours=24),
+        description="Lifetime of a kiosk enrollment code (seconds or ISO 8601, PT24H).",
+    )
+    max_clock_skew: timedelta = Field(
+        default=timedelta(minutes=10), description="How far in the future a kiosk's tap time may be."
+    )
+    timezone: str = Field(default="Asia/Shanghai", description="For naive CLI times and for display.")
+
+    @field_validator("secret_key", mode="before")
+    @classmethod
+    def _blank_secret_means_unset(cls, value: object) -> object:
+        # `ECARD_SECRET_KEY=` in an env file means "not set": fall back to the key file.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _refuse_placeholder_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_secret(value.get_secret_value())
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_database_url(self) -> ServerSettings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'ecard.sqlite'}"
+        self.database_url = normalise_database_url(self.database_url)
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def normalise_database_url(url: str) -> str:
+    """Point bare PostgreSQL URLs at psycopg 3, the driver we ship (SQLAlchemy would pick psycopg2)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def check_secret(secret: str) -> None:
+    """Raise ValueError for a secret that is short or an obvious placeholder."""
+    stripped = secret.strip()
+    if stripped.lower() in _PLACEHOLDER_SECRETS or len(set(stripped)) < 8:
+        raise ValueError("the secret key is a placeholder; generate one with `openssl rand -base64 32`")
+    if len(stripped) < MIN_SECRET_LENGTH:
+        raise ValueError(f"the secret key must be at least {MIN_SECRET_LENGTH} characters")
+
+
+def load_secret_key(settings: ServerSettings) -> bytes:
+    """The server secret: ``ECARD_SECRET_KEY``, else ``<data_dir>/secret.key`` (created on first use).
+
+    The admin CLI and the server both call this, so they derive the same card HMACs as long as
+    they share the environment or the data directory.
+
+    Raises:
+        ConfigError: the key file is unreadable or holds a placeholder.
+    """
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value().strip().encode()
+    path = settings.data_dir / SECRET_FILE_NAME
+    try:
+        return _read_secret_file(path)
+    except FileNotFoundError:
+        pass
+    try:
+        _create_secret_file(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the server secret {path}: {exc}") from exc
+    return _read_secret_file(path)
+
+
+def _create_secret_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write a private temp file, then link it into place: the link either creates the key with its
+    # full content or fails because another process won the race, so nobody reads a half-written key.
+    temp = path.with_name(f".{SECRET_FILE_NAME}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+        try:
+            os.link(temp, path)
+            log.info("created a new server secret in %s", path)
+        except FileExistsError:
+            pass
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _read_secret_file(path: Path) -> bytes:
+    try:
+        text = path.read_text().strip()
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ConfigError(f"cannot read the server secret {path}: {exc}") from exc
+    if not text:
+        raise ConfigError(f"{path} is empty; delete it to generate a new key, or restore it")
+    try:
+        check_secret(text)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    if mode & 0o077:
+        log.warning("%s is readable by other users (mode %o); chmod 600 it", path, mode)
+    return text.encode()

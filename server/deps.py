@@ -1,0 +1,67 @@
+"""FastAPI dependencies: the request's session, the keyring, settings, clock and caller.
+
+Everything comes from ``app.state``, filled by :func:`server.app.create_app`'s lifespan, so tests
+build an app with their own settings and clock instead of patching globals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
+
+from server.auth.service import Principal, authenticate_token
+from server.clock import Clock
+from server.config import ServerSettings
+from server.db import unit_of_work
+from server.errors import NotAuthenticated
+from server.keyring import Keyring
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """The request's unit of work: committed once after the route returns, rolled back on error."""
+    with unit_of_work(request.app.state.engine) as session:
+        yield session
+
+
+def get_keyring(request: Request) -> Keyring:
+    keyring: Keyring = request.app.state.keyring
+    return keyring
+
+
+def get_settings(request: Request) -> ServerSettings:
+    settings: ServerSettings = request.app.state.settings
+    return settings
+
+
+def get_clock(request: Request) -> Clock:
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+# scope="function": commit before the response is sent. With the default ("request") scope the
+# commit would run after the client already had its 200, and a kiosk would drop taps that a
+# failed commit never stored.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+KeyringDep = Annotated[Keyring, Depends(get_keyring)]
+SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_principal(
+    session: SessionDep,
+    keyring: KeyringDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The caller behind the bearer token; raises NotAuthenticated or InvalidToken."""
+    if credentials is None:
+        raise NotAuthenticated()
+    return authenticate_token(session, keyring=keyring, token=credentials.credentials)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal, scope="function")]

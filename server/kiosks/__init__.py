@@ -1,0 +1,1 @@
+"""Kiosks and their one-time enrollment codes."""

@@ -1,0 +1,1 @@
+"""Organisation tree (党组织) and members (党员)."""

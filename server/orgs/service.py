@@ -1,0 +1,71 @@
+"""Organisations and members."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from server.errors import MemberNotFound, OrganisationNotFound
+from server.inputs import clean_text
+from server.orgs.models import Member, Organisation
+from server.vocabulary import MemberCategory, MemberStatus, OrgKind
+
+
+def add_organisation(
+    session: Session, *, name: str, kind: OrgKind, parent_id: int | None, now: datetime
+) -> Organisation:
+    """Add an organisation under ``parent_id`` (None: a root). Raises OrganisationNotFound."""
+    if parent_id is not None:
+        require_organisation(session, parent_id)
+    organisation = Organisation(
+        name=clean_text(name, field="名称", max_length=200), kind=kind, parent_id=parent_id, created_at=now
+    )
+    session.add(organisation)
+    session.flush()
+    return organisation
+
+
+def require_organisation(session: Session, org_id: int) -> Organisation:
+    organisation = session.get(Organisation, org_id)
+    if organisation is None:
+        raise OrganisationNotFound(f"党组织 {org_id} 不存在")
+    return organisation
+
+
+def organisation_subtree_ids(session: Session, root_id: int) -> set[int]:
+    """The organisation and everything below it (recursive query, so depth does not matter)."""
+    tree = select(col(Organisation.id)).where(col(Organisation.id) == root_id).cte("org_tree", recursive=True)
+    tree = tree.union_all(select(col(Organisation.id)).where(col(Organisation.parent_id) == tree.c.id))
+    return set(session.exec(select(tree.c.id)).all())
+
+
+def add_member(
+    session: Session,
+    *,
+    name: str,
+    org_id: int,
+    category: MemberCategory,
+    joined_org_at: datetime | None,
+    now: datetime,
+) -> Member:
+    """Add an active member to an organisation. Raises OrganisationNotFound."""
+    require_organisation(session, org_id)
+    member = Member(
+        name=clean_text(name, field="姓名", max_length=100),
+        org_id=org_id,
+        category=category,
+        status=MemberStatus.ACTIVE,
+        joined_org_at=joined_org_at,
+        created_at=now,
+    )
+    session.add(member)
+    session.flush()
+    return member
+
+
+def require_member(session: Session, member_id: int) -> Member:
+    member = session.get(Member, member_id)
+    if member is None:
+        raise MemberNotFound(f"党员 {member_id} 不存在")
+    return member

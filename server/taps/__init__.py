@@ -1,0 +1,1 @@
+"""Tap ingest: signed envelopes in, one stored row and one receipt per envelope out."""

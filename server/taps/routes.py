@@ -1,0 +1,21 @@
+"""Tap upload endpoint."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from schemas.messages import BatchReceipt, TapBatch
+from server.deps import ClockDep, KeyringDep, SessionDep, SettingsDep
+from server.taps.service import ingest_batch
+
+router = APIRouter(prefix="/api/v1", tags=["taps"])
+
+
+@router.post("/taps")
+def upload_taps(
+    batch: TapBatch, session: SessionDep, keyring: KeyringDep, settings: SettingsDep, clock: ClockDep
+) -> BatchReceipt:
+    """Store a batch of signed taps; one receipt per envelope, whatever each one's fate."""
+    return ingest_batch(
+        session, batch, keyring=keyring, received_at=clock(), max_clock_skew=settings.max_clock_skew
+    )

@@ -1,0 +1,1 @@
+"""Venues: where kiosks stand and events take place."""
