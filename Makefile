@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed-stamp
 
 # Kiosk/simulator stack: pcscd + the vpcd virtual reader driver; pyscard builds from source (swig).
 SYSTEM_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig build-essential pkg-config python3-venv python3-dev
-# Only the tests need these: PostgreSQL, and pdftotext to read exported PDFs back.
-TEST_PACKAGES := postgresql poppler-utils
+# Only the tests need these: PostgreSQL, pdftotext to read exported PDFs back, and Debian's
+# Chromium with CJK fonts for the browser tests (Playwright cannot download its own browser here).
+TEST_PACKAGES := postgresql poppler-utils chromium fonts-noto-cjk
 
 .PHONY: demo test check lint typecheck schemas system-deps test-system-deps pcscd postgres venv clean
 

@@ -6,6 +6,7 @@ from sqlalchemy import MetaData
 from sqlmodel import SQLModel
 
 from server.attendance.models import Attendance
+from server.audit.models import AuditEntry
 from server.auth.models import ApiToken
 from server.cards.models import CardBinding
 from server.events.models import Event
@@ -17,6 +18,7 @@ from server.venues.models import Venue
 __all__ = [
     "ApiToken",
     "Attendance",
+    "AuditEntry",
     "CardBinding",
     "EnrollmentCode",
     "Event",
