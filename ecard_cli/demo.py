@@ -100,16 +100,15 @@ def seed(env: dict[str, str]) -> Seeded:
             )
             assert committee.id is not None
             members: list[DemoMember] = []
-            branch_ids = []
+            names = iter(rng.sample([s + g for s in SURNAMES for g in GIVEN], 10 * len(BRANCHES)))
             for branch_name in BRANCHES:
                 branch = add_organisation(
                     session, name=branch_name, kind=OrgKind.BRANCH, parent_id=committee.id, now=now
                 )
                 assert branch.id is not None
-                branch_ids.append(branch.id)
                 for _ in range(10):
                     n = len(members) + 1
-                    name = rng.choice(SURNAMES) + rng.choice(GIVEN)
+                    name = next(names)
                     category = MemberCategory.PROBATIONARY if n % 9 == 0 else MemberCategory.FULL
                     member = add_member(
                         session, name=name, org_id=branch.id, category=category, joined_org_at=None, now=now
