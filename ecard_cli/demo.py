@@ -71,6 +71,7 @@ def _card_for(n: int) -> TUnionCard:
 
 def seed(env: dict[str, str]) -> Seeded:
     """Migrate and fill the demo database through the same services the admin CLI uses."""
+    from server.audit.service import CLI_ACTOR
     from server.auth.service import create_token
     from server.cards.service import bind_card
     from server.config import ServerSettings, load_secret_key
@@ -145,6 +146,7 @@ def seed(env: dict[str, str]) -> Seeded:
                 venue_id=venue.id,
                 now=now,
                 code_ttl=settings.enrollment_code_ttl,
+                actor=CLI_ACTOR,
             )
             token = create_token(
                 session, keyring=keyring, role=TokenRole.ADMIN, org_id=None, label="demo", now=now

@@ -21,6 +21,8 @@ SW_INS_NOT_SUPPORTED = b"\x6d\x00"
 SW_CLA_NOT_SUPPORTED = b"\x6e\x00"
 SW_FUNCTION_NOT_SUPPORTED = b"\x6a\x81"
 SW_WRONG_LENGTH = b"\x67\x00"
+SW_CONDITIONS_NOT_SATISFIED = b"\x69\x85"
+SW_REFERENCED_DATA_NOT_FOUND = b"\x6a\x88"
 
 # ATS: TL=0B, T0=78 (TA,TB,TC present, FSCI 8 = 256 bytes), TA=80, TB=90 (FWI 9), TC=02, 6 historical bytes.
 DEFAULT_HISTORICAL = bytes.fromhex("8031805F7C0B")
@@ -139,13 +141,21 @@ class VirtualCard:
 
 @dataclass
 class TUnionCard(VirtualCard):
-    """A China T-Union (交通联合) 易通卡: PPSE, the T-Union ADF, EF15, EF17, EF18, balance."""
+    """A China T-Union (交通联合) 易通卡: PPSE, the T-Union ADF, EF15, EF17, EF18, balance.
+
+    With an ``auth_key`` (see :func:`issued_card`) the card answers INTERNAL AUTHENTICATE
+    ``00 88 00 <auth_key_id> 10 <16-byte challenge> 00`` inside the T-Union application with the
+    16-byte SM4-CMAC of the challenge under that key. Without one it answers ``6D 00``, as a card
+    (or a clone) without an issuer key does.
+    """
 
     card_no: str = "3104390012345678901"
     city_code: str = XIAMEN_CITY_CODE
     balance_fen: int = 2755
     start_date: str = "20200101"
     expiry_date: str = "20391231"
+    auth_key: bytes | None = field(default=None, repr=False)
+    auth_key_id: int = 1
     _selected: str = field(default="mf", repr=False)
 
     def __post_init__(self) -> None:
@@ -199,7 +209,21 @@ class TUnionCard(VirtualCard):
             if apdu.le not in (4, 8):
                 return SW_WRONG_LENGTH
             return os.urandom(apdu.le) + SW_OK
+        if apdu.ins == 0x88 and self.auth_key is not None:
+            return self._internal_authenticate(apdu)
         return SW_INS_NOT_SUPPORTED
+
+    def _internal_authenticate(self, apdu: Apdu) -> bytes:
+        from firmware_sim.issuer import internal_auth_mac
+
+        assert self.auth_key is not None
+        if self._selected != "tunion":
+            return SW_CONDITIONS_NOT_SATISFIED
+        if apdu.p1 != 0x00 or apdu.p2 != self.auth_key_id:
+            return SW_REFERENCED_DATA_NOT_FOUND
+        if len(apdu.data) != 16:
+            return SW_WRONG_LENGTH
+        return respond(internal_auth_mac(self.auth_key, apdu.data), apdu.le)
 
     def _select(self, apdu: Apdu) -> bytes:
         if apdu.p1 == 0x04:
@@ -258,3 +282,10 @@ def uid_only_card(uid: bytes) -> VirtualCard:
 
 def xiamen_card(card_no: str, uid: bytes) -> TUnionCard:
     return TUnionCard(uid=uid, card_no=card_no)
+
+
+def issued_card(card_no: str, uid: bytes, master_key: bytes, *, key_id: int = 1) -> TUnionCard:
+    """A genuine card of the issuer holding *master_key*: it carries its diversified key."""
+    from firmware_sim.issuer import card_key
+
+    return TUnionCard(uid=uid, card_no=card_no, auth_key=card_key(master_key, card_no), auth_key_id=key_id)

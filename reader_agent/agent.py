@@ -12,6 +12,10 @@ Reader failures never stop the loop:
 * ``CardReadError``: "读卡失败，请重新刷卡"; the reader stays open.
 
 The loop is single-threaded; the uploader runs on its own thread and is owned by the caller.
+
+Every reader that can (pcsc, nfc) is told to challenge T-Union cards on this kiosk's behalf
+(``reader_agent.cardapp.CardChallenger``): the card's answer travels in the signed tap and the
+server has the issuer check it. Serial UID readers cannot, and their taps carry no answer.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Protocol
 from pydantic import ValidationError
 
 from reader_agent import feedback
+from reader_agent.cardapp import CardChallenger, ChallengesCards
 from reader_agent.feedback import Feedback, FeedbackStatus
 from reader_agent.outbox import Outbox, OutboxError, Sealer
 from reader_agent.readers.base import CardRead, CardReadError, Reader, ReaderError
@@ -95,6 +100,8 @@ class Agent:
                         stop.wait(self._reader_retry.next_delay())
                         continue
                     reported_failure = None
+                    if isinstance(reader, ChallengesCards):
+                        reader.use_card_challenges(CardChallenger(self._kiosk_id))
                     self._emit(Feedback(FeedbackStatus.READY, f"请刷卡 (ready: {reader.name})"))
                 try:
                     read = reader.poll(self._poll_timeout_s)

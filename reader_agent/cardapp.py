@@ -3,15 +3,23 @@
 It speaks APDUs through a ``transmit`` function and knows the China T-Union application:
 SELECT by AID, card facts from FCI tag 9F0C or, failing that, READ BINARY of EF15 (SFI 0x15).
 A card without the application is identified by its UID alone. See card-protocols.md §1.
+
+Given a :class:`CardChallenger`, a T-Union card is also asked to prove it holds its issuer key:
+INTERNAL AUTHENTICATE with a challenge derived from the kiosk id and a fresh random nonce
+(:func:`schemas.card_auth_challenge`). The kiosk only relays the answer; the server has the
+issuer check it. Kiosks never hold card keys.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from reader_agent.readers.base import CardTimeout
-from schemas import CardApplication, CardFacts
+from schemas import CardApplication, CardAuth, CardFacts, card_auth_challenge
+from schemas.messages import CARD_AUTH_NONCE_BYTES
 
 Transmit = Callable[[bytes], bytes]
 """Send one C-APDU, return the R-APDU including SW1 SW2. Backends raise ReaderError subclasses."""
@@ -23,6 +31,28 @@ GET_UID = bytes.fromhex("FFCA000000")
 EF15_LENGTH = 30
 
 SW_OK = b"\x90\x00"
+
+INTERNAL_AUTHENTICATE = 0x88
+DEFAULT_AUTH_KEY_ID = 0x01
+MAX_AUTH_RESPONSE = 64  # the wire contract's limit; a longer answer is no MAC we know
+
+
+@dataclass(frozen=True, slots=True)
+class CardChallenger:
+    """What a kiosk needs to challenge cards: its id and randomness. It holds no card key."""
+
+    kiosk_id: str
+    key_id: int = DEFAULT_AUTH_KEY_ID
+    random_bytes: Callable[[int], bytes] = secrets.token_bytes
+
+
+@runtime_checkable
+class ChallengesCards(Protocol):
+    """A reader that can put a kiosk's challenge to the cards it reads (pcsc and nfc can)."""
+
+    def use_card_challenges(self, challenger: CardChallenger | None) -> None:
+        """Challenge every T-Union card read from now on (None: stop challenging)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,14 +162,46 @@ def read_tunion(transmit: Transmit) -> TUnionData | None:
         return None
 
 
-def card_facts(uid: bytes, transmit: Transmit | None) -> CardFacts:
-    """The facts a kiosk reports for a card: T-Union data when present, else the UID alone."""
+def authenticate(transmit: Transmit, challenger: CardChallenger) -> CardAuth:
+    """Challenge the selected T-Union application; a refusal is reported, not raised.
+
+    A card that answers with an error status (``6D 00``: it has no such command) is recorded as
+    such: the server decides what a missing answer means for this card's binding.
+
+    Raises:
+        CardTimeout: the card stopped answering (no status word); the presentation is spent.
+    """
+    nonce = challenger.random_bytes(CARD_AUTH_NONCE_BYTES)
+    challenge = card_auth_challenge(challenger.kiosk_id, nonce)
+    apdu = bytes([0x00, INTERNAL_AUTHENTICATE, 0x00, challenger.key_id, len(challenge)]) + challenge + b"\x00"
+    nonce_hex = nonce.hex().upper()
+    try:
+        answer = exchange(transmit, apdu)
+    except ApduError as exc:
+        return CardAuth(key_id=challenger.key_id, nonce=nonce_hex, status=exc.sw.hex().upper())
+    usable = 1 <= len(answer) <= MAX_AUTH_RESPONSE
+    return CardAuth(
+        key_id=challenger.key_id,
+        nonce=nonce_hex,
+        status=SW_OK.hex().upper(),
+        response=answer.hex().upper() if usable else None,
+    )
+
+
+def card_facts(uid: bytes, transmit: Transmit | None, challenger: CardChallenger | None = None) -> CardFacts:
+    """The facts a kiosk reports for a card: T-Union data when present, else the UID alone.
+
+    With a *challenger*, a T-Union card is also asked for its answer to a fresh challenge.
+    """
     tunion = read_tunion(transmit) if transmit is not None else None
     if tunion is None:
         return CardFacts(uid=uid.hex().upper(), application=CardApplication.UID_ONLY)
+    assert transmit is not None
+    auth = authenticate(transmit, challenger) if challenger is not None else None
     return CardFacts(
         uid=uid.hex().upper(),
         application=CardApplication.TUNION,
         card_no=tunion.card_no,
         city_code=tunion.city_code,
+        auth=auth,
     )

@@ -1,4 +1,5 @@
-"""``ecard agent``: enroll a kiosk, run it, show its state.
+"""``ecard agent``: enroll a kiosk, run it (with its local screen and heartbeats), rotate its key,
+show its state.
 
 Only typer is imported at module level; each command imports what it uses when it runs. Feedback
 lines go to stdout (flushed at once, so a parent process sees each tap as it happens); logs go
@@ -29,6 +30,7 @@ EXIT_USAGE = 2
 class ModeOption(enum.StrEnum):
     CHECKIN = "checkin"
     TRANSFER_IN = "transfer-in"
+    ENROL = "enrol"
 
 
 class BadReaderSpec(Exception):
@@ -81,23 +83,45 @@ def run(
     server: str | None = typer.Option(
         None, help="Use this server URL instead of the one stored at enrollment."
     ),
-    mode: ModeOption | None = typer.Option(None, help="What a tap means: checkin (default) or transfer-in."),
+    mode: ModeOption | None = typer.Option(
+        None,
+        help="What a tap means: checkin (default), transfer-in, or enrol (bind the card a secretary "
+        "is waiting for on the web; never attendance).",
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print each feedback line as a JSON object."),
+    screen_port: int | None = typer.Option(
+        None,
+        help="Serve the kiosk screen on http://127.0.0.1:PORT/ (default 8765; 0: no screen). "
+        "Show it with: chromium --kiosk --app=http://127.0.0.1:8765/",
+    ),
+    heartbeat_interval: float | None = typer.Option(
+        None, help="Seconds between signed heartbeats to the server (default 60; 0: none)."
+    ),
 ) -> None:
     """Read cards, sign and store each tap, upload in the background; Ctrl-C or SIGTERM stops."""
+    import contextlib
     import logging
     import signal
     import threading
 
     from reader_agent.agent import Agent
     from reader_agent.feedback import Feedback
+    from reader_agent.heartbeat import HeartbeatSender, ReaderWatch
     from reader_agent.outbox import Outbox, OutboxError
     from reader_agent.readers import BACKENDS, Reader, open_reader
+    from reader_agent.rotation import next_key_path, rotation_unfinished
+    from reader_agent.screen import Connectivity, ScreenError, ScreenRefresher, ScreenServer, ScreenState
     from reader_agent.signing import KeyFileError, load_key_file
     from reader_agent.state import StateDir, StateError, load_enrollment, run_lock
     from reader_agent.uploader import Backoff, Uploader
 
-    overrides: dict[str, Any] = {"state_dir": state_dir, "reader": reader, "server_url": server}
+    overrides: dict[str, Any] = {
+        "state_dir": state_dir,
+        "reader": reader,
+        "server_url": server,
+        "screen_port": screen_port,
+        "heartbeat_interval_s": heartbeat_interval,
+    }
     if mode is not None:
         overrides["mode"] = mode.value.replace("-", "_")
     if json_output:
@@ -114,6 +138,13 @@ def run(
     log = logging.getLogger("reader_agent")
 
     state = StateDir(settings.state_dir)
+    if rotation_unfinished(state):
+        # The server may have retired the current key already: taps signed with it would be lost.
+        _fail(
+            "rotation_unfinished",
+            f"a key rotation is unfinished ({next_key_path(state)} exists); "
+            "run `ecard agent rotate-key` to finish it",
+        )
     try:
         enrollment = load_enrollment(state)
         key = load_key_file(state.key_path)
@@ -134,8 +165,24 @@ def run(
         )
     server_url = settings.server_url or enrollment.server_url
 
+    reader_watch = ReaderWatch()
+    connectivity = Connectivity()
+    screen_state = (
+        ScreenState(
+            kiosk_name=enrollment.kiosk_name,
+            venue_name=enrollment.venue_name,
+            mode=settings.mode,
+            now=local_now,
+        )
+        if settings.screen_port
+        else None
+    )
+
     def emit(line: Feedback) -> None:
         print(line.to_json() if settings.json_output else line.to_text(), flush=True)
+        reader_watch.observe(line)
+        if screen_state is not None:
+            screen_state.observe(line)
 
     def open_configured_reader() -> Reader:
         try:
@@ -149,6 +196,7 @@ def run(
             run_lock(state),
             Outbox.open(state.outbox_path) as outbox,
             _http_client(server_url, settings) as client,
+            contextlib.ExitStack() as services,
         ):
             uploader = Uploader(
                 client,
@@ -158,7 +206,39 @@ def run(
                 retry=Backoff(settings.upload_retry_initial_s, settings.upload_retry_max_s),
                 incompatible_retry_s=settings.upload_incompatible_retry_s,
                 idle_recheck_s=settings.upload_idle_recheck_s,
+                on_result=connectivity.upload_result,
             )
+            if settings.heartbeat_interval_s > 0:
+                heartbeat = HeartbeatSender(
+                    client,
+                    key,
+                    kiosk_id=enrollment.kiosk_id,
+                    mode=settings.mode,
+                    agent_version=_agent_version(),
+                    interval_s=settings.heartbeat_interval_s,
+                    outbox_stats=outbox.stats,
+                    reader_state=lambda: reader_watch.state,
+                    reader_name=settings.reader,
+                    now=local_now,
+                    on_result=connectivity.heartbeat_result,
+                )
+                heartbeat.start()
+                services.callback(heartbeat.stop)
+            if screen_state is not None:
+                screen = ScreenServer(screen_state, port=settings.screen_port)
+                try:
+                    screen.start()
+                except ScreenError as exc:
+                    # The screen is a convenience; taps must be recorded without it.
+                    log.error("%s; running without the kiosk screen", exc.message)
+                else:
+                    services.callback(screen.stop)
+                    refresher = ScreenRefresher(
+                        screen_state, pending=outbox.pending_count, connectivity=connectivity
+                    )
+                    refresher.start()
+                    services.callback(refresher.stop)
+                    log.info("kiosk screen at %s", screen.url)
             agent = Agent(
                 open_reader=open_configured_reader,
                 outbox=outbox,
@@ -195,6 +275,32 @@ def run(
                     signal.signal(sig, handler)
     except (StateError, OutboxError) as exc:
         _fail(exc.code, exc.message)
+
+
+@app.command("rotate-key")
+def rotate_key(
+    state_dir: Path | None = typer.Option(None, help=STATE_DIR_HELP),
+    server: str | None = typer.Option(
+        None, help="Use this server URL instead of the one stored at enrollment."
+    ),
+) -> None:
+    """Replace this kiosk's key with a new one; stop the agent first. Taps already stored still upload."""
+    from reader_agent.outbox import OutboxError
+    from reader_agent.rotation import RotationError
+    from reader_agent.rotation import rotate_key as rotate_kiosk_key
+    from reader_agent.signing import KeyFileError
+    from reader_agent.state import StateDir, StateError, load_enrollment, run_lock
+
+    settings = _settings(state_dir=state_dir, server_url=server)
+    state = StateDir(settings.state_dir)
+    try:
+        server_url = settings.server_url or load_enrollment(state).server_url
+        with run_lock(state), _http_client(server_url, settings) as client:
+            rotation = rotate_kiosk_key(client, state=state, now=local_now)
+    except (RotationError, StateError, KeyFileError, OutboxError) as exc:
+        _fail(exc.code, f"密钥轮换失败 (key rotation failed): {exc.message}")
+    print(f"密钥已轮换 (key rotated): {rotation.previous_kid} -> {rotation.kid}", flush=True)
+    print(f"taps up to seq {rotation.last_seq} stay signed by the previous key", flush=True)
 
 
 @app.command()

@@ -51,6 +51,12 @@ class AgentSettings(BaseSettings):
     upload_idle_recheck_s: float = Field(default=30.0, gt=0)
     reader_retry_initial_s: float = Field(default=0.5, gt=0)
     reader_retry_max_s: float = Field(default=10.0, gt=0)
+    heartbeat_interval_s: float = Field(
+        default=60.0, ge=0, le=86400, description="Seconds between signed heartbeats; 0 sends none."
+    )
+    screen_port: int = Field(
+        default=8765, ge=0, le=65535, description="Port of the kiosk screen on 127.0.0.1; 0 serves none."
+    )
 
     @field_validator("server_url")
     @classmethod

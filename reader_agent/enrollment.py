@@ -82,7 +82,8 @@ def enroll(
         enrolled_at=granted.server_time,
     )
     # The outbox is created now so that `run` can tell "never used" from "lost" (see cli.run).
-    Outbox.open(state.outbox_path).close()
+    with Outbox.open(state.outbox_path) as outbox:
+        outbox.continue_from(granted.first_seq)
     save_enrollment(state, enrollment)
     return enrollment
 

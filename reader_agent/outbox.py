@@ -202,6 +202,14 @@ class Outbox:
                 changed += cursor.rowcount
         return changed
 
+    def continue_from(self, first_seq: int) -> None:
+        """Make the next tap carry at least *first_seq* (a replacement device continuing a kiosk's
+        numbering); never moves the counter backwards."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE seq_counter SET last_seq = max(last_seq, ?) WHERE only_row = 1", (first_seq - 1,)
+            )
+
     def receipt(self, seq: int) -> TapReceipt | None:
         """The server's receipt for tap *seq*, or None while it is pending (or unknown)."""
         with self._read() as db:

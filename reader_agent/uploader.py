@@ -95,6 +95,7 @@ class Uploader:
         retry: Backoff | None = None,
         incompatible_retry_s: float = 600.0,
         idle_recheck_s: float = 30.0,
+        on_result: Callable[[UploadResult], None] | None = None,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH_SIZE:
             raise ValueError(f"batch_size must be within 1..{MAX_BATCH_SIZE}")
@@ -105,6 +106,8 @@ class Uploader:
         self._retry = retry or Backoff(1.0, 60.0)
         self._incompatible_retry_s = incompatible_retry_s
         self._idle_recheck_s = idle_recheck_s
+        # Told about every background round (the kiosk screen's offline indicator listens).
+        self._on_result = on_result
 
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -244,6 +247,8 @@ class Uploader:
             log.exception("uploader round crashed; retrying later")
             result = UploadResult(UploadOutcome.RETRY, code="uploader_crashed", detail=type(exc).__name__)
         self._report(result)
+        if self._on_result is not None:
+            self._on_result(result)
         with self._attempt_done:
             if result.outcome in (UploadOutcome.RETRY, UploadOutcome.INCOMPATIBLE):
                 self._last_failed_attempt = attempt

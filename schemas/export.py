@@ -8,7 +8,19 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from schemas.messages import BatchReceipt, EnrollRequest, EnrollResponse, SignedEnvelope, TapBatch, TapPayload
+from schemas.messages import (
+    BatchReceipt,
+    EnrollRequest,
+    EnrollResponse,
+    HeartbeatAck,
+    HeartbeatPayload,
+    KeyRotationPayload,
+    KeyRotationRequest,
+    KeyRotationResponse,
+    SignedEnvelope,
+    TapBatch,
+    TapPayload,
+)
 
 EXPORTED: dict[str, type[BaseModel]] = {
     "tap_payload.v1": TapPayload,
@@ -17,6 +29,11 @@ EXPORTED: dict[str, type[BaseModel]] = {
     "batch_receipt.v1": BatchReceipt,
     "enroll_request.v1": EnrollRequest,
     "enroll_response.v1": EnrollResponse,
+    "heartbeat_payload.v1": HeartbeatPayload,
+    "heartbeat_ack.v1": HeartbeatAck,
+    "key_rotation_payload.v1": KeyRotationPayload,
+    "key_rotation_request.v1": KeyRotationRequest,
+    "key_rotation_response.v1": KeyRotationResponse,
 }
 
 JSON_DIR = Path(__file__).with_name("json")

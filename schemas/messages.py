@@ -3,7 +3,9 @@
 A tap travels as a :class:`SignedEnvelope`: ``payload`` is the base64url encoding of the exact
 UTF-8 JSON bytes of a :class:`TapPayload`, and ``sig`` is an Ed25519 signature over those bytes
 by the kiosk key named by ``kid``. The server verifies the bytes before it parses them, so the
-payload is never re-serialised to be checked.
+payload is never re-serialised to be checked. Heartbeats (:class:`HeartbeatPayload`) and key
+rotations (:class:`KeyRotationPayload`) travel in the same envelope form; each payload kind has
+its own required fields and forbids others, so one kind never parses as another.
 """
 
 from __future__ import annotations
@@ -46,6 +48,61 @@ class ReaderBackend(StrEnum):
 class TapMode(StrEnum):
     CHECKIN = "checkin"
     TRANSFER_IN = "transfer_in"
+    # Bind this card to the member a secretary is enrolling on the web; never counts as attendance.
+    ENROL = "enrol"
+
+
+class CardAuthAlgorithm(StrEnum):
+    """How the card computes its answer to the challenge (the issuer knows the key behind it)."""
+
+    SM4_CMAC = "sm4-cmac"  # 16-byte SM4-CMAC under the card's key, diversified from the issuer's
+
+
+CARD_AUTH_NONCE_BYTES = 16
+CARD_AUTH_CHALLENGE_BYTES = 16
+_CARD_AUTH_CONTEXT = b"ecard/card-auth/v1"
+
+
+class CardAuth(_Message):
+    """The kiosk's challenge to the card's issuer key, and what the card answered.
+
+    The kiosk draws a fresh random ``nonce`` per presentation and sends the card
+    :func:`card_auth_challenge` (kiosk id, nonce) in an INTERNAL AUTHENTICATE command; the card
+    answers with a MAC under its own key, which only the issuer can check. The kiosk holds no
+    card key. The challenge itself is not sent: the server recomputes it from the signed
+    payload, so an answer is bound to the kiosk that asked for it.
+    """
+
+    algorithm: CardAuthAlgorithm = CardAuthAlgorithm.SM4_CMAC
+    key_id: int = Field(ge=0, le=255, description="Key the kiosk asked for (P2 of INTERNAL AUTHENTICATE).")
+    nonce: Annotated[str, StringConstraints(pattern=r"^[0-9A-F]{32}$")] = Field(
+        description="The kiosk's 16 random bytes for this presentation, upper-case hex."
+    )
+    status: Annotated[str, StringConstraints(pattern=r"^[0-9A-F]{4}$")] = Field(
+        description="The card's status word, upper-case hex: 9000 when it answered, e.g. 6D00 when it cannot."
+    )
+    response: Annotated[str, StringConstraints(pattern=r"^(?:[0-9A-F]{2}){1,64}$")] | None = Field(
+        default=None, description="The card's answer (upper-case hex); null when it gave none."
+    )
+
+
+def card_auth_challenge(kiosk_id: str, nonce: bytes) -> bytes:
+    """The 16-byte challenge a kiosk puts to a card: SM3(context ‖ len16 ‖ kiosk id ‖ nonce)[:16].
+
+    Why derived, and not just random: an answer is only good for the kiosk that asked. Someone
+    who copies a (nonce, answer) pair out of kiosk A's outbox cannot present it as a tap of
+    kiosk B: the server derives B's challenge from the same nonce and the card's MAC no longer
+    fits. Freshness comes from the kiosk's random nonce, which a clone cannot predict, and from
+    the server accepting each challenge once; a pair replayed as a new tap of the same kiosk is
+    refused as already used. (The seq would make the challenge unique without server state,
+    but it is only allocated when the tap is committed, after the card has left the reader.)
+    """
+    from cryptography.hazmat.primitives import hashes
+
+    kiosk = kiosk_id.encode()
+    digest = hashes.Hash(hashes.SM3())
+    digest.update(_CARD_AUTH_CONTEXT + len(kiosk).to_bytes(2, "big") + kiosk + nonce)
+    return digest.finalize()[:CARD_AUTH_CHALLENGE_BYTES]
 
 
 class CardFacts(_Message):
@@ -58,6 +115,11 @@ class CardFacts(_Message):
     )
     city_code: CityCode | None = Field(
         default=None, description="GB/T 13497 city code from EF15 bytes 2..3 (Xiamen: 3930)."
+    )
+    auth: CardAuth | None = Field(
+        default=None,
+        description="The card's answer to the kiosk's challenge; null when the kiosk did not ask "
+        "(a UID-only reader, a card without the T-Union application).",
     )
 
 
@@ -86,7 +148,9 @@ class SignedEnvelope(_Message):
     kid: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
         description="Key id of the kiosk key that made the signature."
     )
-    payload: Base64Url = Field(description="base64url (no padding) of the TapPayload JSON bytes.")
+    payload: Base64Url = Field(
+        description="base64url (no padding) of the signed payload's JSON bytes (a TapPayload in a batch)."
+    )
     sig: Base64Url = Field(description="base64url (no padding) of the Ed25519 signature over those bytes.")
 
     def payload_bytes(self) -> bytes:
@@ -144,6 +208,99 @@ class EnrollResponse(_Message):
     kid: str
     kiosk_name: str
     venue_name: str
+    server_time: AwareDatetime
+    first_seq: int = Field(
+        default=1,
+        ge=1,
+        description="The seq of this device's first tap: a replacement device enrolled for an existing "
+        "kiosk continues after the last seq the server received, so its taps never collide.",
+    )
+
+
+class ReaderState(StrEnum):
+    """The kiosk's reader as its agent last saw it."""
+
+    STARTING = "starting"  # no reader opened yet since the agent started
+    READY = "ready"  # open and polling for cards
+    UNAVAILABLE = "unavailable"  # cannot be opened (no device, no permission, pcscd down)
+    DISCONNECTED = "disconnected"  # was open, then lost; the agent keeps reopening it
+    FAILED = "failed"  # any other reader error
+
+
+BootId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+
+
+class HeartbeatPayload(_Message):
+    """A kiosk's periodic health report, signed by the kiosk key and sent in a SignedEnvelope.
+
+    ``boot_id`` and ``counter`` order the heartbeats of one agent run, so a replayed old
+    heartbeat cannot make a dead kiosk look alive.
+    """
+
+    schema_version: Literal[1] = 1
+    kind: Literal["heartbeat"] = "heartbeat"
+    kiosk_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    boot_id: BootId = Field(description="Random per agent start (32 lower-case hex digits).")
+    counter: int = Field(ge=1, le=2**63 - 1, description="1 for the first heartbeat of a boot, then +1.")
+    sent_at: AwareDatetime = Field(description="Kiosk wall-clock time when the heartbeat was sent.")
+    interval_s: float = Field(gt=0, le=86400, description="How often this kiosk sends heartbeats.")
+    previous_round_trip_ms: int | None = Field(
+        default=None,
+        ge=0,
+        le=600_000,
+        description="Round trip of this boot's previous heartbeat; narrows the clock offset estimate.",
+    )
+    mode: TapMode
+    outbox_pending: int = Field(ge=0, description="Signed taps waiting for upload.")
+    oldest_pending_age_s: float | None = Field(
+        default=None, ge=0, description="Age of the oldest waiting tap, by the kiosk clock."
+    )
+    last_seq: int = Field(ge=0, le=2**63 - 1, description="Last seq the kiosk allocated (0: none yet).")
+    agent_version: Annotated[str, StringConstraints(max_length=64)] = ""
+    reader_state: ReaderState
+    reader_name: Annotated[str, StringConstraints(max_length=200)] = ""
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=False).encode()
+
+
+class HeartbeatAck(_Message):
+    schema_version: Literal[1] = 1
+    server_time: AwareDatetime = Field(description="When the server received the heartbeat.")
+    clock_offset_ms: int = Field(description="The server's estimate of server clock minus kiosk clock.")
+
+
+class KeyRotationPayload(_Message):
+    """A kiosk asking to replace its key; signed by the key being replaced."""
+
+    schema_version: Literal[1] = 1
+    kind: Literal["key_rotation"] = "key_rotation"
+    kiosk_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    new_public_key: Base64Url = Field(description="base64url of the new raw 32-byte Ed25519 public key.")
+    last_seq: int = Field(
+        ge=0,
+        le=2**63 - 1,
+        description="Last seq signed with the old key; old-key taps above it are refused afterwards.",
+    )
+    requested_at: AwareDatetime
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=False).encode()
+
+
+class KeyRotationRequest(_Message):
+    schema_version: Literal[1] = 1
+    envelope: SignedEnvelope = Field(description="The KeyRotationPayload, signed by the current key.")
+    new_key_sig: Base64Url = Field(
+        description="The new key's signature over the same payload bytes (proof it holds that key)."
+    )
+
+
+class KeyRotationResponse(_Message):
+    schema_version: Literal[1] = 1
+    kiosk_id: str
+    kid: str = Field(description="Key id of the new key: taps are signed with it from now on.")
+    previous_kid: str
     server_time: AwareDatetime
 
 

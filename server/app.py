@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,14 +11,25 @@ from fastapi import FastAPI
 from pydantic import AwareDatetime, BaseModel
 
 from server.attendance.routes import router as attendance_router
+from server.attendance.unmatched import purge_periodically
+from server.cards.checks import CardCheckPolicy
+from server.cards.issuer import HttpIssuerVerifier, IssuerVerifier
 from server.clock import Clock, utc_now
 from server.config import ServerSettings, load_secret_key
 from server.db import describe_url, make_engine
 from server.deps import ClockDep
 from server.errors import register_error_handlers
 from server.keyring import Keyring
+from server.kiosks.routes import enrol_router
 from server.kiosks.routes import router as kiosks_router
+from server.leave.routes import router as leave_router
+from server.ledgers.routes import router as ledgers_router
+from server.live import TapFeed
+from server.reminders.routes import router as reminders_router
+from server.roster.routes import router as roster_router
 from server.taps.routes import router as taps_router
+from server.transfers.routes import router as transfers_router
+from server.web.app import mount_web_app
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +39,14 @@ class Health(BaseModel):
     server_time: AwareDatetime
 
 
-def create_app(settings: ServerSettings, *, clock: Clock = utc_now) -> FastAPI:
+def create_app(
+    settings: ServerSettings, *, clock: Clock = utc_now, issuer: IssuerVerifier | None = None
+) -> FastAPI:
     """Build the API. The engine and keyring are made in the lifespan, not here.
 
     The database must already be migrated (``ecard server run`` migrates before serving).
+    *issuer* checks cards' challenge answers; by default an HTTP client of ``ECARD_ISSUER_URL``
+    when that is set, else none (taps then reach ``card-number`` at most).
     """
 
     @asynccontextmanager
@@ -39,17 +55,38 @@ def create_app(settings: ServerSettings, *, clock: Clock = utc_now) -> FastAPI:
         app.state.clock = clock
         app.state.keyring = Keyring(load_secret_key(settings))
         app.state.engine = make_engine(settings.database_url)
+        app.state.tap_feed = TapFeed()
+        own_issuer = (
+            HttpIssuerVerifier(settings.issuer_url, timeout=settings.issuer_timeout)
+            if issuer is None and settings.issuer_url
+            else None
+        )
+        app.state.card_policy = CardCheckPolicy(minimum=settings.min_card_check, issuer=issuer or own_issuer)
         log.info("database: %s", describe_url(settings.database_url))
+        purging = asyncio.create_task(
+            purge_periodically(app.state.engine, clock=clock, retention=settings.unmatched_retention)
+        )
+        log.info("card checks: minimum %s, issuer %s", settings.min_card_check.value, issuer or own_issuer)
         try:
             yield
         finally:
+            purging.cancel()
             app.state.engine.dispose()
+            if own_issuer is not None:
+                own_issuer.close()
 
     app = FastAPI(title="党员e通卡 check-in server", version="1", lifespan=lifespan)
     register_error_handlers(app)
     app.include_router(kiosks_router)
+    app.include_router(enrol_router)
     app.include_router(taps_router)
     app.include_router(attendance_router)
+    app.include_router(leave_router)
+    app.include_router(ledgers_router)
+    app.include_router(reminders_router)
+    mount_web_app(app)
+    app.include_router(roster_router)
+    app.include_router(transfers_router)
 
     @app.get("/api/v1/health", tags=["health"])
     def health(now: ClockDep) -> Health:

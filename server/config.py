@@ -10,12 +10,14 @@ import logging
 import os
 import secrets
 import stat
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from server.vocabulary import Cadence, CardCheckLevel
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,47 @@ class ServerSettings(BaseSettings):
         default=timedelta(minutes=10), description="How far in the future a kiosk's tap time may be."
     )
     timezone: str = Field(default="Asia/Shanghai", description="For naive CLI times and for display.")
+    unmatched_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="Days a tap outside every check-in window keeps its card digest before it is purged "
+        "(unless a secretary assigns it to an event).",
+    )
+    lecture_cadence: Cadence = Field(
+        default=Cadence.QUARTERLY,
+        description="How often a branch must hold a 党课 (monthly, quarterly, yearly): a local rule.",
+    )
+    min_card_check: CardCheckLevel = Field(
+        default=CardCheckLevel.UID,
+        description="Weakest card check a tap may pass with (uid, card-number, issuer-mac); "
+        "taps below it are rejected as weak_card_check.",
+    )
+    issuer_url: str = Field(
+        default="",
+        description="Base URL of the card issuer's verification service; empty: issuer-mac is never reached.",
+    )
+    issuer_timeout: float = Field(
+        default=2.0, gt=0, le=30, description="Seconds to wait for the issuer per card answer."
+    )
+    enrol_session_ttl: timedelta = Field(
+        default=timedelta(minutes=5),
+        description="How long a 刷卡绑定 request waits for the card to be tapped at a kiosk in enrol mode.",
+    )
+    secure_cookies: bool | None = Field(
+        default=None,
+        description="Mark web sign-in cookies Secure; unset: only when the request came over HTTPS.",
+    )
+    transfer_sla_working_days: int = Field(
+        default=5, ge=1, le=60, description="Working days a 组织关系转入 review step may take (then overdue)."
+    )
+    transfer_holidays: list[date] = Field(
+        default_factory=list,
+        description='Public holidays (not working days), JSON: ["2026-10-01", ...], from the yearly notice.',
+    )
+    transfer_makeup_workdays: list[date] = Field(
+        default_factory=list, description="调休: weekend days that are working days, JSON like the holidays."
+    )
 
     @field_validator("secret_key", mode="before")
     @classmethod
@@ -75,6 +118,20 @@ class ServerSettings(BaseSettings):
             raise ValueError(f"unknown timezone {value!r}") from exc
         return value
 
+    @field_validator("issuer_url")
+    @classmethod
+    def _http_issuer_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("the issuer URL must start with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _issuer_for_issuer_mac(self) -> ServerSettings:
+        if self.min_card_check == CardCheckLevel.ISSUER_MAC and not self.issuer_url:
+            raise ValueError("ECARD_MIN_CARD_CHECK=issuer-mac needs ECARD_ISSUER_URL (the card issuer)")
+        return self
+
     @model_validator(mode="after")
     def _resolve_database_url(self) -> ServerSettings:
         if not self.database_url:
@@ -85,6 +142,10 @@ class ServerSettings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def unmatched_retention(self) -> timedelta:
+        return timedelta(days=self.unmatched_retention_days)
 
 
 def normalise_database_url(url: str) -> str:

@@ -14,11 +14,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
 from server.auth.service import Principal, authenticate_token
+from server.cards.checks import CardCheckPolicy
 from server.clock import Clock
 from server.config import ServerSettings
 from server.db import unit_of_work
 from server.errors import NotAuthenticated
 from server.keyring import Keyring
+from server.live import TapFeed
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -42,6 +44,16 @@ def get_clock(request: Request) -> Clock:
     return clock
 
 
+def get_card_policy(request: Request) -> CardCheckPolicy:
+    policy: CardCheckPolicy = request.app.state.card_policy
+    return policy
+
+
+def get_tap_feed(request: Request) -> TapFeed:
+    feed: TapFeed = request.app.state.tap_feed
+    return feed
+
+
 # scope="function": commit before the response is sent. With the default ("request") scope the
 # commit would run after the client already had its 200, and a kiosk would drop taps that a
 # failed commit never stored.
@@ -49,6 +61,8 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 KeyringDep = Annotated[Keyring, Depends(get_keyring)]
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
+TapFeedDep = Annotated[TapFeed, Depends(get_tap_feed)]
+CardPolicyDep = Annotated[CardCheckPolicy, Depends(get_card_policy)]
 
 _bearer = HTTPBearer(auto_error=False)
 

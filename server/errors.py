@@ -12,11 +12,27 @@ codes to statuses; :func:`register_error_handlers` renders every error as
   + Conflict: card_already_bound, kiosk_revoked, public_key_in_use
   + enrollment_code_invalid, enrollment_code_expired, enrollment_code_used, bad_public_key
   + not_authenticated, invalid_token, forbidden
+  + roster_unreadable, roster_invalid (with ``problems``), roster_too_large (InvalidInput)
+  + database_not_empty (Conflict)
+  + user_not_found (NotFound), username_taken (Conflict), weak_password (InvalidInput)
+  + invalid_credentials, login_rate_limited, login_required, csrf_failed
+  + transfer_not_found (NotFound); transfer_transition_not_allowed, transfer_already_pending,
+    already_member, letter_missing, letter_expired, probation_overdue, transfer_cure_missing,
+    transfer_card_taken (Conflict); letter_issuer_not_committee, reason_required,
+    placement_required, invalid_placement, applicant_name_required (InvalidInput);
+    transfer_level_forbidden (Forbidden)
+  + unknown_kiosk, bad_signature (401); malformed, kiosk_mismatch (InvalidInput); key_retired,
+    stale_heartbeat, enrol_session_closed (Conflict); enrol_session_not_found (NotFound)
+  + leave_request_not_found, binding_not_found, tap_not_found, committee_seat_not_found,
+    exemption_not_found (NotFound); invalid_period (InvalidInput); leave_already_requested,
+    leave_not_pending, leave_too_late, member_not_expected, already_present, binding_not_active,
+    tap_not_unmatched, tap_purged, tap_card_unbound, member_not_active, already_ended (Conflict)
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -29,6 +45,10 @@ class DomainError(Exception):
     def __init__(self, message: str | None = None) -> None:
         self.message = message or self.default_message
         super().__init__(self.message)
+
+    def extra(self) -> dict[str, Any]:
+        """More JSON fields for the error body, next to ``error`` and ``detail`` (none by default)."""
+        return {}
 
 
 class NotFound(DomainError):
@@ -136,6 +156,288 @@ class Forbidden(DomainError):
     default_message = "无权访问"
 
 
+# --- web users and sign-in (server/users, server/web) ---
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+    default_message = "用户不存在"
+
+
+class UsernameTaken(Conflict):
+    code = "username_taken"
+    default_message = "用户名已被使用"
+
+
+class WeakPassword(InvalidInput):
+    code = "weak_password"
+    default_message = "密码至少10个字符，且不能全是同一字符"
+
+
+class InvalidCredentials(DomainError):
+    code = "invalid_credentials"
+    default_message = "用户名或密码错误"
+
+
+class LoginRateLimited(DomainError):
+    code = "login_rate_limited"
+    default_message = "登录失败次数过多，请15分钟后再试"
+
+
+class LoginRequired(DomainError):
+    code = "login_required"
+    default_message = "请先登录"
+
+
+class CsrfFailed(DomainError):
+    code = "csrf_failed"
+    default_message = "页面已过期或来源不明，请刷新页面后重试"
+
+
+# --- roster import and synthetic data (server/roster, server/synth) ---
+
+
+class RosterUnreadable(InvalidInput):
+    code = "roster_unreadable"
+    default_message = "无法读取花名册：请上传 Excel 2007 及以后的 .xlsx 文件"
+
+
+class RosterInvalid(InvalidInput):
+    """The roster has errors; nothing was imported. ``problems`` lists each one by row and column."""
+
+    code = "roster_invalid"
+    default_message = "花名册有错误，未导入任何数据"
+
+    def __init__(self, message: str | None = None, *, problems: Sequence[Mapping[str, Any]] = ()) -> None:
+        super().__init__(message)
+        self.problems = [dict(problem) for problem in problems]
+
+    def extra(self) -> dict[str, Any]:
+        return {"problems": self.problems}
+
+
+class RosterTooLarge(InvalidInput):
+    code = "roster_too_large"
+    default_message = "花名册文件过大"
+
+
+class DatabaseNotEmpty(Conflict):
+    code = "database_not_empty"
+    default_message = "数据库中已有党组织；合成数据只能写入空数据库"
+
+
+# --- 组织关系转入 (server/transfers) ---
+
+
+class TransferNotFound(NotFound):
+    code = "transfer_not_found"
+    default_message = "转入申请不存在"
+
+
+class TransferTransitionNotAllowed(Conflict):
+    code = "transfer_transition_not_allowed"
+    default_message = "转入申请当前的状态不允许此操作"
+
+
+class TransferAlreadyPending(Conflict):
+    code = "transfer_already_pending"
+    default_message = "此人已有一件正在办理的转入申请"
+
+
+class AlreadyMember(Conflict):
+    code = "already_member"
+    default_message = "此人的组织关系已在本组织，无需转入"
+
+
+class LetterMissing(Conflict):
+    code = "letter_missing"
+    default_message = "尚未录入组织关系介绍信，不能办理"
+
+
+class LetterExpired(Conflict):
+    code = "letter_expired"
+    default_message = "介绍信已过期：须由原所在党支部出具证明并由本人提出申请，或重新开具介绍信"
+
+
+class ProbationOverdue(Conflict):
+    code = "probation_overdue"
+    default_message = "预备期已满但未见转正决定：须出示转正或延长预备期的决定后才能接收"
+
+
+class TransferCureMissing(Conflict):
+    code = "transfer_cure_missing"
+    default_message = "恢复办理须先勾选支部证明和本人申请，或录入重新开具的介绍信"
+
+
+class TransferCardTaken(Conflict):
+    code = "transfer_card_taken"
+    default_message = "申请人刷的卡已绑定到其他党员，请核实后再接收"
+
+
+class LetterIssuerNotCommittee(InvalidInput):
+    code = "letter_issuer_not_committee"
+    default_message = (
+        "介绍信须由具有审批预备党员权限的基层党委或县级以上党委组织部开具；党支部、党总支开具的介绍信不予接收"
+    )
+
+
+class ReasonRequired(InvalidInput):
+    code = "reason_required"
+    default_message = "请填写理由"
+
+
+class PlacementRequired(InvalidInput):
+    code = "placement_required"
+    default_message = "请选择接收的党支部"
+
+
+class InvalidPlacement(InvalidInput):
+    code = "invalid_placement"
+    default_message = "接收的党支部须是本组织下属的党支部或党小组"
+
+
+class ApplicantNameRequired(InvalidInput):
+    code = "applicant_name_required"
+    default_message = "请填写申请人姓名"
+
+
+class TransferLevelForbidden(Forbidden):
+    code = "transfer_level_forbidden"
+    default_message = "此操作须由接收党委（基层党委）的组织员办理"
+
+
+# --- kiosk heartbeats, key rotation, enrol-by-tap sessions (server/kiosks) ---
+
+
+class UnknownKioskKey(DomainError):
+    code = "unknown_kiosk"
+    default_message = "签名密钥不属于任何已登记的终端"
+
+
+class BadSignature(DomainError):
+    code = "bad_signature"
+    default_message = "签名无效"
+
+
+class MalformedMessage(InvalidInput):
+    code = "malformed"
+    default_message = "签名内容无法识别"
+
+
+class KioskMismatch(InvalidInput):
+    code = "kiosk_mismatch"
+    default_message = "消息中的终端与签名密钥的终端不一致"
+
+
+class KeyRetired(Conflict):
+    code = "key_retired"
+    default_message = "该密钥已轮换停用，请使用新密钥"
+
+
+class StaleHeartbeat(Conflict):
+    code = "stale_heartbeat"
+    default_message = "心跳早于已收到的心跳（重放或时钟回拨），已忽略"
+
+
+class EnrolSessionNotFound(NotFound):
+    code = "enrol_session_not_found"
+    default_message = "刷卡绑定请求不存在"
+
+
+class EnrolSessionClosed(Conflict):
+    code = "enrol_session_closed"
+    default_message = "刷卡绑定请求已结束（已绑定、已取消或已过期）"
+
+
+# --- ledgers: members, cards, events, leave, attendance (server/orgs, cards, events, leave,
+# attendance, ledgers, reminders) ---
+
+
+class LeaveRequestNotFound(NotFound):
+    code = "leave_request_not_found"
+    default_message = "请假申请不存在"
+
+
+class CardBindingNotFound(NotFound):
+    code = "binding_not_found"
+    default_message = "卡绑定记录不存在"
+
+
+class TapNotFound(NotFound):
+    code = "tap_not_found"
+    default_message = "刷卡记录不存在"
+
+
+class CommitteeSeatNotFound(NotFound):
+    code = "committee_seat_not_found"
+    default_message = "支委任职记录不存在"
+
+
+class ExemptionNotFound(NotFound):
+    code = "exemption_not_found"
+    default_message = "免于参加组织生活的记录不存在"
+
+
+class InvalidPeriod(InvalidInput):
+    code = "invalid_period"
+    default_message = "期间格式不正确：应为 2026（年）、2026-Q3（季度）或 2026-07（月）"
+
+
+class LeaveAlreadyRequested(Conflict):
+    code = "leave_already_requested"
+    default_message = "该党员已就此活动请假（待审批或已批准）"
+
+
+class LeaveNotPending(Conflict):
+    code = "leave_not_pending"
+    default_message = "该请假申请已处理，不能再次审批"
+
+
+class LeaveTooLate(Conflict):
+    code = "leave_too_late"
+    default_message = "请假须在活动开始前提出；缺席原因请由记录人补录说明"
+
+
+class MemberNotExpected(Conflict):
+    code = "member_not_expected"
+    default_message = "该党员不在此活动的应到名单中"
+
+
+class AlreadyPresent(Conflict):
+    code = "already_present"
+    default_message = "该党员已签到，无需补录"
+
+
+class BindingNotActive(Conflict):
+    code = "binding_not_active"
+    default_message = "该卡绑定已不是有效状态"
+
+
+class TapNotUnmatched(Conflict):
+    code = "tap_not_unmatched"
+    default_message = "只有未匹配到活动的刷卡记录才能归入活动"
+
+
+class TapPurged(Conflict):
+    code = "tap_purged"
+    default_message = "该刷卡记录已超过保存期限，卡号摘要已清除，无法归入活动"
+
+
+class TapCardUnbound(Conflict):
+    code = "tap_card_unbound"
+    default_message = "刷卡时该卡未绑定任何党员，无法归入活动"
+
+
+class MemberNotActive(Conflict):
+    code = "member_not_active"
+    default_message = "该党员当前不在册（已转出、停止党籍或出党）"
+
+
+class AlreadyEnded(Conflict):
+    code = "already_ended"
+    default_message = "该记录已结束"
+
+
 # The one code -> HTTP status table. A test checks every DomainError subclass has a row.
 HTTP_STATUS: dict[str, int] = {
     NotFound.code: 404,
@@ -159,6 +461,57 @@ HTTP_STATUS: dict[str, int] = {
     NotAuthenticated.code: 401,
     InvalidToken.code: 401,
     Forbidden.code: 403,
+    UserNotFound.code: 404,
+    UsernameTaken.code: 409,
+    WeakPassword.code: 400,
+    InvalidCredentials.code: 401,
+    LoginRateLimited.code: 429,
+    LoginRequired.code: 401,
+    CsrfFailed.code: 403,
+    RosterUnreadable.code: 400,
+    RosterInvalid.code: 400,
+    RosterTooLarge.code: 413,
+    DatabaseNotEmpty.code: 409,
+    TransferNotFound.code: 404,
+    TransferTransitionNotAllowed.code: 409,
+    TransferAlreadyPending.code: 409,
+    AlreadyMember.code: 409,
+    LetterMissing.code: 409,
+    LetterExpired.code: 409,
+    ProbationOverdue.code: 409,
+    TransferCureMissing.code: 409,
+    TransferCardTaken.code: 409,
+    LetterIssuerNotCommittee.code: 400,
+    ReasonRequired.code: 400,
+    PlacementRequired.code: 400,
+    InvalidPlacement.code: 400,
+    ApplicantNameRequired.code: 400,
+    TransferLevelForbidden.code: 403,
+    UnknownKioskKey.code: 401,
+    BadSignature.code: 401,
+    MalformedMessage.code: 400,
+    KioskMismatch.code: 400,
+    KeyRetired.code: 409,
+    StaleHeartbeat.code: 409,
+    EnrolSessionNotFound.code: 404,
+    EnrolSessionClosed.code: 409,
+    LeaveRequestNotFound.code: 404,
+    CardBindingNotFound.code: 404,
+    TapNotFound.code: 404,
+    CommitteeSeatNotFound.code: 404,
+    ExemptionNotFound.code: 404,
+    InvalidPeriod.code: 400,
+    LeaveAlreadyRequested.code: 409,
+    LeaveNotPending.code: 409,
+    LeaveTooLate.code: 409,
+    MemberNotExpected.code: 409,
+    AlreadyPresent.code: 409,
+    BindingNotActive.code: 409,
+    TapNotUnmatched.code: 409,
+    TapPurged.code: 409,
+    TapCardUnbound.code: 409,
+    MemberNotActive.code: 409,
+    AlreadyEnded.code: 409,
 }
 
 # Status codes FastAPI/Starlette raise themselves (unknown route, wrong method, bad body).
@@ -180,7 +533,9 @@ def register_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, DomainError)
         headers = {"WWW-Authenticate": "Bearer"} if status_for(exc) == 401 else None
         return JSONResponse(
-            {"error": exc.code, "detail": exc.message}, status_code=status_for(exc), headers=headers
+            {"error": exc.code, "detail": exc.message, **exc.extra()},
+            status_code=status_for(exc),
+            headers=headers,
         )
 
     def invalid_request(_request: Request, exc: Exception) -> JSONResponse:

@@ -15,6 +15,8 @@ from server.migrate import migrate
 
 log = logging.getLogger("server")
 
+GRACEFUL_SHUTDOWN_SECONDS = 3
+
 
 def serve(settings: ServerSettings, *, host: str, port: int, log_level: str = "info") -> None:
     """Migrate the database, then serve until interrupted (blocks).
@@ -30,7 +32,16 @@ def serve(settings: ServerSettings, *, host: str, port: int, log_level: str = "i
         engine.dispose()
     log.info("database %s at revision %s", describe_url(settings.database_url), revision)
 
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_config=None, log_level=log_level)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        log_level=log_level,
+        # Open live-board streams (SSE) never finish on their own; without a bound, a stop would
+        # wait for every browser to go away. Boards reconnect and re-read, so cutting them is safe.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
     server = uvicorn.Server(config)
     threading.Thread(
         target=_announce_when_listening, args=(server,), name="ready-announcer", daemon=True

@@ -33,6 +33,11 @@ class MemberStatus(StrEnum):
     LEFT = "left"
 
 
+class Gender(StrEnum):
+    MALE = "male"  # 男
+    FEMALE = "female"  # 女
+
+
 class BindingStatus(StrEnum):
     ACTIVE = "active"
     LOST = "lost"  # 挂失
@@ -46,6 +51,14 @@ class KioskStatus(StrEnum):
     REVOKED = "revoked"
 
 
+class EnrolSessionStatus(StrEnum):
+    """A bind-card-by-tap request; a pending one past its expiry counts as expired (not stored)."""
+
+    PENDING = "pending"
+    BOUND = "bound"
+    CANCELLED = "cancelled"
+
+
 class EventKind(StrEnum):
     BRANCH_GENERAL = "branch_general"  # 支部党员大会
     COMMITTEE = "committee"  # 支委会
@@ -56,9 +69,66 @@ class EventKind(StrEnum):
     OTHER = "other"
 
 
+class ExemptionReason(StrEnum):
+    """Why a member is temporarily not expected at organisational life (domain §1.4): approved by
+    the branch, each has a period. Exempt members are left out of 应到 and of the vote basis."""
+
+    ILLNESS = "illness"  # 患病住院或病休
+    MATERNITY = "maternity"  # 孕产期、哺乳期
+    ELDERLY_IMMOBILE = "elderly_immobile"  # 年老体弱、行动不便
+    AWAY_APPROVED = "away_approved"  # 经党组织同意外出（出差、学习、务工）
+    SUSPENDED_BY_APPROVAL = "suspended_by_approval"  # 经上级批准暂停组织生活（如不能正常表达意志）
+
+
+class CommitteeRole(StrEnum):
+    SECRETARY = "secretary"  # 书记
+    DEPUTY_SECRETARY = "deputy_secretary"  # 副书记
+    ORGANISATION = "organisation"  # 组织委员
+    PROPAGANDA = "propaganda"  # 宣传委员
+    DISCIPLINE = "discipline"  # 纪检委员
+    MEMBER = "member"  # 委员
+
+
+class LeaveStatus(StrEnum):
+    PENDING = "pending"  # 待审批
+    APPROVED = "approved"  # 已准假
+    REJECTED = "rejected"  # 不予准假
+    WITHDRAWN = "withdrawn"  # 本人撤回
+
+
+class AttendanceSource(StrEnum):
+    """How a presence was established."""
+
+    TAP = "tap"  # 刷卡
+    MANUAL = "manual"  # 记录人补录（须填写理由，记入审计日志）
+    ASSIGNED = "assigned"  # 书记将窗口外的刷卡记录归入活动（记入审计日志）
+
+
+class Cadence(StrEnum):
+    """How often a kind of meeting must be held (支部条例 第十一至十七条)."""
+
+    MONTHLY = "monthly"
+    QUARTERLY = "quarterly"
+    YEARLY = "yearly"
+
+
+class ReminderLevel(StrEnum):
+    NOTICE = "notice"  # 提示
+    WARNING = "warning"  # 警示
+    ALERT = "alert"  # 严重
+
+
 class TokenRole(StrEnum):
     ADMIN = "admin"
     SECRETARY = "secretary"  # always scoped to an organisation
+
+
+class UserRole(StrEnum):
+    """What a web user may do; where is set by the user's organisation (their subtree)."""
+
+    SECRETARY = "secretary"  # 支部书记: the branch's events, ledgers, members, first review of transfers
+    ORGANISER = "organiser"  # 基层党委组织员: also approves and receives transfers for the subtree
+    ADMIN = "admin"  # also users and kiosks; without an organisation, the whole system
 
 
 class TapOutcome(StrEnum):
@@ -81,3 +151,34 @@ class RejectionCode(StrEnum):
     UNSUPPORTED_MODE = "unsupported_mode"
     UNKNOWN_CARD = "unknown_card"
     NO_EVENT = "no_event"
+    CARD_LOST = "card_lost"  # the card was reported lost (挂失)
+    CARD_REPLACED = "card_replaced"  # the member has been issued a new card; this one is retired
+    CARD_REVOKED = "card_revoked"  # the binding was revoked (e.g. consent withdrawn)
+    RETIRED_KEY = "retired_key"  # signed by a rotated-out key, with a seq after the rotation
+    NO_ENROL_SESSION = "no_enrol_session"  # enrol mode, but nobody is waiting to bind a card here
+    ENROL_AMBIGUOUS = "enrol_ambiguous"  # several bind requests wait at this kiosk: which one?
+    CARD_ALREADY_BOUND = "card_already_bound"  # enrol mode: the card belongs to another member
+    CARD_MISMATCH = "card_mismatch"  # card number and UID do not both match the binding: a clone
+    ISSUER_MAC_INVALID = "issuer_mac_invalid"  # the card's answer to the challenge is wrong or missing
+    ISSUER_MAC_REPLAYED = "issuer_mac_replayed"  # the challenge was answered in an earlier tap
+    ISSUER_UNAVAILABLE = "issuer_unavailable"  # issuer-mac required, but the issuer did not answer
+    WEAK_CARD_CHECK = "weak_card_check"  # checked below the deployment's ECARD_MIN_CARD_CHECK
+    ALREADY_MEMBER = "already_member"  # transfer-in mode, but the member already belongs here
+
+
+class CardCheckLevel(StrEnum):
+    """How strongly a tapped card was shown to be the bound card, weakest first (card-protocols §6)."""
+
+    UID = "uid"  # the UID alone: copyable onto magic cards, low assurance
+    CARD_NUMBER = "card-number"  # T-Union card number and UID both match the binding
+    ISSUER_MAC = "issuer-mac"  # and the card answered a fresh challenge under its issuer key
+
+    @property
+    def rank(self) -> int:
+        return list(CardCheckLevel).index(self)
+
+
+class CardCheckNote(StrEnum):
+    """Why a tap reached a lower card-check level than its card offered."""
+
+    ISSUER_UNAVAILABLE = "issuer_unavailable"  # the card answered, but the issuer could not be asked

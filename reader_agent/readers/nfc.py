@@ -26,6 +26,9 @@ Capabilities:
 function                        support    remarks
 ==============================  =========  ===================================================
 ISO 14443-4A (T-Union 易通卡)   yes        RATS, then the shared T-Union APDUs (cardapp)
+card challenge (issuer key)     yes        INTERNAL AUTHENTICATE once the agent calls
+                                           ``use_card_challenges``; the answer goes to the
+                                           server, which has the issuer check it
 ISO 14443-3A without ISO-DEP    UID only   Type 2 / MIFARE Classic: not activated, UID from
                                            anticollision (also ISO-DEP cards whose ATS
                                            nfcpy cannot parse)
@@ -59,7 +62,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from reader_agent.cardapp import card_facts
+from reader_agent.cardapp import CardChallenger, card_facts
 from reader_agent.readers.base import (
     CardRead,
     CardReadError,
@@ -222,10 +225,15 @@ class NfcReader:
         # The presentation being held on the reader: its UID, and its ISO-DEP session if any.
         self._held_uid: bytes | None = None
         self._held_tag: Any = None
+        self._challenger: CardChallenger | None = None
 
     @property
     def name(self) -> str:
         return self._name
+
+    def use_card_challenges(self, challenger: CardChallenger | None) -> None:
+        """Challenge every T-Union card read from now on (see ``reader_agent.cardapp``)."""
+        self._challenger = challenger
 
     def poll(self, timeout: float) -> CardRead | None:
         """Wait up to *timeout* s for a new card; a card still lying on the reader is not new."""
@@ -353,7 +361,7 @@ class NfcReader:
                 with _translated("APDU"):
                     return bytes(tag.transceive(bytearray(apdu)))
 
-            facts = card_facts(uid, transmit)
+            facts = card_facts(uid, transmit, self._challenger)
         else:
             facts = card_facts(uid, None)
         log.info("nfc %s: read card %s (%s)", self._name, masked_uid(uid), facts.application.value)

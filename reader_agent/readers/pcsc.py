@@ -7,7 +7,9 @@ never by index: pcscd numbers readers in plug-in order.
 ==============================  ============================================================
 Reads                           UID of any ISO 14443 card (``FF CA 00 00 00``); for cards with
                                 the China T-Union application (互联互通 易通卡), card number
-                                and city code (SELECT AID, FCI tag 9F0C, else EF15)
+                                and city code (SELECT AID, FCI tag 9F0C, else EF15); once
+                                the agent calls ``use_card_challenges``, the card's answer to
+                                a kiosk challenge (INTERNAL AUTHENTICATE, one more APDU)
 Card technologies               whatever the reader presents as a PC/SC card: ISO 14443-4
                                 CPU cards (T=1); MIFARE Classic-like cards UID only
 Reports removal                 yes, internally: pcscd's reader state (and its event counter)
@@ -46,7 +48,7 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 from smartcard import scard
 
-from reader_agent.cardapp import GET_UID, ApduError, card_facts, exchange
+from reader_agent.cardapp import GET_UID, ApduError, CardChallenger, card_facts, exchange
 from reader_agent.readers.base import (
     CardRead,
     CardReadError,
@@ -145,10 +147,15 @@ class PcscReader:
         # Event counter of the presentation already reported (or spent by a failed read);
         # None while the reader is empty.
         self._spent_presentation: int | None = None
+        self._challenger: CardChallenger | None = None
 
     @property
     def name(self) -> str:
         return self._name
+
+    def use_card_challenges(self, challenger: CardChallenger | None) -> None:
+        """Challenge every T-Union card read from now on (see ``reader_agent.cardapp``)."""
+        self._challenger = challenger
 
     def poll(self, timeout: float) -> CardRead | None:
         """Wait up to *timeout* seconds for a new card and read it while it is on the reader.
@@ -267,7 +274,7 @@ class PcscReader:
         except ApduError as exc:
             raise UnsupportedCard(f"reader {self._name!r} returned no UID ({exc})") from exc
         try:
-            return card_facts(uid, transmit)
+            return card_facts(uid, transmit, self._challenger)
         except ValidationError as exc:
             problems = exc.error_count()
             raise UnsupportedCard(f"the card's identifiers are malformed ({problems} problems)") from exc

@@ -1,23 +1,32 @@
-"""Attendance table, and the sign-in sheet returned by the API and printed by the CLI."""
+"""Attendance table, and the sign-in sheet (签到表) returned by the API, printed by the CLI and
+exported as CSV/XLSX/PDF."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from server.db import UtcDateTime
+from server.db import UtcDateTime, string_enum
 from server.taps.models import TAP_ID_TYPE
-from server.vocabulary import EventKind, MemberCategory
+from server.vocabulary import AttendanceSource, EventKind, ExemptionReason, MemberCategory
 
 
 class Attendance(SQLModel, table=True):
-    """A member's presence at an event: first and last accepted tap, and how many."""
+    """A member's presence at an event: first and last tap (签到 and 签退), and how many.
+
+    A manual entry (``source=manual``) or an assigned out-of-window tap (``assigned``) carries the
+    recorder's reason in ``note`` and who did it in ``recorded_by``; a manual entry has no tap.
+    """
 
     __tablename__ = "attendance"
-    __table_args__ = (UniqueConstraint("event_id", "member_id"),)
+    __table_args__ = (
+        UniqueConstraint("event_id", "member_id"),
+        # The six-month rule asks for each member's latest attendance: an index-only max().
+        Index("ix_attendance_member_first_tap", "member_id", "first_tap_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     event_id: int = Field(foreign_key="event.id", index=True)
@@ -25,8 +34,11 @@ class Attendance(SQLModel, table=True):
     first_tap_at: datetime = Field(sa_type=UtcDateTime)
     last_tap_at: datetime = Field(sa_type=UtcDateTime)
     tap_count: int
-    first_tap_id: int = Field(foreign_key="tap.id", sa_type=TAP_ID_TYPE)
-    last_tap_id: int = Field(foreign_key="tap.id", sa_type=TAP_ID_TYPE)
+    first_tap_id: int | None = Field(default=None, foreign_key="tap.id", sa_type=TAP_ID_TYPE)
+    last_tap_id: int | None = Field(default=None, foreign_key="tap.id", sa_type=TAP_ID_TYPE)
+    source: AttendanceSource = Field(default=AttendanceSource.TAP, sa_type=string_enum(AttendanceSource))
+    note: str = Field(default="", max_length=500)
+    recorded_by: str = Field(default="", max_length=100)
 
 
 class NamedRef(BaseModel):
@@ -37,43 +49,91 @@ class NamedRef(BaseModel):
 class SheetEvent(BaseModel):
     id: int
     title: str
-    kind: EventKind
-    organisation: NamedRef
+    kind: EventKind  # the main kind
+    kinds: list[EventKind]  # every kind the event counts for, main kind first
+    organisation: NamedRef  # the host
+    organisations: list[NamedRef]  # host first, then the partners of a joint event
     venue: NamedRef
     start_at: datetime
     end_at: datetime
     checkin_opens_at: datetime
     checkin_closes_at: datetime
+    late_after: datetime
+    chair: NamedRef | None
+    recorder: NamedRef | None
+    topic: str
 
 
 class SheetMember(BaseModel):
     member_id: int
     name: str
-    category: MemberCategory
+    category: MemberCategory  # at the time of the event
     organisation: NamedRef
 
 
 class SheetPresence(SheetMember):
-    first_tap_at: datetime
+    first_tap_at: datetime  # 签到
     last_tap_at: datetime
     tap_count: int
-    expected: bool  # False: a guest from outside the organisation (e.g. a mobile member)
+    expected: bool  # False: a guest, or an exempt member who came anyway
+    guest: bool  # from outside the holding organisations (e.g. a mobile member); counts for them too
+    checkout_at: datetime | None  # 签退: a later tap, at least SIGN_OUT_MIN_GAP after 签到
+    duration_minutes: int | None
+    late: bool
+    source: AttendanceSource
+    note: str
+
+
+class SheetLeave(SheetMember):
+    reason: str
+
+
+class SheetExempt(SheetMember):
+    reason: ExemptionReason
+    reason_label: str
 
 
 class SheetCounts(BaseModel):
-    expected: int
-    present: int  # expected members who tapped
-    absent: int
+    expected: int  # 应到: members at the time, less approved leave and exemptions
+    present: int  # 实到: expected members who came
+    absent: int  # 缺席
     present_full: int
     present_probationary: int
-    guests: int
+    guests: int  # 列席: present but not expected
+    expected_full: int
+    expected_probationary: int
+    absent_full: int
+    absent_probationary: int
+    on_leave: int  # 请假 (approved, and did not come)
+    on_leave_full: int
+    on_leave_probationary: int
+    exempt: int
+    late: int
+    signed_out: int
+    attendance_rate: float | None  # present / expected, None when nobody was expected
+
+
+class Quorum(BaseModel):
+    """法定人数: a 支部党员大会 needs more than half of its members with a vote (full members,
+    not exempt; members on leave still count in the basis), a 支委会 more than half of its
+    committee (支部工作条例 第十一、十二条)."""
+
+    kind: EventKind
+    basis: int
+    present: int
+    required: int
+    met: bool | None  # None: nobody in the basis (e.g. no committee recorded)
+    message: str
 
 
 class AttendanceSheet(BaseModel):
-    """签到表: who was expected, who came (with first tap time), who did not."""
+    """签到表: who was expected, who came (签到/签退), who was on leave, exempt or absent."""
 
     event: SheetEvent
     expected: list[SheetMember]
     present: list[SheetPresence]
     absent: list[SheetMember]
+    on_leave: list[SheetLeave]
+    exempt: list[SheetExempt]
     counts: SheetCounts
+    quorums: list[Quorum]

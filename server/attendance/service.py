@@ -1,43 +1,62 @@
-"""Recording check-ins, and the sign-in sheet (one builder for the API and the CLI)."""
+"""Recording presence (taps, manual entries by the recorder) and the sign-in sheet (签到表), one
+builder for the API, the CLI, the web app and the exports."""
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
+from enum import StrEnum
 
-from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from server.attendance.models import (
     Attendance,
     AttendanceSheet,
     NamedRef,
+    Quorum,
     SheetCounts,
     SheetEvent,
+    SheetExempt,
+    SheetLeave,
     SheetMember,
     SheetPresence,
 )
-from server.auth.service import Principal
-from server.errors import EventNotFound
+from server.attendance.rolls import EventRoll, Presence, Standing, compute_rolls
+from server.audit.service import Actor, record
+from server.auth.service import OrgViewer
+from server.errors import AlreadyPresent, EventNotFound, InvalidTimeRange, ReasonRequired
 from server.events.models import Event
-from server.events.service import require_event
+from server.events.service import event_organisations, require_event
+from server.inputs import clean_text
+from server.ledgers.labels import EXEMPTION_LABELS
 from server.orgs.models import Member, Organisation
-from server.orgs.service import organisation_subtree_ids
+from server.orgs.service import require_member
 from server.venues.models import Venue
-from server.vocabulary import MemberCategory, MemberStatus
+from server.vocabulary import AttendanceSource, EventKind, MemberCategory
+
+SIGN_OUT_MIN_GAP = timedelta(minutes=10)
+"""A later tap counts as 签退 only this long after 签到; sooner it is a repeat (a nervous double tap)."""
+
+
+class CheckinResult(StrEnum):
+    CHECKED_IN = "checked_in"  # 签到
+    ALREADY_CHECKED_IN = "already_checked_in"  # a repeat tap, or an earlier one arriving late
+    SIGNED_OUT = "signed_out"  # 签退
 
 
 def has_checked_in(session: Session, *, event_id: int, member_id: int) -> bool:
-    return _attendance_for_update(session, event_id=event_id, member_id=member_id) is not None
+    return lock_attendance(session, event_id=event_id, member_id=member_id) is not None
 
 
-def record_checkin(session: Session, *, event_id: int, member_id: int, tap_id: int, at: datetime) -> None:
-    """Count an accepted tap towards the member's attendance.
+def record_checkin(
+    session: Session, *, event_id: int, member_id: int, tap_id: int, at: datetime
+) -> CheckinResult:
+    """Count an accepted tap towards the member's attendance: the first is 签到, a later one 签退.
 
     Taps can arrive out of order (a kiosk uploads its offline backlog late), so first and last are
     the earliest and latest tap times seen, not the first and last received. Two first taps racing
     on PostgreSQL: the second insert fails on the (event, member) unique key and the caller retries.
     """
-    attendance = _attendance_for_update(session, event_id=event_id, member_id=member_id)
+    attendance = lock_attendance(session, event_id=event_id, member_id=member_id)
     if attendance is None:
         session.add(
             Attendance(
@@ -51,17 +70,26 @@ def record_checkin(session: Session, *, event_id: int, member_id: int, tap_id: i
             )
         )
         session.flush()
-        return
-    if at < attendance.first_tap_at:
+        return CheckinResult.CHECKED_IN
+    result = merge_tap(attendance, tap_id=tap_id, at=at)
+    session.add(attendance)
+    session.flush()
+    return result
+
+
+def merge_tap(attendance: Attendance, *, tap_id: int, at: datetime) -> CheckinResult:
+    earlier = at < attendance.first_tap_at
+    if earlier:
         attendance.first_tap_at, attendance.first_tap_id = at, tap_id
     if at >= attendance.last_tap_at:
         attendance.last_tap_at, attendance.last_tap_id = at, tap_id
     attendance.tap_count += 1
-    session.add(attendance)
-    session.flush()
+    if not earlier and at - attendance.first_tap_at >= SIGN_OUT_MIN_GAP:
+        return CheckinResult.SIGNED_OUT
+    return CheckinResult.ALREADY_CHECKED_IN
 
 
-def _attendance_for_update(session: Session, *, event_id: int, member_id: int) -> Attendance | None:
+def lock_attendance(session: Session, *, event_id: int, member_id: int) -> Attendance | None:
     return session.exec(
         select(Attendance)
         .where(Attendance.event_id == event_id, Attendance.member_id == member_id)
@@ -69,98 +97,298 @@ def _attendance_for_update(session: Session, *, event_id: int, member_id: int) -
     ).first()
 
 
-def build_attendance_sheet(
-    session: Session, *, event_id: int, viewer: Principal | None, tz: tzinfo
-) -> AttendanceSheet:
-    """The event's sign-in sheet: expected members, who was present (first tap), who was absent.
+def record_manual_attendance(
+    session: Session,
+    *,
+    event_id: int,
+    member_id: int,
+    reason: str,
+    at: datetime | None,
+    actor: Actor,
+    now: datetime,
+    viewer: OrgViewer | None = None,
+) -> Attendance:
+    """The recorder enters a presence without a tap (forgotten card, broken kiosk), with a reason.
 
-    Expected are the active members of the event's organisation and everything below it who had
-    joined by the start. Present members from outside that subtree are listed as guests.
-    ``viewer`` None means the caller is trusted (the admin CLI); a scoped viewer only sees events
-    of its own subtree, and others look as if they did not exist.
+    ``at`` is when they arrived (default: the start); it must fall between the window's opening
+    and the end. Audited.
+
+    Raises:
+        EventNotFound (also outside the viewer's scope), MemberNotFound.
+        ReasonRequired: no reason given.
+        InvalidTimeRange: ``at`` outside the event.
+        AlreadyPresent: the member is already recorded as present.
+    """
+    event = require_visible_event(session, event_id, viewer)
+    require_member(session, member_id)
+    if not reason.strip():
+        raise ReasonRequired("补录须填写理由（如：忘带卡、签到机故障）")
+    text = clean_text(reason, field="理由", max_length=500)
+    arrived = at or event.start_at
+    if not event.checkin_opens_at <= arrived <= event.end_at:
+        raise InvalidTimeRange("补录的到会时间须在签到开始与活动结束之间")
+    if lock_attendance(session, event_id=event_id, member_id=member_id) is not None:
+        raise AlreadyPresent()
+    attendance = Attendance(
+        event_id=event_id,
+        member_id=member_id,
+        first_tap_at=arrived,
+        last_tap_at=arrived,
+        tap_count=0,
+        source=AttendanceSource.MANUAL,
+        note=text,
+        recorded_by=actor.ref,
+    )
+    session.add(attendance)
+    session.flush()
+    record(
+        session,
+        actor=actor,
+        action="attendance.manual",
+        object_type="attendance",
+        object_id=attendance.id or 0,
+        org_id=event.org_id,
+        at=now,
+        reason=text,
+        detail={"event_id": event_id, "member_id": member_id, "arrived_at": arrived},
+    )
+    return attendance
+
+
+def sign_out_of(attendance: Attendance | Presence) -> datetime | None:
+    """签退 time: the last tap, when it came at least :data:`SIGN_OUT_MIN_GAP` after 签到."""
+    if attendance.tap_count < 2 and attendance.source == AttendanceSource.TAP:
+        return None
+    if attendance.last_tap_at - attendance.first_tap_at < SIGN_OUT_MIN_GAP:
+        return None
+    return attendance.last_tap_at
+
+
+def build_attendance_sheet(
+    session: Session, *, event_id: int, viewer: OrgViewer | None, tz: tzinfo
+) -> AttendanceSheet:
+    """The event's sign-in sheet: expected (应到), present (签到/签退, late), on leave, exempt and
+    absent members, counts split 正式/预备, and the quorum of a 党员大会 or 支委会.
+
+    Expectation follows :mod:`server.attendance.rolls` (membership at the event's start, less
+    exemptions and approved leave). ``viewer`` None means the caller is trusted (the admin CLI); a
+    scoped viewer only sees events held by its subtree, and others look as if they did not exist.
 
     Raises:
         EventNotFound: no such event, or outside the viewer's scope.
     """
+    event = require_visible_event(session, event_id, viewer)
+    roll = compute_rolls(session, [event])[event_id]
+    return sheet_from_roll(session, roll, tz=tz)
+
+
+def require_visible_event(session: Session, event_id: int, viewer: OrgViewer | None) -> Event:
+    """The event, if one of its holding organisations is in the viewer's subtree (None: anyone).
+
+    Raises:
+        EventNotFound: no such event, or not visible (indistinguishable on purpose).
+    """
     event = require_event(session, event_id)
-    if viewer is not None and not viewer.can_see_org(session, event.org_id):
+    if viewer is None:
+        return event
+    holders = event_organisations(session, [event_id])[event_id]
+    if not any(viewer.can_see_org(session, org_id) for org_id in holders):
         raise EventNotFound(f"活动 {event_id} 不存在")
-    org_ids = organisation_subtree_ids(session, event.org_id)
+    return event
 
-    expected_members = session.exec(
-        select(Member)
-        .where(
-            col(Member.org_id).in_(org_ids),
-            Member.status == MemberStatus.ACTIVE,
-            or_(col(Member.joined_org_at).is_(None), col(Member.joined_org_at) <= event.start_at),
-        )
-        .order_by(col(Member.org_id), col(Member.name), col(Member.id))
-    ).all()
-    presences = session.exec(
-        select(Attendance, Member)
-        .join(Member, col(Member.id) == col(Attendance.member_id))
-        .where(Attendance.event_id == event_id)
-        .order_by(col(Attendance.first_tap_at), col(Member.id))
-    ).all()
-    needed_orgs = {event.org_id} | {m.org_id for m in expected_members} | {m.org_id for _, m in presences}
-    org_names = {
-        org.id: org.name
-        for org in session.exec(select(Organisation).where(col(Organisation.id).in_(needed_orgs))).all()
-    }
 
-    def as_sheet_member(member: Member) -> SheetMember:
-        assert member.id is not None
+def sheet_from_roll(session: Session, roll: EventRoll, *, tz: tzinfo) -> AttendanceSheet:
+    """The sheet for an already computed roll."""
+    event = roll.event
+    people = (
+        set(roll.members)
+        | set(roll.present)
+        | {person for person in (event.chair_member_id, event.recorder_member_id) if person is not None}
+    )
+    members = _members_by_id(session, people)
+    org_ids = set(roll.org_ids) | {standing.org_id for standing in _standings(roll, members).values()}
+    org_names = _org_names(session, org_ids)
+    standings = _standings(roll, members)
+
+    def as_sheet_member(member_id: int) -> SheetMember:
+        standing = standings[member_id]
         return SheetMember(
-            member_id=member.id,
-            name=member.name,
-            category=member.category,
-            organisation=NamedRef(id=member.org_id, name=org_names[member.org_id]),
+            member_id=member_id,
+            name=members[member_id].name,
+            category=standing.category,
+            organisation=NamedRef(id=standing.org_id, name=org_names[standing.org_id]),
         )
 
-    expected = [as_sheet_member(m) for m in expected_members]
-    expected_ids = {m.member_id for m in expected}
-    present = [
-        SheetPresence(
-            **as_sheet_member(member).model_dump(),
-            first_tap_at=attendance.first_tap_at.astimezone(tz),
-            last_tap_at=attendance.last_tap_at.astimezone(tz),
-            tap_count=attendance.tap_count,
-            expected=member.id in expected_ids,
+    def ordered(member_ids: set[int]) -> list[int]:
+        return sorted(member_ids, key=lambda m: (standings[m].org_id, members[m].name, m))
+
+    expected_ids = roll.expected
+    expected = [as_sheet_member(m) for m in ordered(expected_ids)]
+    presences = sorted(roll.present.values(), key=lambda a: (a.first_tap_at, a.member_id))
+    present = []
+    for attendance in presences:
+        checkout = sign_out_of(attendance)
+        present.append(
+            SheetPresence(
+                **as_sheet_member(attendance.member_id).model_dump(),
+                first_tap_at=attendance.first_tap_at.astimezone(tz),
+                last_tap_at=attendance.last_tap_at.astimezone(tz),
+                tap_count=attendance.tap_count,
+                expected=attendance.member_id in expected_ids,
+                guest=attendance.member_id not in roll.members,
+                checkout_at=checkout.astimezone(tz) if checkout else None,
+                duration_minutes=int((checkout - attendance.first_tap_at).total_seconds() // 60)
+                if checkout
+                else None,
+                late=attendance.first_tap_at > event.late_after,
+                source=attendance.source,
+                note=attendance.note,
+            )
         )
-        for attendance, member in presences
+    absent = [as_sheet_member(m) for m in ordered(expected_ids - set(roll.present))]
+    on_leave = [
+        SheetLeave(**as_sheet_member(m).model_dump(), reason=roll.approved_leave[m].reason)
+        for m in ordered(roll.on_leave)
     ]
-    present_ids = {p.member_id for p in present}
-    absent = [m for m in expected if m.member_id not in present_ids]
-    present_expected = [p for p in present if p.expected]
+    exempt = [
+        SheetExempt(
+            **as_sheet_member(m).model_dump(),
+            reason=roll.exempt[m].reason,
+            reason_label=EXEMPTION_LABELS[roll.exempt[m].reason],
+        )
+        for m in ordered(roll.exempt_invited)
+    ]
+    counts = roll_counts(roll)
     return AttendanceSheet(
-        event=_sheet_event(session, event, org_names[event.org_id], tz),
+        event=_sheet_event(session, roll, org_names, members, tz),
         expected=expected,
         present=present,
         absent=absent,
-        counts=SheetCounts(
-            expected=len(expected),
-            present=len(present_expected),
-            absent=len(absent),
-            present_full=sum(p.category == MemberCategory.FULL for p in present_expected),
-            present_probationary=sum(p.category == MemberCategory.PROBATIONARY for p in present_expected),
-            guests=len(present) - len(present_expected),
-        ),
+        on_leave=on_leave,
+        exempt=exempt,
+        counts=counts,
+        quorums=quorums_of(roll),
     )
 
 
-def _sheet_event(session: Session, event: Event, org_name: str, tz: tzinfo) -> SheetEvent:
+def roll_counts(roll: EventRoll) -> SheetCounts:
+    """应到/实到/请假/缺席 split 正式/预备, lateness and 签退, from a roll alone (no names needed)."""
+    expected = roll.expected
+    came = expected & set(roll.present)
+    absent = expected - came
+    on_leave = roll.on_leave
+
+    def full(member_ids: set[int]) -> int:
+        return sum(roll.members[m].category == MemberCategory.FULL for m in member_ids)
+
+    return SheetCounts(
+        expected=len(expected),
+        present=len(came),
+        absent=len(absent),
+        present_full=full(came),
+        present_probationary=len(came) - full(came),
+        guests=len(roll.present) - len(came),
+        expected_full=full(expected),
+        expected_probationary=len(expected) - full(expected),
+        absent_full=full(absent),
+        absent_probationary=len(absent) - full(absent),
+        on_leave=len(on_leave),
+        on_leave_full=full(on_leave),
+        on_leave_probationary=len(on_leave) - full(on_leave),
+        exempt=len(roll.exempt_invited),
+        late=sum(roll.present[m].first_tap_at > roll.event.late_after for m in came),
+        signed_out=sum(sign_out_of(roll.present[m]) is not None for m in came),
+        attendance_rate=round(len(came) / len(expected), 4) if expected else None,
+    )
+
+
+def quorums_of(roll: EventRoll) -> list[Quorum]:
+    """The quorum checks that apply to the event's kinds (支部条例 第十一、十二条)."""
+    quorums = []
+    if EventKind.BRANCH_GENERAL in roll.kinds:
+        voters = {
+            m
+            for m in roll.members
+            if roll.members[m].category == MemberCategory.FULL and m not in roll.exempt
+        }
+        quorums.append(_quorum(EventKind.BRANCH_GENERAL, voters, roll, "有表决权的党员"))
+    if EventKind.COMMITTEE in roll.kinds:
+        quorums.append(_quorum(EventKind.COMMITTEE, roll.committee_seats, roll, "支委会委员"))
+    return quorums
+
+
+def _quorum(kind: EventKind, basis: set[int], roll: EventRoll, who: str) -> Quorum:
+    present = len(basis & set(roll.present))
+    required = len(basis) // 2 + 1
+    if not basis:
+        met = None
+        message = "未登记支委会委员，无法判断法定人数" if kind == EventKind.COMMITTEE else "无有表决权的党员"
+    elif present >= required:
+        met = True
+        message = f"应到{who}{len(basis)}人，实到{present}人，超过半数，会议有效"
+    else:
+        met = False
+        message = f"应到{who}{len(basis)}人，实到{present}人，不足法定人数，表决无效"
+    return Quorum(kind=kind, basis=len(basis), present=present, required=required, met=met, message=message)
+
+
+def _standings(roll: EventRoll, members: dict[int, Member]) -> dict[int, Standing]:
+    """Everyone's standing at the event; a guest without a recorded period falls back to today's."""
+    found: dict[int, Standing] = dict(roll.members)
+    for member_id in roll.present:
+        if member_id not in found:
+            known = roll.guests.get(member_id)
+            member = members[member_id]
+            found[member_id] = known or Standing(member.org_id, member.category)
+    return found
+
+
+def _members_by_id(session: Session, member_ids: set[int]) -> dict[int, Member]:
+    if not member_ids:
+        return {}
+    return {
+        member.id: member
+        for member in session.exec(select(Member).where(col(Member.id).in_(sorted(member_ids))))
+        if member.id is not None
+    }
+
+
+def _org_names(session: Session, org_ids: set[int]) -> dict[int, str]:
+    return {
+        org.id: org.name
+        for org in session.exec(select(Organisation).where(col(Organisation.id).in_(sorted(org_ids))))
+        if org.id is not None
+    }
+
+
+def _sheet_event(
+    session: Session, roll: EventRoll, org_names: dict[int, str], members: dict[int, Member], tz: tzinfo
+) -> SheetEvent:
+    event: Event = roll.event
     venue = session.get(Venue, event.venue_id)
     assert event.id is not None
     assert venue is not None
     assert venue.id is not None
+
+    def person(member_id: int | None) -> NamedRef | None:
+        if member_id is None:
+            return None
+        return NamedRef(id=member_id, name=members[member_id].name)
+
     return SheetEvent(
         id=event.id,
         title=event.title,
         kind=event.kind,
-        organisation=NamedRef(id=event.org_id, name=org_name),
+        kinds=[event.kind, *(kind for kind in roll.kinds if kind != event.kind)],
+        organisation=NamedRef(id=event.org_id, name=org_names[event.org_id]),
+        organisations=[NamedRef(id=org_id, name=org_names[org_id]) for org_id in roll.org_ids],
         venue=NamedRef(id=venue.id, name=venue.name),
         start_at=event.start_at.astimezone(tz),
         end_at=event.end_at.astimezone(tz),
         checkin_opens_at=event.checkin_opens_at.astimezone(tz),
         checkin_closes_at=event.checkin_closes_at.astimezone(tz),
+        late_after=event.late_after.astimezone(tz),
+        chair=person(event.chair_member_id),
+        recorder=person(event.recorder_member_id),
+        topic=event.topic,
     )

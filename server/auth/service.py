@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlmodel import Session, select
 
@@ -15,6 +16,12 @@ from server.orgs.service import organisation_subtree_ids, require_organisation
 from server.vocabulary import TokenRole
 
 TOKEN_PREFIX = "ecard_"  # recognisable in a leaked config file or a secret scanner
+
+
+class OrgViewer(Protocol):
+    """Whoever sees only part of the organisation tree: an API token or a signed-in web user."""
+
+    def can_see_org(self, session: Session, org_id: int) -> bool: ...
 
 
 @dataclass(frozen=True)

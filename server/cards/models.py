@@ -29,3 +29,6 @@ class CardBinding(SQLModel, table=True):
     status: BindingStatus = Field(sa_type=string_enum(BindingStatus))
     bound_at: datetime = Field(sa_type=UtcDateTime)
     ended_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    # Since when the card is known to answer the issuer's challenge (declared at binding, or its
+    # first verified answer). From then on, a kiosk that asked and got no valid answer has a clone.
+    issuer_mac_since: datetime | None = Field(default=None, sa_type=UtcDateTime)

@@ -26,20 +26,26 @@ def bind_card(
     card_no: str | None,
     uid: str | None,
     now: datetime,
+    issuer_mac: bool = False,
 ) -> CardBinding:
     """Bind a card, given by its number, its UID or both, to a member.
 
     Binding the same identifiers to the same member again returns the existing binding, so
-    scripts can be re-run.
+    scripts can be re-run. *issuer_mac* declares that the card answers the issuer's challenge
+    (see ``server.cards.checks``): from then on a kiosk that asks and gets no valid answer has
+    a clone in front of it. Cards that are not declared learn it from their first verified tap.
 
     Raises:
         MemberNotFound: no such member.
-        InvalidCardIdentifier: neither identifier given, or one is malformed.
+        InvalidCardIdentifier: neither identifier given, or one is malformed, or *issuer_mac*
+            without a card number (the issuer knows its cards by number).
         CardAlreadyBound: an active binding of another member has this card number or UID.
     """
     require_member(session, member_id)
     if not card_no and not uid:
         raise InvalidCardIdentifier()
+    if issuer_mac and not card_no:
+        raise InvalidCardIdentifier("发卡机构认证须提供19位卡号")
     number = normalise_card_no(card_no) if card_no else None
     hex_uid = normalise_uid(uid) if uid else None
     number_digest = card_no_digest(keyring, number) if number else None
@@ -49,6 +55,10 @@ def bind_card(
         if existing.member_id != member_id:
             raise CardAlreadyBound()
         if existing.card_no_hmac == number_digest and existing.uid_hmac == uid_hmac:
+            if issuer_mac and existing.issuer_mac_since is None:
+                existing.issuer_mac_since = now
+                session.add(existing)
+                session.flush()
             return existing
         raise CardAlreadyBound("该党员已有一张含相同卡号或UID的绑定，请先解绑")
 
@@ -60,6 +70,7 @@ def bind_card(
         uid_masked=mask_uid(hex_uid) if hex_uid else None,
         status=BindingStatus.ACTIVE,
         bound_at=now,
+        issuer_mac_since=now if issuer_mac else None,
     )
     session.add(binding)
     session.flush()
@@ -79,7 +90,10 @@ def _active_bindings_matching(
 
 
 def find_bound_member(session: Session, *, card_no_hmac: str | None, uid_hmac: str) -> Member | None:
-    """The member whose active binding matches the tapped card, or None.
+    """The member whose active binding matches the card, or None (a lookup, not a card check).
+
+    Taps go through ``server.cards.checks.check_card`` instead, which also refuses identifiers
+    that contradict the binding (a clone) and records how strongly the card was checked.
 
     By card number when the card reported one; else by UID. A card number is the stronger
     identifier (UIDs can be random per activation or cloned), so a binding that records a card

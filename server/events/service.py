@@ -1,20 +1,29 @@
-"""Events and the rule that maps a tap to the event it checks in to."""
+"""Events: scheduling (kinds, joint organisations, window, chair and recorder), and the rule that
+maps a tap to the event it checks in to."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from server.errors import EventNotFound, InvalidTimeRange
-from server.events.models import Event
+from server.attendance.models import Attendance
+from server.errors import EventNotFound, InvalidInput, InvalidTimeRange
+from server.events.models import Event, EventKindTag, EventOrganisation
 from server.inputs import clean_text
-from server.orgs.service import require_organisation
+from server.orgs.models import CommitteeSeat
+from server.orgs.service import require_member, require_organisation
+from server.orgs.tree import ancestor_ids
 from server.venues.service import require_venue
 from server.vocabulary import EventKind
 
 DEFAULT_CHECKIN_LEAD = timedelta(minutes=30)
 """Check-in opens this long before the start unless the event says otherwise (closes at the end)."""
+
+SIGN_OUT_GRACE = timedelta(minutes=30)
+"""After the window closes, a member who checked in may still sign out (签退) for this long after
+the end: people tap on their way out, which is often just after the meeting ends."""
 
 
 def add_event(
@@ -28,20 +37,38 @@ def add_event(
     end_at: datetime,
     checkin_opens_at: datetime | None = None,
     checkin_closes_at: datetime | None = None,
+    also_counts_as: Sequence[EventKind] = (),
+    joint_org_ids: Sequence[int] = (),
+    late_after: datetime | None = None,
+    chair_member_id: int | None = None,
+    recorder_member_id: int | None = None,
+    topic: str = "",
     now: datetime,
 ) -> Event:
-    """Schedule an event; the check-in window defaults to [start - 30 min, end).
+    """Schedule an event; the check-in window defaults to [start - 30 min, end), lateness to the start.
+
+    ``also_counts_as`` adds kinds (a 主题党日 that holds a 党员大会), ``joint_org_ids`` the partner
+    organisations of a joint event: their members are expected too, and the event appears in
+    their ledgers.
 
     Raises:
-        OrganisationNotFound, VenueNotFound.
-        InvalidTimeRange: end not after start, or an empty check-in window.
+        OrganisationNotFound, VenueNotFound, MemberNotFound (chair or recorder).
+        InvalidTimeRange: end not after start, an empty check-in window, or lateness outside it.
     """
     require_organisation(session, org_id)
     require_venue(session, venue_id)
+    for partner in joint_org_ids:
+        require_organisation(session, partner)
+    for person in (chair_member_id, recorder_member_id):
+        if person is not None:
+            require_member(session, person)
     opens = checkin_opens_at or start_at - DEFAULT_CHECKIN_LEAD
     closes = checkin_closes_at or end_at
+    late = late_after or start_at
     if end_at <= start_at or closes <= opens:
         raise InvalidTimeRange()
+    if not start_at <= late <= end_at:
+        raise InvalidTimeRange("迟到时间须在活动开始与结束之间")
     event = Event(
         title=clean_text(title, field="标题", max_length=200),
         org_id=org_id,
@@ -51,8 +78,62 @@ def add_event(
         end_at=end_at,
         checkin_opens_at=opens,
         checkin_closes_at=closes,
+        late_after=late,
+        chair_member_id=chair_member_id,
+        recorder_member_id=recorder_member_id,
+        topic=_clean_topic(topic),
         created_at=now,
     )
+    session.add(event)
+    session.flush()
+    assert event.id is not None
+    for partner in dict.fromkeys([org_id, *joint_org_ids]):
+        session.add(EventOrganisation(event_id=event.id, org_id=partner))
+    for tag in dict.fromkeys([kind, *also_counts_as]):
+        session.add(EventKindTag(event_id=event.id, kind=tag))
+    session.flush()
+    return event
+
+
+def update_event_details(
+    session: Session,
+    *,
+    event_id: int,
+    title: str | None = None,
+    topic: str | None = None,
+    chair_member_id: int | None = None,
+    recorder_member_id: int | None = None,
+    also_counts_as: Sequence[EventKind] | None = None,
+) -> Event:
+    """Change what the record says about an event (title, topic, chair, recorder, extra kinds).
+
+    Times, venue and organisations stay fixed once scheduled: taps were matched against them.
+
+    Raises:
+        EventNotFound, MemberNotFound.
+    """
+    event = require_event(session, event_id)
+    if title is not None:
+        event.title = clean_text(title, field="标题", max_length=200)
+    if topic is not None:
+        event.topic = _clean_topic(topic)
+    if chair_member_id is not None:
+        require_member(session, chair_member_id)
+        event.chair_member_id = chair_member_id
+    if recorder_member_id is not None:
+        require_member(session, recorder_member_id)
+        event.recorder_member_id = recorder_member_id
+    if also_counts_as is not None:
+        wanted = set(dict.fromkeys([event.kind, *also_counts_as]))
+        current = {
+            tag.kind: tag
+            for tag in session.exec(select(EventKindTag).where(EventKindTag.event_id == event_id))
+        }
+        for kind, tag in current.items():
+            if kind not in wanted:
+                session.delete(tag)
+        for kind in wanted - set(current):
+            session.add(EventKindTag(event_id=event_id, kind=kind))
     session.add(event)
     session.flush()
     return event
@@ -65,12 +146,49 @@ def require_event(session: Session, event_id: int) -> Event:
     return event
 
 
-def find_event_for_tap(session: Session, *, venue_id: int, at: datetime) -> Event | None:
+def event_kinds(session: Session, event_ids: Sequence[int]) -> dict[int, list[EventKind]]:
+    """Each event's kinds, in the vocabulary's order."""
+    found: dict[int, list[EventKind]] = {event_id: [] for event_id in event_ids}
+    if not event_ids:
+        return found
+    order = {kind: index for index, kind in enumerate(EventKind)}
+    for tag in session.exec(select(EventKindTag).where(col(EventKindTag.event_id).in_(list(event_ids)))):
+        found[tag.event_id].append(tag.kind)
+    for kinds in found.values():
+        kinds.sort(key=order.__getitem__)
+    return found
+
+
+def event_organisations(session: Session, event_ids: Sequence[int]) -> dict[int, list[int]]:
+    """Each event's holding organisations (host included)."""
+    found: dict[int, list[int]] = {event_id: [] for event_id in event_ids}
+    if not event_ids:
+        return found
+    rows = session.exec(
+        select(EventOrganisation)
+        .where(col(EventOrganisation.event_id).in_(list(event_ids)))
+        .order_by(col(EventOrganisation.org_id))
+    )
+    for row in rows:
+        found[row.event_id].append(row.org_id)
+    return found
+
+
+def find_event_for_tap(
+    session: Session,
+    *,
+    venue_id: int,
+    at: datetime,
+    member_id: int | None = None,
+    member_org_id: int | None = None,
+) -> Event | None:
     """The event at this venue whose check-in window [opens, closes) contains ``at``.
 
-    When windows overlap (one meeting runs late while the next opens), the event whose start is
-    nearest to the tap wins: a member arriving early belongs to the next meeting, one arriving
-    soon after a start belongs to that meeting.
+    When several windows contain the tap (meetings sharing a room on one day, one running late
+    while the next opens), the member's own meeting wins over one where they would be a guest:
+    an event held by their organisation or an ancestor of it, or, for a 支委会, one on whose
+    committee they sit. Among equals the event whose start is nearest wins: a member arriving
+    early belongs to the next meeting, one arriving soon after a start to that meeting.
     """
     candidates = session.exec(
         select(Event).where(
@@ -81,4 +199,60 @@ def find_event_for_tap(session: Session, *, venue_id: int, at: datetime) -> Even
     ).all()
     if not candidates:
         return None
-    return min(candidates, key=lambda event: (abs(event.start_at - at), event.id or 0))
+    if len(candidates) == 1 or member_org_id is None:
+        return min(candidates, key=lambda event: (abs(event.start_at - at), event.id or 0))
+    own = _events_expecting(session, candidates, member_id=member_id, member_org_id=member_org_id, at=at)
+    return min(candidates, key=lambda event: (event.id not in own, abs(event.start_at - at), event.id or 0))
+
+
+def find_event_for_sign_out(session: Session, *, venue_id: int, at: datetime, member_id: int) -> Event | None:
+    """An event at this venue whose window has closed less than :data:`SIGN_OUT_GRACE` after its
+    end, which the member checked in to: a tap on the way out is their 签退."""
+    return session.exec(
+        select(Event)
+        .join(Attendance, col(Attendance.event_id) == col(Event.id))
+        .where(
+            Event.venue_id == venue_id,
+            Attendance.member_id == member_id,
+            col(Event.checkin_closes_at) <= at,
+            col(Event.end_at) > at - SIGN_OUT_GRACE,
+            col(Event.start_at) <= at,
+        )
+        .order_by(col(Event.end_at).desc(), col(Event.id))
+    ).first()
+
+
+def _events_expecting(
+    session: Session, events: Sequence[Event], *, member_id: int | None, member_org_id: int, at: datetime
+) -> set[int]:
+    """Which of ``events`` count the member as expected (by organisation, or committee seat)."""
+    event_ids = [event.id for event in events if event.id is not None]
+    lineage = set(ancestor_ids(session, member_org_id))
+    holders = event_organisations(session, event_ids)
+    kinds = event_kinds(session, event_ids)
+    seats: set[int] = set()
+    if member_id is not None:
+        seats = set(
+            session.exec(
+                select(CommitteeSeat.org_id).where(
+                    CommitteeSeat.member_id == member_id,
+                    col(CommitteeSeat.started_at) <= at,
+                    (col(CommitteeSeat.ended_at).is_(None)) | (col(CommitteeSeat.ended_at) > at),
+                )
+            ).all()
+        )
+    own: set[int] = set()
+    for event_id in event_ids:
+        if kinds[event_id] == [EventKind.COMMITTEE]:
+            if seats & set(holders[event_id]):
+                own.add(event_id)
+        elif lineage & set(holders[event_id]):
+            own.add(event_id)
+    return own
+
+
+def _clean_topic(topic: str) -> str:
+    text = " ".join(topic.split())
+    if len(text) > 500:
+        raise InvalidInput("议题最长500个字符")
+    return text

@@ -1,27 +1,51 @@
-"""Kiosks: creation with a one-time enrollment code, enrollment of the kiosk's key, revocation."""
+"""Kiosks: creation with a one-time enrollment code, enrollment of the kiosk's key, key rotation,
+revocation, and finding the kiosk key behind a signature.
+
+Every key a kiosk was ever given stays in :class:`~server.kiosks.models.KioskKey`. A rotated-out
+key still verifies the taps it signed before the rotation (seq up to the ``last_seq`` the kiosk
+declared when rotating), so an outbox that was offline across the rotation still uploads.
+"""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import ValidationError
 from sqlmodel import Session, col, delete, select
 
-from schemas.messages import EnrollRequest, EnrollResponse, b64url_decode, key_id
+from schemas.messages import (
+    EnrollRequest,
+    EnrollResponse,
+    KeyRotationPayload,
+    KeyRotationRequest,
+    KeyRotationResponse,
+    SignedEnvelope,
+    b64url_decode,
+    key_id,
+)
+from server.audit.service import Actor, record
 from server.errors import (
     BadPublicKey,
+    BadSignature,
     EnrollmentCodeExpired,
     EnrollmentCodeInvalid,
     EnrollmentCodeUsed,
+    KeyRetired,
+    KioskMismatch,
     KioskNotFound,
     KioskRevoked,
+    MalformedMessage,
     PublicKeyInUse,
+    UnknownKioskKey,
 )
 from server.inputs import clean_text
 from server.keyring import Keyring, Purpose
-from server.kiosks.models import EnrollmentCode, Kiosk
+from server.kiosks.models import EnrollmentCode, Kiosk, KioskKey
 from server.venues.models import Venue
 from server.venues.service import require_venue
 from server.vocabulary import KioskStatus
@@ -42,14 +66,21 @@ class IssuedCode:
 
 
 def add_kiosk(
-    session: Session, *, keyring: Keyring, name: str, venue_id: int, now: datetime, code_ttl: timedelta
+    session: Session,
+    *,
+    keyring: Keyring,
+    name: str,
+    venue_id: int,
+    now: datetime,
+    code_ttl: timedelta,
+    actor: Actor,
 ) -> IssuedCode:
     """Create a kiosk at a venue, waiting for enrollment, and issue its first code.
 
     Raises:
         VenueNotFound: no such venue.
     """
-    require_venue(session, venue_id)
+    venue = require_venue(session, venue_id)
     kiosk = Kiosk(
         id=f"kiosk-{secrets.token_hex(6)}",
         name=clean_text(name, field="名称", max_length=200),
@@ -59,11 +90,23 @@ def add_kiosk(
     )
     session.add(kiosk)
     session.flush()
-    return issue_enrollment_code(session, keyring=keyring, kiosk_id=kiosk.id, now=now, code_ttl=code_ttl)
+    record(
+        session,
+        actor=actor,
+        action="kiosk.create",
+        object_type="kiosk",
+        object_id=kiosk.id,
+        org_id=venue.org_id,
+        at=now,
+        detail={"name": kiosk.name, "venue_id": venue_id},
+    )
+    return issue_enrollment_code(
+        session, keyring=keyring, kiosk_id=kiosk.id, now=now, code_ttl=code_ttl, actor=actor
+    )
 
 
 def issue_enrollment_code(
-    session: Session, *, keyring: Keyring, kiosk_id: str, now: datetime, code_ttl: timedelta
+    session: Session, *, keyring: Keyring, kiosk_id: str, now: datetime, code_ttl: timedelta, actor: Actor
 ) -> IssuedCode:
     """A new code for a kiosk (first install or a replaced device); earlier unused codes stop working.
 
@@ -85,6 +128,17 @@ def issue_enrollment_code(
         )
     )
     session.flush()
+    # The code itself is a credential: the audit says one was issued, never what it was.
+    record(
+        session,
+        actor=actor,
+        action="kiosk.enrollment_code",
+        object_type="kiosk",
+        object_id=kiosk_id,
+        org_id=kiosk_org_id(session, kiosk),
+        at=now,
+        detail={"expires_at": expires_at.isoformat()},
+    )
     return IssuedCode(kiosk=kiosk, code=_format_code(code), expires_at=expires_at)
 
 
@@ -102,7 +156,7 @@ def enroll_kiosk(
         EnrollmentCodeUsed: the code was already used, with another key.
         EnrollmentCodeExpired: the code is past its lifetime.
         KioskRevoked: the kiosk was revoked after the code was issued.
-        PublicKeyInUse: another kiosk already enrolled this key.
+        PublicKeyInUse: another kiosk already enrolled this key, or this kiosk retired it.
     """
     raw_key = _parse_public_key(request.public_key)
     kid = key_id(raw_key)
@@ -122,12 +176,18 @@ def enroll_kiosk(
         raise EnrollmentCodeExpired()
     if kiosk.status == KioskStatus.REVOKED:
         raise KioskRevoked()
-    holder = session.exec(select(Kiosk).where(Kiosk.kid == kid)).first()
-    if holder is not None and holder.id != kiosk.id:
+    holder = session.get(KioskKey, kid)
+    if holder is not None and (holder.kiosk_id != kiosk.id or holder.retired_at is not None):
         raise PublicKeyInUse()
 
     entry.used_at = now
     entry.used_by_kid = kid
+    if kiosk.kid is not None and kiosk.kid != kid:
+        # Re-enrollment with a new key (replaced hardware): the old key keeps verifying what it
+        # signed up to the last seq the server has seen from it, and nothing after.
+        _retire_key(session, kiosk.kid, last_seq=kiosk.last_seq or 0, now=now)
+    if holder is None:
+        session.add(KioskKey(kid=kid, kiosk_id=kiosk.id, public_key=request.public_key, valid_from=now))
     kiosk.public_key = request.public_key
     kiosk.kid = kid
     kiosk.status = KioskStatus.ACTIVE
@@ -136,18 +196,187 @@ def enroll_kiosk(
     session.add_all([entry, kiosk])
     session.flush()
     _discard_unused_codes(session, kiosk.id)
+    record(
+        session,
+        actor=kiosk_actor(kiosk),
+        action="kiosk.enroll",
+        object_type="kiosk",
+        object_id=kiosk.id,
+        org_id=kiosk_org_id(session, kiosk),
+        at=now,
+        detail={"kid": kid, "agent_version": request.agent_version},
+    )
     return _enroll_response(session, kiosk, now)
 
 
-def revoke_kiosk(session: Session, *, kiosk_id: str, now: datetime) -> Kiosk:
-    """Stop accepting taps from a kiosk (its taps are then rejected as ``revoked_kiosk``)."""
+def rotate_kiosk_key(session: Session, *, request: KeyRotationRequest, now: datetime) -> KeyRotationResponse:
+    """Replace a kiosk's key with a new one, on a request signed by the old key and the new one.
+
+    The old key is retired, not forgotten: taps it signed with seq up to the declared ``last_seq``
+    (or the highest seq the server already has, if that is higher) still verify. Sending the same
+    request again after the rotation happened returns the same answer, so a kiosk whose first
+    response was lost can finish.
+
+    Raises:
+        UnknownKioskKey: the old key is not a kiosk key.
+        BadSignature: either signature does not verify.
+        MalformedMessage: the payload is not a KeyRotationPayload.
+        KioskMismatch: the payload names another kiosk than the key's.
+        KioskRevoked: the kiosk is revoked.
+        KeyRetired: the old key was already rotated out (by another request).
+        BadPublicKey: the new key is not an Ed25519 key, or is the old key.
+        PublicKeyInUse: the new key belongs to (or belonged to) some kiosk already.
+    """
+    verified = verify_envelope(session, request.envelope)
+    kiosk, old_key = verified.kiosk, verified.key
+    try:
+        payload = KeyRotationPayload.model_validate_json(verified.payload)
+    except ValidationError as exc:
+        raise MalformedMessage() from exc
+    if payload.kiosk_id != kiosk.id:
+        raise KioskMismatch()
+    if kiosk.status == KioskStatus.REVOKED:
+        raise KioskRevoked("终端已停用，不能轮换密钥")
+    new_raw = _parse_public_key(payload.new_public_key)
+    if not verify_signature(payload.new_public_key, verified.payload, request.new_key_sig):
+        raise BadSignature("新密钥的签名无效")
+    new_kid = key_id(new_raw)
+    if new_kid == old_key.kid:
+        raise BadPublicKey("新公钥须与当前公钥不同")
+    if old_key.retired_at is not None:
+        if kiosk.kid == new_kid and old_key.last_seq is not None and old_key.last_seq >= payload.last_seq:
+            return KeyRotationResponse(
+                kiosk_id=kiosk.id, kid=new_kid, previous_kid=old_key.kid, server_time=now
+            )
+        raise KeyRetired()
+    if session.get(KioskKey, new_kid) is not None:
+        raise PublicKeyInUse()
+
+    last_seq = max(payload.last_seq, kiosk.last_seq or 0)
+    _retire_key(session, old_key.kid, last_seq=last_seq, now=now)
+    session.add(KioskKey(kid=new_kid, kiosk_id=kiosk.id, public_key=payload.new_public_key, valid_from=now))
+    kiosk.kid = new_kid
+    kiosk.public_key = payload.new_public_key
+    session.add(kiosk)
+    session.flush()
+    record(
+        session,
+        actor=kiosk_actor(kiosk),
+        action="kiosk.rotate_key",
+        object_type="kiosk",
+        object_id=kiosk.id,
+        org_id=kiosk_org_id(session, kiosk),
+        at=now,
+        detail={"previous_kid": old_key.kid, "kid": new_kid, "last_seq_old_key": last_seq},
+    )
+    return KeyRotationResponse(kiosk_id=kiosk.id, kid=new_kid, previous_kid=old_key.kid, server_time=now)
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A kiosk key found by its kid, with its kiosk (locked for the rest of the transaction)."""
+
+    kiosk: Kiosk
+    key: KioskKey
+
+    def covers_seq(self, seq: int) -> bool:
+        """Whether this key may have signed tap *seq*: always while current, up to last_seq once retired."""
+        return self.key.retired_at is None or seq <= (self.key.last_seq or 0)
+
+
+@dataclass(frozen=True)
+class VerifiedEnvelope:
+    kiosk: Kiosk
+    key: KioskKey
+    payload: bytes
+
+
+def find_signing_key(session: Session, kid: str) -> SigningKey | None:
+    """The kiosk key named *kid* (current or retired) and its kiosk, or None.
+
+    The kiosk row is locked: one kiosk's messages are then decided one at a time on PostgreSQL,
+    which keeps seq checks, last_seq and heartbeat ordering honest when requests overlap.
+    """
+    key = session.get(KioskKey, kid)
+    if key is None:
+        return None
+    kiosk = session.exec(select(Kiosk).where(Kiosk.id == key.kiosk_id).with_for_update()).one()
+    return SigningKey(kiosk=kiosk, key=key)
+
+
+def verify_envelope(session: Session, envelope: SignedEnvelope) -> VerifiedEnvelope:
+    """The exact signed bytes of an envelope, once its kiosk key and signature check out.
+
+    Raises:
+        UnknownKioskKey: no kiosk ever had this kid.
+        MalformedMessage: the payload is not base64url.
+        BadSignature: the signature does not verify over the payload bytes.
+    """
+    found = find_signing_key(session, envelope.kid)
+    if found is None:
+        raise UnknownKioskKey()
+    try:
+        raw = envelope.payload_bytes()
+    except ValueError as exc:
+        raise MalformedMessage() from exc
+    if not verify_signature(found.key.public_key, raw, envelope.sig):
+        raise BadSignature()
+    return VerifiedEnvelope(kiosk=found.kiosk, key=found.key, payload=raw)
+
+
+def verify_signature(public_key: str, data: bytes, signature: str) -> bool:
+    """Whether *signature* (base64url) is the Ed25519 signature of *data* by *public_key* (base64url)."""
+    try:
+        Ed25519PublicKey.from_public_bytes(b64url_decode(public_key)).verify(b64url_decode(signature), data)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def kiosk_actor(kiosk: Kiosk) -> Actor:
+    return Actor(f"kiosk:{kiosk.id}", kiosk.name)
+
+
+def kiosk_org_id(session: Session, kiosk: Kiosk) -> int:
+    """The organisation a kiosk serves: its venue's."""
+    venue = session.get(Venue, kiosk.venue_id)
+    assert venue is not None  # foreign key
+    return venue.org_id
+
+
+def revoke_kiosk(
+    session: Session,
+    *,
+    kiosk_id: str,
+    now: datetime,
+    actor: Actor,
+    org_ids: Collection[int] | None,
+    reason: str = "",
+) -> Kiosk:
+    """Stop accepting taps and heartbeats from a kiosk (its taps are then rejected as ``revoked_kiosk``).
+
+    Raises:
+        KioskNotFound: no such kiosk at a venue of *org_ids* (None: any).
+    """
     kiosk = require_kiosk(session, kiosk_id)
+    if org_ids is not None and kiosk_org_id(session, kiosk) not in org_ids:
+        raise KioskNotFound(f"终端 {kiosk_id} 不存在")
     if kiosk.status != KioskStatus.REVOKED:
         kiosk.status = KioskStatus.REVOKED
         kiosk.revoked_at = now
         session.add(kiosk)
         _discard_unused_codes(session, kiosk_id)
         session.flush()
+        record(
+            session,
+            actor=actor,
+            action="kiosk.revoke",
+            object_type="kiosk",
+            object_id=kiosk.id,
+            org_id=kiosk_org_id(session, kiosk),
+            at=now,
+            reason=reason[:500],
+        )
     return kiosk
 
 
@@ -169,6 +398,15 @@ def load_public_key(kiosk: Kiosk) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(b64url_decode(kiosk.public_key))
 
 
+def _retire_key(session: Session, kid: str, *, last_seq: int, now: datetime) -> None:
+    key = session.get(KioskKey, kid)
+    if key is not None and key.retired_at is None:
+        key.retired_at = now
+        key.last_seq = last_seq
+        session.add(key)
+        session.flush()
+
+
 def _parse_public_key(text: str) -> bytes:
     try:
         raw = b64url_decode(text)
@@ -183,7 +421,12 @@ def _enroll_response(session: Session, kiosk: Kiosk, now: datetime) -> EnrollRes
     assert venue is not None  # foreign key
     assert kiosk.kid is not None  # set on enrollment
     return EnrollResponse(
-        kiosk_id=kiosk.id, kid=kiosk.kid, kiosk_name=kiosk.name, venue_name=venue.name, server_time=now
+        kiosk_id=kiosk.id,
+        kid=kiosk.kid,
+        kiosk_name=kiosk.name,
+        venue_name=venue.name,
+        server_time=now,
+        first_seq=(kiosk.last_seq or 0) + 1,
     )
 
 

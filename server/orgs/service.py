@@ -8,7 +8,7 @@ from sqlmodel import Session, col, select
 
 from server.errors import MemberNotFound, OrganisationNotFound
 from server.inputs import clean_text
-from server.orgs.models import Member, Organisation
+from server.orgs.models import Member, MembershipPeriod, Organisation
 from server.vocabulary import MemberCategory, MemberStatus, OrgKind
 
 
@@ -60,6 +60,11 @@ def add_member(
         created_at=now,
     )
     session.add(member)
+    session.flush()
+    assert member.id is not None
+    session.add(
+        MembershipPeriod(member_id=member.id, org_id=org_id, category=category, started_at=joined_org_at)
+    )
     session.flush()
     return member
 

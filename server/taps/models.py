@@ -9,7 +9,7 @@ from sqlmodel import Field, SQLModel
 
 from schemas.messages import TapMode
 from server.db import UtcDateTime, string_enum
-from server.vocabulary import RejectionCode, TapOutcome
+from server.vocabulary import CardCheckLevel, CardCheckNote, RejectionCode, TapOutcome
 
 # Taps outgrow 2^31 long before anything else; SQLite only auto-numbers an INTEGER primary key.
 TAP_ID_TYPE = BigInteger().with_variant(Integer(), "sqlite")
@@ -42,6 +42,11 @@ class Tap(SQLModel, table=True):
     card_no_hmac: str | None = Field(default=None, max_length=64)
     uid_hmac: str | None = Field(default=None, max_length=64)
     reader_backend: str | None = Field(default=None, max_length=32)
+    # The card check the tap passed (server.cards.checks); NULL when it passed none.
+    card_check: CardCheckLevel | None = Field(default=None, sa_type=string_enum(CardCheckLevel))
+    card_check_note: CardCheckNote | None = Field(default=None, sa_type=string_enum(CardCheckNote))
+    # The issuer challenge this tap's card answered (hex), kept so no later tap can reuse it.
+    auth_challenge: str | None = Field(default=None, max_length=32, unique=True, index=True)
     member_id: int | None = Field(default=None, foreign_key="member.id", index=True)
     event_id: int | None = Field(default=None, foreign_key="event.id", index=True)
     outcome: TapOutcome = Field(sa_type=string_enum(TapOutcome))

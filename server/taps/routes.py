@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from schemas.messages import BatchReceipt, TapBatch
-from server.deps import ClockDep, KeyringDep, SessionDep, SettingsDep
+from server.deps import CardPolicyDep, ClockDep, KeyringDep, SessionDep, SettingsDep, TapFeedDep
 from server.taps.service import ingest_batch
 
 router = APIRouter(prefix="/api/v1", tags=["taps"])
@@ -13,9 +13,21 @@ router = APIRouter(prefix="/api/v1", tags=["taps"])
 
 @router.post("/taps")
 def upload_taps(
-    batch: TapBatch, session: SessionDep, keyring: KeyringDep, settings: SettingsDep, clock: ClockDep
+    batch: TapBatch,
+    session: SessionDep,
+    keyring: KeyringDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    feed: TapFeedDep,
+    card_policy: CardPolicyDep,
 ) -> BatchReceipt:
     """Store a batch of signed taps; one receipt per envelope, whatever each one's fate."""
     return ingest_batch(
-        session, batch, keyring=keyring, received_at=clock(), max_clock_skew=settings.max_clock_skew
+        session,
+        batch,
+        keyring=keyring,
+        received_at=clock(),
+        max_clock_skew=settings.max_clock_skew,
+        on_accepted=feed.publish,
+        card_policy=card_policy,
     )

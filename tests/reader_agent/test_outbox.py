@@ -75,6 +75,18 @@ class TestSeqAllocation:
             assert second.append(make_payload, KEY).seq == 3
             assert second.stats().last_seq == 3
 
+    def test_replacement_device_continues_the_kiosk_numbering(self, outbox: Outbox) -> None:
+        """Enrolled as a replacement, the first tap carries the seq the server asked for."""
+        outbox.continue_from(42)
+        assert outbox.append(make_payload, KEY).seq == 42
+
+    def test_continuing_never_moves_numbering_backwards(self, outbox: Outbox) -> None:
+        """A stale first_seq cannot make a seq be used twice."""
+        for _ in range(3):
+            outbox.append(make_payload, KEY)
+        outbox.continue_from(2)
+        assert outbox.append(make_payload, KEY).seq == 4
+
     def test_stored_envelope_is_the_signed_payload(self, outbox: Outbox) -> None:
         """What the outbox keeps is exactly the signed envelope, carrying the allocated seq."""
         entry = outbox.append(make_payload, KEY)

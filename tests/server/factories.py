@@ -19,6 +19,7 @@ from schemas.messages import (
     TapMode,
     TapPayload,
 )
+from server.audit.service import CLI_ACTOR
 from server.cards.service import bind_card
 from server.db import unit_of_work
 from server.events.service import add_event
@@ -124,10 +125,22 @@ def build_world(engine: Engine, keyring: Keyring, *, now: datetime) -> World:
         )
         assert event.id is not None
         issued = add_kiosk(
-            session, keyring=keyring, name="一号机", venue_id=venue.id, now=now, code_ttl=timedelta(hours=24)
+            session,
+            keyring=keyring,
+            name="一号机",
+            venue_id=venue.id,
+            now=now,
+            code_ttl=timedelta(hours=24),
+            actor=CLI_ACTOR,
         )
         spare = add_kiosk(
-            session, keyring=keyring, name="二号机", venue_id=venue.id, now=now, code_ttl=timedelta(hours=24)
+            session,
+            keyring=keyring,
+            name="二号机",
+            venue_id=venue.id,
+            now=now,
+            code_ttl=timedelta(hours=24),
+            actor=CLI_ACTOR,
         )
         enroll_kiosk(
             session,

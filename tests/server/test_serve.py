@@ -125,11 +125,13 @@ def test_kiosk_and_secretary_over_real_http(
             f"/api/v1/events/{event['id']}/attendance", headers={"Authorization": f"Bearer {token}"}
         ).json()
     assert [p["name"] for p in sheet["present"]] == ["张三明"]
-    assert sheet["counts"] == {
+    assert {key: value for key, value in sheet["counts"].items() if key in {
+        "expected", "present", "absent", "present_full", "present_probationary", "guests"
+    }} == {
         "expected": 1,
         "present": 1,
         "absent": 0,
         "present_full": 1,
         "present_probationary": 0,
         "guests": 0,
-    }
+    }  # fmt: skip

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from schemas.messages import EnrollRequest, EnrollResponse, b64url_encode
+from server.audit.service import CLI_ACTOR
 from server.db import unit_of_work
 from server.errors import EnrollmentCodeInvalid, KioskRevoked
 from server.keyring import Keyring
@@ -114,9 +115,15 @@ class TestEnrollmentCodes:
                 venue_id=world.venue_id,
                 now=now,
                 code_ttl=timedelta(hours=1),
+                actor=CLI_ACTOR,
             )
             replacement = issue_enrollment_code(
-                session, keyring=keyring, kiosk_id=issued.kiosk.id, now=now, code_ttl=timedelta(hours=1)
+                session,
+                keyring=keyring,
+                kiosk_id=issued.kiosk.id,
+                now=now,
+                code_ttl=timedelta(hours=1),
+                actor=CLI_ACTOR,
             )
         with unit_of_work(engine) as session, pytest.raises(EnrollmentCodeInvalid):
             enroll_kiosk(
@@ -139,9 +146,14 @@ class TestEnrollmentCodes:
         """A revoked kiosk stays revoked: no new code."""
         now = clock.now
         with unit_of_work(engine) as session:
-            revoke_kiosk(session, kiosk_id=world.kiosk_id, now=now)
+            revoke_kiosk(session, kiosk_id=world.kiosk_id, now=now, actor=CLI_ACTOR, org_ids=None)
         with unit_of_work(engine) as session, pytest.raises(KioskRevoked) as excinfo:
             issue_enrollment_code(
-                session, keyring=keyring, kiosk_id=world.kiosk_id, now=now, code_ttl=timedelta(hours=1)
+                session,
+                keyring=keyring,
+                kiosk_id=world.kiosk_id,
+                now=now,
+                code_ttl=timedelta(hours=1),
+                actor=CLI_ACTOR,
             )
         assert excinfo.value.code == "kiosk_revoked"

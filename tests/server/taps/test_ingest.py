@@ -13,6 +13,7 @@ from sqlmodel import Session, col, func, select
 
 from schemas.messages import BatchReceipt, SignedEnvelope, TapMode, TapStatus, b64url_encode
 from server.attendance.models import Attendance
+from server.audit.service import CLI_ACTOR
 from server.db import unit_of_work
 from server.keyring import Keyring
 from server.kiosks.models import Kiosk
@@ -312,7 +313,7 @@ class TestRejected:
     def test_revoked_kiosk(self, engine: Engine, keyring: Keyring, world: World) -> None:
         """After revocation the kiosk's taps are stored but rejected."""
         with unit_of_work(engine) as session:
-            revoke_kiosk(session, kiosk_id=world.kiosk_id, now=RECEIVED)
+            revoke_kiosk(session, kiosk_id=world.kiosk_id, now=RECEIVED, actor=CLI_ACTOR, org_ids=None)
         result = upload(
             engine,
             keyring,
@@ -344,12 +345,12 @@ class TestRejected:
     def test_cloned_uid_does_not_match_a_card_bound_by_number(
         self, engine: Engine, keyring: Keyring, world: World
     ) -> None:
-        """张三明's UID on a card with another number is not 张三明: the number wins."""
+        """张三明's UID on a card with another number is not 张三明: a clone (server.cards.checks)."""
         clone = card(STRANGER_CARD.card_no, ZHANG_CARD.uid)
         result = upload(
             engine, keyring, [world.keys.seal(world.payload(clone, at=EVENT_START))], received_at=RECEIVED
         )
-        assert receipt_codes(result) == [("rejected", "unknown_card")]
+        assert receipt_codes(result) == [("rejected", "card_mismatch")]
 
     def test_no_event_outside_every_window(self, engine: Engine, keyring: Keyring, world: World) -> None:
         """Before the window opens and from its close on: no_event, and the row names no member."""
@@ -373,13 +374,14 @@ class TestRejected:
         )
         assert receipt_codes(result) == [("accepted", None)]
 
-    def test_transfer_in_mode_is_not_supported_yet(
+    def test_transfer_in_by_a_member_who_already_belongs_here(
         self, engine: Engine, keyring: Keyring, world: World
     ) -> None:
-        """Transfer-in taps are stored and rejected until that workflow exists."""
+        """A transfer-in tap by a member of the venue's organisation has nothing to file (the
+        transfer workflow itself is tested in tests/server/transfers)."""
         payload = world.payload(ZHANG_CARD, at=EVENT_START, mode=TapMode.TRANSFER_IN)
         assert receipt_codes(upload(engine, keyring, [world.keys.seal(payload)], received_at=RECEIVED)) == [
-            ("rejected", "unsupported_mode")
+            ("rejected", "already_member")
         ]
 
     def test_tap_from_the_future(self, engine: Engine, keyring: Keyring, world: World) -> None:

@@ -1,0 +1,292 @@
+"""Who was expected at which event: the roll (花名) behind every ledger.
+
+For a batch of events this loads, in a fixed number of set-based queries whatever the number of
+events or members, everything a ledger needs: the membership of the holding organisations at each
+event's start, exemptions, approved leave, committee seats and attendance. The sign-in sheet, the
+organisation ledger, the member history and leave checks all read rolls, so 应到 means the same
+everywhere:
+
+* members (at the start) of the holding organisations and everything below them; for an event
+  that is only a 支委会, the committee seated at the start instead;
+* less members exempt at the start (domain §1.4);
+* less members on approved leave who did not come anyway.
+
+A present member outside the holding organisations is a guest (列席): recorded, and counted for
+their own organisational life.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import or_
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, select
+
+from server.attendance.models import Attendance
+from server.events.models import Event
+from server.events.service import event_kinds, event_organisations
+from server.leave.models import LeaveRequest
+from server.orgs.models import CommitteeSeat, MemberExemption, MembershipPeriod
+from server.orgs.tree import subtree_cte
+from server.vocabulary import AttendanceSource, EventKind, LeaveStatus, MemberCategory
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where and as what a member stood at an event's start."""
+
+    org_id: int
+    category: MemberCategory
+
+
+@dataclass(frozen=True)
+class Presence:
+    """A member's presence at an event, as read for ledgers (a plain row: cheaper than ORM objects
+    when a year's ledger reads thousands)."""
+
+    event_id: int
+    member_id: int
+    first_tap_at: datetime
+    last_tap_at: datetime
+    tap_count: int
+    source: AttendanceSource
+    note: str
+
+
+@dataclass(frozen=True)
+class _Period:
+    member_id: int
+    org_id: int
+    category: MemberCategory
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+@dataclass
+class EventRoll:
+    event: Event
+    kinds: list[EventKind]
+    org_ids: list[int]  # holding organisations, host first
+    # Members of the holding organisations' subtrees at the start (before leave and exemptions).
+    members: dict[int, Standing] = field(default_factory=dict)
+    # For an event that is only a 支委会: the committee at the start; else None.
+    committee: set[int] | None = None
+    # Seat holders at the start when the event counts as a 支委会 at all (for the quorum).
+    committee_seats: set[int] = field(default_factory=set)
+    exempt: dict[int, MemberExemption] = field(default_factory=dict)
+    approved_leave: dict[int, LeaveRequest] = field(default_factory=dict)
+    present: dict[int, Presence] = field(default_factory=dict)
+    # Standing of present members who are not in ``members`` (guests), where known.
+    guests: dict[int, Standing | None] = field(default_factory=dict)
+
+    @property
+    def invited(self) -> set[int]:
+        """Who the event is for, before exemptions and leave."""
+        return set(self.members) if self.committee is None else self.committee & set(self.members)
+
+    @property
+    def expected(self) -> set[int]:
+        """应到: invited, not exempt, and not excused by leave (unless they came anyway)."""
+        return {
+            member_id
+            for member_id in self.invited
+            if member_id not in self.exempt
+            and (member_id not in self.approved_leave or member_id in self.present)
+        }
+
+    @property
+    def on_leave(self) -> set[int]:
+        """请假: invited, not exempt, approved leave, and did not come."""
+        return {
+            member_id
+            for member_id in self.invited
+            if member_id in self.approved_leave
+            and member_id not in self.present
+            and member_id not in self.exempt
+        }
+
+    @property
+    def exempt_invited(self) -> set[int]:
+        return {member_id for member_id in self.invited if member_id in self.exempt}
+
+    def standing(self, member_id: int) -> Standing | None:
+        return self.members.get(member_id) or self.guests.get(member_id)
+
+
+def compute_rolls(
+    session: Session, events: Sequence[Event], *, only_member_id: int | None = None
+) -> dict[int, EventRoll]:
+    """The roll of each event (by id). ``only_member_id`` restricts every roll to one member (a
+    member's history), which keeps the work small for events of large organisations."""
+    events = [event for event in events if event.id is not None]
+    if not events:
+        return {}
+    event_ids = [event.id for event in events if event.id is not None]
+    kinds = event_kinds(session, event_ids)
+    holders = event_organisations(session, event_ids)
+    rolls = {
+        event.id: EventRoll(
+            event=event,
+            kinds=kinds[event.id],
+            org_ids=sorted(holders[event.id], key=lambda org_id: (org_id != event.org_id, org_id)),
+        )
+        for event in events
+        if event.id is not None
+    }
+    first_start = min(event.start_at for event in events)
+    last_start = max(event.start_at for event in events)
+    roots = {org_id for roll in rolls.values() for org_id in roll.org_ids}
+
+    tree = subtree_cte(roots)
+    period_query = (
+        sa_select(
+            tree.c.root_id,
+            col(MembershipPeriod.member_id),
+            col(MembershipPeriod.org_id),
+            col(MembershipPeriod.category),
+            col(MembershipPeriod.started_at),
+            col(MembershipPeriod.ended_at),
+        )
+        .join_from(MembershipPeriod, tree, tree.c.org_id == col(MembershipPeriod.org_id))
+        .where(
+            or_(col(MembershipPeriod.started_at).is_(None), col(MembershipPeriod.started_at) <= last_start),
+            or_(col(MembershipPeriod.ended_at).is_(None), col(MembershipPeriod.ended_at) > first_start),
+        )
+    )
+    if only_member_id is not None:
+        period_query = period_query.where(col(MembershipPeriod.member_id) == only_member_id)
+    periods_by_root: dict[int, list[_Period]] = defaultdict(list)
+    for root_id, *values in session.connection().execute(period_query).all():
+        periods_by_root[root_id].append(_Period(*values))
+
+    for roll in rolls.values():
+        start = roll.event.start_at
+        for root_id in roll.org_ids:
+            for period in periods_by_root.get(root_id, ()):
+                if _covers(period.started_at, period.ended_at, start):
+                    roll.members[period.member_id] = Standing(period.org_id, period.category)
+
+    member_ids = {member_id for roll in rolls.values() for member_id in roll.members}
+    _load_exemptions(session, rolls, member_ids, first_start, last_start)
+    _load_seats(session, rolls, first_start, last_start, only_member_id)
+    _load_leave_and_presence(session, rolls, event_ids, only_member_id)
+    _load_guest_standing(session, rolls, first_start, last_start)
+    return rolls
+
+
+def _covers(starts: datetime | None, ends: datetime | None, at: datetime) -> bool:
+    return (starts is None or starts <= at) and (ends is None or ends > at)
+
+
+def _load_exemptions(
+    session: Session, rolls: dict[int, EventRoll], member_ids: set[int], first: datetime, last: datetime
+) -> None:
+    if not member_ids:
+        return
+    exemptions: dict[int, list[MemberExemption]] = defaultdict(list)
+    for chunk in _chunks(sorted(member_ids)):
+        for exemption in session.exec(
+            select(MemberExemption).where(
+                col(MemberExemption.member_id).in_(chunk),
+                col(MemberExemption.starts_at) <= last,
+                or_(col(MemberExemption.ends_at).is_(None), col(MemberExemption.ends_at) > first),
+            )
+        ):
+            exemptions[exemption.member_id].append(exemption)
+    for roll in rolls.values():
+        for member_id in roll.members:
+            for exemption in exemptions.get(member_id, ()):
+                if _covers(exemption.starts_at, exemption.ends_at, roll.event.start_at):
+                    roll.exempt[member_id] = exemption
+                    break
+
+
+def _load_seats(
+    session: Session, rolls: dict[int, EventRoll], first: datetime, last: datetime, only_member_id: int | None
+) -> None:
+    committee_rolls = [roll for roll in rolls.values() if EventKind.COMMITTEE in roll.kinds]
+    if not committee_rolls:
+        return
+    org_ids = {org_id for roll in committee_rolls for org_id in roll.org_ids}
+    query = select(CommitteeSeat).where(
+        col(CommitteeSeat.org_id).in_(sorted(org_ids)),
+        col(CommitteeSeat.started_at) <= last,
+        or_(col(CommitteeSeat.ended_at).is_(None), col(CommitteeSeat.ended_at) > first),
+    )
+    if only_member_id is not None:
+        query = query.where(CommitteeSeat.member_id == only_member_id)
+    seats = list(session.exec(query).all())
+    for roll in committee_rolls:
+        holders = set(roll.org_ids)
+        roll.committee_seats = {
+            seat.member_id
+            for seat in seats
+            if seat.org_id in holders and _covers(seat.started_at, seat.ended_at, roll.event.start_at)
+        }
+        if roll.kinds == [EventKind.COMMITTEE]:
+            roll.committee = set(roll.committee_seats)
+
+
+def _load_leave_and_presence(
+    session: Session, rolls: dict[int, EventRoll], event_ids: list[int], only_member_id: int | None
+) -> None:
+    for chunk in _chunks(event_ids):
+        leave_query = select(LeaveRequest).where(
+            col(LeaveRequest.event_id).in_(chunk), LeaveRequest.status == LeaveStatus.APPROVED
+        )
+        presence_query = sa_select(
+            col(Attendance.event_id),
+            col(Attendance.member_id),
+            col(Attendance.first_tap_at),
+            col(Attendance.last_tap_at),
+            col(Attendance.tap_count),
+            col(Attendance.source),
+            col(Attendance.note),
+        ).where(col(Attendance.event_id).in_(chunk))
+        if only_member_id is not None:
+            leave_query = leave_query.where(LeaveRequest.member_id == only_member_id)
+            presence_query = presence_query.where(col(Attendance.member_id) == only_member_id)
+        for leave in session.exec(leave_query):
+            rolls[leave.event_id].approved_leave[leave.member_id] = leave
+        for row in session.connection().execute(presence_query).all():
+            presence = Presence(*row)
+            rolls[presence.event_id].present[presence.member_id] = presence
+
+
+def _load_guest_standing(
+    session: Session, rolls: dict[int, EventRoll], first: datetime, last: datetime
+) -> None:
+    guest_ids = {
+        member_id for roll in rolls.values() for member_id in roll.present if member_id not in roll.members
+    }
+    if not guest_ids:
+        return
+    periods: dict[int, list[MembershipPeriod]] = defaultdict(list)
+    for chunk in _chunks(sorted(guest_ids)):
+        for period in session.exec(
+            select(MembershipPeriod).where(
+                col(MembershipPeriod.member_id).in_(chunk),
+                or_(col(MembershipPeriod.started_at).is_(None), col(MembershipPeriod.started_at) <= last),
+                or_(col(MembershipPeriod.ended_at).is_(None), col(MembershipPeriod.ended_at) > first),
+            )
+        ):
+            periods[period.member_id].append(period)
+    for roll in rolls.values():
+        for member_id in roll.present:
+            if member_id in roll.members:
+                continue
+            standing = None
+            for period in periods.get(member_id, ()):
+                if _covers(period.started_at, period.ended_at, roll.event.start_at):
+                    standing = Standing(period.org_id, period.category)
+                    break
+            roll.guests[member_id] = standing
+
+
+def _chunks(values: Sequence[int], size: int = 5000) -> list[list[int]]:
+    # Bound the number of bind parameters per statement (SQLite's limit is 32766).
+    return [list(values[index : index + size]) for index in range(0, len(values), size)]

@@ -1,0 +1,230 @@
+"""Taps outside every check-in window (``no_event``): kept under the card digest only, purged
+after a retention period unless a secretary assigns them to an event.
+
+A tap outside a meeting is whereabouts (行踪轨迹, sensitive under PIPL 第二十八条) and not
+organisational life, so it is never filed against the member: the row holds the keyed card
+digests, and after ``ECARD_UNMATCHED_RETENTION_DAYS`` :func:`purge_unmatched_taps` erases them
+(and the masked name shown at the kiosk). The row itself stays, because it holds the kiosk's
+sequence number. Taps of unknown cards are purged the same way: they are nobody's attendance.
+Assigning a tap makes it attendance (audited) and exempts it from the purge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta, tzinfo
+
+from pydantic import BaseModel
+from sqlalchemy import Engine, and_, exists, or_, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col, select
+
+from server.attendance.models import Attendance, NamedRef
+from server.attendance.service import lock_attendance, merge_tap, require_visible_event
+from server.audit.service import Actor, record
+from server.auth.service import OrgViewer
+from server.cards.lifecycle import member_id_for_card_at
+from server.clock import Clock
+from server.db import unit_of_work
+from server.errors import (
+    ReasonRequired,
+    TapCardUnbound,
+    TapNotFound,
+    TapNotUnmatched,
+    TapPurged,
+)
+from server.inputs import clean_text
+from server.kiosks.models import Kiosk
+from server.orgs.tree import subtree_cte
+from server.taps.models import Tap
+from server.venues.models import Venue
+from server.vocabulary import AttendanceSource, RejectionCode
+
+log = logging.getLogger(__name__)
+
+PURGE_INTERVAL = timedelta(hours=24)
+
+PURGED_CODES = (RejectionCode.NO_EVENT, RejectionCode.UNKNOWN_CARD)
+"""Rejected taps whose card digests are erased after the retention period. Other rejections
+(a lost card turning up, a clone) are evidence and keep theirs."""
+
+
+class UnmatchedTap(BaseModel):
+    tap_id: int
+    occurred_at: datetime
+    received_at: datetime
+    kiosk_id: str
+    venue: NamedRef
+    member_name: str | None  # masked, as the kiosk showed it
+    card_ref: str  # the first characters of the keyed card digest: tells taps of one card apart
+    purge_after: datetime
+
+
+def list_unmatched_taps(
+    session: Session,
+    *,
+    viewer: OrgViewer | None,
+    org_id: int | None,
+    since: datetime,
+    until: datetime,
+    retention: timedelta,
+    tz: tzinfo,
+    limit: int = 500,
+) -> list[UnmatchedTap]:
+    """Unmatched taps of bound cards at venues of ``org_id``'s subtree (None: everywhere, for a
+    trusted caller only), newest first: the taps a secretary may assign."""
+    root = org_id
+    if root is None and viewer is not None:
+        return []
+    query = (
+        select(Tap, Venue)
+        .join(Kiosk, col(Kiosk.id) == col(Tap.kiosk_id))
+        .join(Venue, col(Venue.id) == col(Kiosk.venue_id))
+        .where(
+            Tap.code == RejectionCode.NO_EVENT,
+            col(Tap.occurred_at) >= since,
+            col(Tap.occurred_at) < until,
+            or_(col(Tap.card_no_hmac).is_not(None), col(Tap.uid_hmac).is_not(None)),
+        )
+        .order_by(col(Tap.occurred_at).desc(), col(Tap.id).desc())
+        .limit(limit)
+    )
+    if root is not None:
+        if viewer is not None and not viewer.can_see_org(session, root):
+            return []
+        tree = subtree_cte([root])
+        query = query.where(col(Venue.org_id).in_(select(tree.c.org_id)))
+    rows = []
+    for tap, venue in session.exec(query).all():
+        assert tap.id is not None
+        assert tap.occurred_at is not None
+        assert tap.kiosk_id is not None
+        assert venue.id is not None
+        rows.append(
+            UnmatchedTap(
+                tap_id=tap.id,
+                occurred_at=tap.occurred_at.astimezone(tz),
+                received_at=tap.received_at.astimezone(tz),
+                kiosk_id=tap.kiosk_id,
+                venue=NamedRef(id=venue.id, name=venue.name),
+                member_name=tap.display_member_name,
+                card_ref=(tap.card_no_hmac or tap.uid_hmac or "")[:8],
+                purge_after=(tap.received_at + retention).astimezone(tz),
+            )
+        )
+    return rows
+
+
+def assign_unmatched_tap(
+    session: Session,
+    *,
+    tap_id: int,
+    event_id: int,
+    reason: str,
+    actor: Actor,
+    viewer: OrgViewer | None,
+    now: datetime,
+) -> Attendance:
+    """A secretary files an out-of-window tap as the card holder's presence at an event (the
+    kiosk clock was wrong, the meeting overran). The holder is whoever the card was bound to at
+    the tap's time. Audited; the tap is then kept past the retention period.
+
+    Raises:
+        TapNotFound, EventNotFound (also outside the viewer's scope).
+        ReasonRequired.
+        TapNotUnmatched: the tap was not rejected as ``no_event``.
+        TapPurged: its card digests were already erased.
+        TapCardUnbound: no binding held the card at the tap's time.
+    """
+    tap = session.get(Tap, tap_id)
+    if tap is None:
+        raise TapNotFound(f"刷卡记录 {tap_id} 不存在")
+    event = require_visible_event(session, event_id, viewer)
+    if not reason.strip():
+        raise ReasonRequired("归入活动须说明理由")
+    text = clean_text(reason, field="理由", max_length=500)
+    if tap.code != RejectionCode.NO_EVENT or tap.occurred_at is None:
+        raise TapNotUnmatched()
+    if tap.card_no_hmac is None and tap.uid_hmac is None:
+        raise TapPurged()
+    member_id = member_id_for_card_at(
+        session, card_no_hmac=tap.card_no_hmac, uid_hmac=tap.uid_hmac, at=tap.occurred_at
+    )
+    if member_id is None:
+        raise TapCardUnbound()
+    attendance = lock_attendance(session, event_id=event_id, member_id=member_id)
+    if attendance is None:
+        attendance = Attendance(
+            event_id=event_id,
+            member_id=member_id,
+            first_tap_at=tap.occurred_at,
+            last_tap_at=tap.occurred_at,
+            tap_count=1,
+            first_tap_id=tap_id,
+            last_tap_id=tap_id,
+            source=AttendanceSource.ASSIGNED,
+            note=text,
+            recorded_by=actor.ref,
+        )
+    else:
+        merge_tap(attendance, tap_id=tap_id, at=tap.occurred_at)
+    session.add(attendance)
+    session.flush()
+    record(
+        session,
+        actor=actor,
+        action="tap.assign",
+        object_type="tap",
+        object_id=tap_id,
+        org_id=event.org_id,
+        at=now,
+        reason=text,
+        detail={"event_id": event_id, "member_id": member_id, "attendance_id": attendance.id},
+    )
+    return attendance
+
+
+def purge_unmatched_taps(session: Session, *, now: datetime, retention: timedelta) -> int:
+    """Erase the card digests (and masked name) of unmatched and unknown-card taps received
+    before ``now - retention`` that no attendance refers to. Returns how many taps were purged."""
+    cutoff = now - retention
+    referenced = exists().where(
+        or_(col(Attendance.first_tap_id) == col(Tap.id), col(Attendance.last_tap_id) == col(Tap.id))
+    )
+    statement = (
+        update(Tap)
+        .where(
+            and_(
+                col(Tap.code).in_(PURGED_CODES),
+                col(Tap.received_at) < cutoff,
+                or_(col(Tap.card_no_hmac).is_not(None), col(Tap.uid_hmac).is_not(None)),
+                ~referenced,
+            )
+        )
+        .values(card_no_hmac=None, uid_hmac=None, display_member_name=None)
+        .execution_options(synchronize_session=False)
+    )
+    result = session.exec(statement)
+    return int(result.rowcount or 0)
+
+
+def purge_now(engine: Engine, *, clock: Clock, retention: timedelta) -> int:
+    """Run :func:`purge_unmatched_taps` in its own unit of work."""
+    with unit_of_work(engine) as session:
+        purged = purge_unmatched_taps(session, now=clock(), retention=retention)
+    if purged:
+        log.info("purged the card digests of %d unmatched taps older than %s", purged, retention)
+    return purged
+
+
+async def purge_periodically(engine: Engine, *, clock: Clock, retention: timedelta) -> None:
+    """Purge at start-up and then every :data:`PURGE_INTERVAL` while the server runs (a deployment
+    may also run ``ecard admin taps purge`` from cron)."""
+    while True:
+        try:
+            await asyncio.to_thread(purge_now, engine, clock=clock, retention=retention)
+        except SQLAlchemyError as exc:
+            # Not fatal: the next round (or the CLI) purges; serving taps matters more.
+            log.warning("purging unmatched taps failed: %s", exc.__class__.__name__)
+        await asyncio.sleep(PURGE_INTERVAL.total_seconds())

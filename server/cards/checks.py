@@ -1,0 +1,215 @@
+"""Card checks: how strongly a tapped card is shown to be the member's bound card.
+
+Levels (:class:`~server.vocabulary.CardCheckLevel`), weakest first, and what defeats each:
+
+* ``uid`` — the UID matches the binding. A "magic" card or an emulator copies a UID, so this is
+  low assurance; the level is stored on the tap for the ledger to show.
+* ``card-number`` — the T-Union card number matches the binding, *and* the UID too when the
+  binding recorded one. An emulator can replay both (card-protocols §6), but a cloned UID with
+  another number, or a copied number on a card with another UID, is refused: ``card_mismatch``.
+* ``issuer-mac`` — and the card answered the kiosk's fresh challenge with a MAC under its
+  issuer-diversified key, which the issuer confirmed (:mod:`server.cards.issuer`). A copy of the
+  card's data without its key cannot answer: ``issuer_mac_invalid``; an old answer presented
+  again: ``issuer_mac_replayed``.
+
+A tap is checked at the strongest level both its binding and its card support:
+
+1. The binding is the active one with the tap's card number, else the one with its UID; none is
+   ``unknown_card``.
+2. A UID-only binding, or a UID-only read (serial reader, card without the application), is
+   checked at ``uid``. Otherwise number and UID must both fit (``card-number``).
+3. If the card answered the challenge, the issuer is asked, and a wrong answer is a clone
+   whatever the binding says. If the card refused and its binding knows it can answer
+   (``issuer_mac_since``: declared at binding with ``--issuer-mac``, or learned from its first
+   verified answer), it is a clone too. A kiosk that did not ask (serial readers, older agents)
+   caps the tap at ``card-number``.
+4. A tap below the deployment's minimum (``ECARD_MIN_CARD_CHECK``) is ``weak_card_check``.
+
+Replay: the challenge is derived from the kiosk id and the kiosk's random nonce
+(:func:`schemas.card_auth_challenge`), and each challenge the issuer confirmed is stored on its
+tap under a unique index; a second tap with it is refused. A byte-identical re-upload never gets
+here: it is answered as a duplicate by (kiosk, seq).
+
+Issuer unavailable (timeout, refused connection, 5xx): the tap is not lost and not called a
+clone. It is decided at ``card-number`` (both identifiers still must match) and flagged with
+note ``issuer_unavailable``; if the deployment's minimum is ``issuer-mac`` it is refused as
+``issuer_unavailable`` and the member taps again later. We chose this over refusing every tap
+during an outage because the minimum already states what the deployment accepts; the flag lets
+an auditor find the taps that were never MAC-checked.
+
+Limits, stated plainly: a clone tapped at a kiosk that does not challenge (or during an issuer
+outage) passes at ``card-number`` when the minimum allows it. A compromised kiosk key can
+harvest answers from a genuine card in front of it and spend them later, once each; only an
+online, server-issued challenge would stop that.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from schemas.messages import CardFacts, card_auth_challenge
+from server.cards.identifiers import card_no_digest, uid_digest
+from server.cards.issuer import IssuerMacCheck, IssuerUnavailable, IssuerVerifier, OutageMemo
+from server.cards.models import CardBinding
+from server.keyring import Keyring
+from server.orgs.models import Member
+from server.taps.models import Tap
+from server.vocabulary import BindingStatus, CardCheckLevel, CardCheckNote, RejectionCode
+
+log = logging.getLogger(__name__)
+
+SW_OK = "9000"
+
+
+@dataclass(frozen=True)
+class CardCheckPolicy:
+    """The deployment's card-check rules: its minimum level and its issuer (None: no issuer-mac)."""
+
+    minimum: CardCheckLevel = CardCheckLevel.UID
+    issuer: IssuerVerifier | None = None
+
+    def for_batch(self) -> CardCheckPolicy:
+        """This policy for one upload: an issuer outage is noticed once, not once per tap."""
+        if self.issuer is None:
+            return self
+        return replace(self, issuer=OutageMemo(self.issuer))
+
+
+@dataclass(frozen=True)
+class CardCheck:
+    """What checking one tapped card found.
+
+    ``member`` is set only when the card passed. ``level`` is the level the card passed, kept
+    even when it is below the minimum; ``auth_challenge`` is the issuer challenge it answered
+    (store it on the tap so it cannot be used again).
+    """
+
+    member: Member | None
+    level: CardCheckLevel | None
+    rejection: RejectionCode | None = None
+    note: CardCheckNote | None = None
+    auth_challenge: str | None = None
+
+
+def check_card(
+    session: Session,
+    card: CardFacts,
+    *,
+    kiosk_id: str,
+    keyring: Keyring,
+    policy: CardCheckPolicy,
+    now: datetime,
+) -> CardCheck:
+    """Check a tapped card against its binding (see the module docstring for the rules).
+
+    May ask the issuer (a network call) and, on a card's first verified answer, records on its
+    binding that it answers challenges. Never raises for anything about the card: every outcome,
+    including an unreachable issuer, is a :class:`CardCheck`.
+    """
+    number_hmac = card_no_digest(keyring, card.card_no) if card.card_no else None
+    uid_hmac = uid_digest(keyring, card.uid)
+    binding = _active_binding(session, number_hmac=number_hmac, uid_hmac=uid_hmac)
+    if binding is None:
+        return CardCheck(member=None, level=None, rejection=RejectionCode.UNKNOWN_CARD)
+    level = _identifier_level(binding, number_hmac=number_hmac, uid_hmac=uid_hmac)
+    if level is None:
+        return CardCheck(member=None, level=None, rejection=RejectionCode.CARD_MISMATCH)
+
+    check = CardCheck(member=None, level=level)
+    if level == CardCheckLevel.CARD_NUMBER:
+        check = _issuer_step(session, card, binding, kiosk_id=kiosk_id, policy=policy, now=now)
+        if check.rejection is not None:
+            return check
+    assert check.level is not None
+    if check.level.rank < policy.minimum.rank:
+        outage = check.note == CardCheckNote.ISSUER_UNAVAILABLE
+        code = (
+            RejectionCode.ISSUER_UNAVAILABLE
+            if outage and policy.minimum == CardCheckLevel.ISSUER_MAC
+            else RejectionCode.WEAK_CARD_CHECK
+        )
+        return replace(check, rejection=code)
+    member = session.get(Member, binding.member_id)
+    if member is None:  # the foreign key makes this impossible; a binding alone proves nothing
+        return CardCheck(member=None, level=None, rejection=RejectionCode.UNKNOWN_CARD)
+    return replace(check, member=member)
+
+
+def _active_binding(session: Session, *, number_hmac: str | None, uid_hmac: str) -> CardBinding | None:
+    """The binding the tap claims: by card number when the card reported one, else by UID."""
+    active = select(CardBinding).where(CardBinding.status == BindingStatus.ACTIVE)
+    if number_hmac is not None:
+        by_number = session.exec(active.where(col(CardBinding.card_no_hmac) == number_hmac)).first()
+        if by_number is not None:
+            return by_number
+    return session.exec(active.where(col(CardBinding.uid_hmac) == uid_hmac)).first()
+
+
+def _identifier_level(
+    binding: CardBinding, *, number_hmac: str | None, uid_hmac: str
+) -> CardCheckLevel | None:
+    """The level the identifiers reach against *binding*; None when they contradict it."""
+    if binding.card_no_hmac is None or number_hmac is None:
+        # A UID-only binding, or a read that saw no application: it was found by its UID.
+        return CardCheckLevel.UID
+    if number_hmac != binding.card_no_hmac:
+        return None  # found by UID, but the card carries another number
+    if binding.uid_hmac is not None and binding.uid_hmac != uid_hmac:
+        return None  # the number is right, the chip is not
+    return CardCheckLevel.CARD_NUMBER
+
+
+def _issuer_step(
+    session: Session,
+    card: CardFacts,
+    binding: CardBinding,
+    *,
+    kiosk_id: str,
+    policy: CardCheckPolicy,
+    now: datetime,
+) -> CardCheck:
+    """Raise a card-number match to issuer-mac, or find the clone; identifiers already match."""
+    at_card_number = CardCheck(member=None, level=CardCheckLevel.CARD_NUMBER)
+    auth = card.auth
+    answers_challenges = binding.issuer_mac_since is not None
+    if auth is None:
+        return at_card_number  # the kiosk did not ask
+    if auth.response is None or auth.status != SW_OK:
+        if answers_challenges:
+            log.warning("binding %s: the card refused the challenge (SW %s)", binding.id, auth.status)
+            return CardCheck(member=None, level=None, rejection=RejectionCode.ISSUER_MAC_INVALID)
+        return at_card_number
+    if policy.issuer is None:
+        return at_card_number  # this deployment has no issuer to ask
+    assert card.card_no is not None
+    challenge = card_auth_challenge(kiosk_id, bytes.fromhex(auth.nonce))
+    challenge_hex = challenge.hex().upper()
+    if _challenge_used(session, challenge_hex):
+        return CardCheck(member=None, level=None, rejection=RejectionCode.ISSUER_MAC_REPLAYED)
+    try:
+        valid = policy.issuer.verify(
+            IssuerMacCheck(
+                card_no=card.card_no,
+                key_id=auth.key_id,
+                algorithm=auth.algorithm,
+                challenge=challenge,
+                response=bytes.fromhex(auth.response),
+            )
+        )
+    except IssuerUnavailable:
+        return replace(at_card_number, note=CardCheckNote.ISSUER_UNAVAILABLE)
+    if not valid:
+        log.warning("binding %s: the issuer rejected the card's answer", binding.id)
+        return CardCheck(member=None, level=None, rejection=RejectionCode.ISSUER_MAC_INVALID)
+    if not answers_challenges:
+        binding.issuer_mac_since = now
+        session.add(binding)
+    return CardCheck(member=None, level=CardCheckLevel.ISSUER_MAC, auth_challenge=challenge_hex)
+
+
+def _challenge_used(session: Session, challenge_hex: str) -> bool:
+    return session.exec(select(Tap.id).where(Tap.auth_challenge == challenge_hex)).first() is not None

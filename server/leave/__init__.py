@@ -1,0 +1,1 @@
+"""Leave requests (请假): asked before an event, decided by a secretary."""

@@ -1,0 +1,189 @@
+"""Leave requests (请假): asked before the event (“事先必须向党支部请假获准”), decided by a
+secretary; approved leave takes the member out of 应到 (see ``server.attendance.rolls``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from server.attendance.rolls import compute_rolls
+from server.attendance.service import require_visible_event
+from server.audit.service import Actor, record
+from server.auth.service import OrgViewer
+from server.errors import (
+    EventNotFound,
+    LeaveAlreadyRequested,
+    LeaveNotPending,
+    LeaveRequestNotFound,
+    LeaveTooLate,
+    MemberNotExpected,
+    ReasonRequired,
+)
+from server.events.service import require_event
+from server.inputs import clean_text
+from server.leave.models import LeaveRequest
+from server.orgs.service import require_member
+from server.vocabulary import LeaveStatus
+
+_OPEN = (LeaveStatus.PENDING, LeaveStatus.APPROVED)
+
+
+def request_leave(
+    session: Session,
+    *,
+    event_id: int,
+    member_id: int,
+    reason: str,
+    actor: Actor,
+    now: datetime,
+    viewer: OrgViewer | None = None,
+) -> LeaveRequest:
+    """A member (or a secretary for them) asks to be excused from an event.
+
+    Raises:
+        EventNotFound (also outside the viewer's scope), MemberNotFound.
+        ReasonRequired: no reason.
+        LeaveTooLate: the event has already started.
+        MemberNotExpected: the member is not invited (not in the holding organisations, or not on
+            the committee of a 支委会), or is exempt anyway.
+        LeaveAlreadyRequested: a pending or approved request exists.
+    """
+    event = require_visible_event(session, event_id, viewer)
+    require_member(session, member_id)
+    if not reason.strip():
+        raise ReasonRequired("请假须说明理由")
+    text = clean_text(reason, field="请假理由", max_length=500)
+    if now >= event.start_at:
+        raise LeaveTooLate()
+    roll = compute_rolls(session, [event], only_member_id=member_id)[event_id]
+    if member_id not in roll.invited or member_id in roll.exempt:
+        raise MemberNotExpected()
+    existing = session.exec(
+        select(LeaveRequest).where(
+            LeaveRequest.event_id == event_id,
+            LeaveRequest.member_id == member_id,
+            col(LeaveRequest.status).in_(_OPEN),
+        )
+    ).first()
+    if existing is not None:
+        raise LeaveAlreadyRequested()
+    leave = LeaveRequest(
+        event_id=event_id,
+        member_id=member_id,
+        reason=text,
+        status=LeaveStatus.PENDING,
+        requested_at=now,
+        requested_by=actor.ref,
+    )
+    session.add(leave)
+    session.flush()
+    record(
+        session,
+        actor=actor,
+        action="leave.request",
+        object_type="leave_request",
+        object_id=leave.id or 0,
+        org_id=event.org_id,
+        at=now,
+        reason=text,
+        detail={"event_id": event_id, "member_id": member_id},
+    )
+    return leave
+
+
+def decide_leave(
+    session: Session,
+    *,
+    leave_id: int,
+    approve: bool,
+    note: str,
+    actor: Actor,
+    now: datetime,
+    viewer: OrgViewer | None = None,
+) -> LeaveRequest:
+    """A secretary approves or refuses a pending request (a refusal needs a note). Audited.
+
+    Raises:
+        LeaveRequestNotFound (also outside the viewer's scope); LeaveNotPending;
+        ReasonRequired (refusal without a note).
+    """
+    leave = _require_leave(session, leave_id, viewer)
+    if leave.status != LeaveStatus.PENDING:
+        raise LeaveNotPending()
+    if not approve and not note.strip():
+        raise ReasonRequired("不予准假须说明理由")
+    leave.status = LeaveStatus.APPROVED if approve else LeaveStatus.REJECTED
+    leave.decided_at = now
+    leave.decided_by = actor.ref
+    leave.decision_note = clean_text(note, field="审批意见", max_length=500) if note.strip() else ""
+    session.add(leave)
+    event = require_event(session, leave.event_id)
+    record(
+        session,
+        actor=actor,
+        action="leave.approve" if approve else "leave.reject",
+        object_type="leave_request",
+        object_id=leave_id,
+        org_id=event.org_id,
+        at=now,
+        reason=leave.decision_note,
+        detail={"event_id": leave.event_id, "member_id": leave.member_id},
+    )
+    session.flush()
+    return leave
+
+
+def withdraw_leave(
+    session: Session, *, leave_id: int, actor: Actor, now: datetime, viewer: OrgViewer | None = None
+) -> LeaveRequest:
+    """The member withdraws a pending or approved request (they will come after all).
+
+    Raises:
+        LeaveRequestNotFound; LeaveNotPending (already refused or withdrawn).
+    """
+    leave = _require_leave(session, leave_id, viewer)
+    if leave.status not in _OPEN:
+        raise LeaveNotPending("该请假申请已结束，不能撤回")
+    leave.status = LeaveStatus.WITHDRAWN
+    leave.decided_at = now
+    leave.decided_by = actor.ref
+    session.add(leave)
+    event = require_event(session, leave.event_id)
+    record(
+        session,
+        actor=actor,
+        action="leave.withdraw",
+        object_type="leave_request",
+        object_id=leave_id,
+        org_id=event.org_id,
+        at=now,
+        detail={"event_id": leave.event_id, "member_id": leave.member_id},
+    )
+    session.flush()
+    return leave
+
+
+def leave_requests_for_event(
+    session: Session, *, event_id: int, viewer: OrgViewer | None = None
+) -> list[LeaveRequest]:
+    """Every request for the event, oldest first. Raises EventNotFound (also out of scope)."""
+    require_visible_event(session, event_id, viewer)
+    return list(
+        session.exec(
+            select(LeaveRequest)
+            .where(LeaveRequest.event_id == event_id)
+            .order_by(col(LeaveRequest.requested_at), col(LeaveRequest.id))
+        ).all()
+    )
+
+
+def _require_leave(session: Session, leave_id: int, viewer: OrgViewer | None) -> LeaveRequest:
+    leave = session.exec(select(LeaveRequest).where(LeaveRequest.id == leave_id).with_for_update()).first()
+    if leave is None:
+        raise LeaveRequestNotFound(f"请假申请 {leave_id} 不存在")
+    try:
+        require_visible_event(session, leave.event_id, viewer)
+    except EventNotFound as exc:
+        raise LeaveRequestNotFound(f"请假申请 {leave_id} 不存在") from exc
+    return leave

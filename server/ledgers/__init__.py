@@ -1,0 +1,1 @@
+"""Electronic ledgers (电子台账): per organisation and period, per member, and their exports."""

@@ -1,0 +1,93 @@
+"""Chinese labels for the vocabularies, as printed in ledgers (kept apart from the stored values)."""
+
+from __future__ import annotations
+
+from server.vocabulary import (
+    AttendanceSource,
+    Cadence,
+    CommitteeRole,
+    EventKind,
+    ExemptionReason,
+    LeaveStatus,
+    MemberCategory,
+    MemberStatus,
+    OrgKind,
+    ReminderLevel,
+)
+
+EVENT_KIND_LABELS: dict[EventKind, str] = {
+    EventKind.BRANCH_GENERAL: "支部党员大会",
+    EventKind.COMMITTEE: "支委会",
+    EventKind.GROUP: "党小组会",
+    EventKind.LECTURE: "党课",
+    EventKind.THEME_DAY: "主题党日",
+    EventKind.REVIEW_MEETING: "组织生活会",
+    EventKind.OTHER: "其他活动",
+}
+
+CATEGORY_LABELS: dict[MemberCategory, str] = {
+    MemberCategory.FULL: "正式",
+    MemberCategory.PROBATIONARY: "预备",
+}
+
+STATUS_LABELS: dict[MemberStatus, str] = {
+    MemberStatus.ACTIVE: "在册",
+    MemberStatus.TRANSFERRED_OUT: "已转出",
+    MemberStatus.SUSPENDED: "停止党籍",
+    MemberStatus.LEFT: "已出党",
+}
+
+ORG_KIND_LABELS: dict[OrgKind, str] = {
+    OrgKind.BASIC_COMMITTEE: "基层党委",
+    OrgKind.GENERAL_BRANCH: "党总支",
+    OrgKind.BRANCH: "党支部",
+    OrgKind.JOINT_BRANCH: "联合党支部",
+    OrgKind.TEMPORARY_BRANCH: "临时党支部",
+    OrgKind.PARTY_GROUP: "党小组",
+}
+
+EXEMPTION_LABELS: dict[ExemptionReason, str] = {
+    ExemptionReason.ILLNESS: "患病住院或病休",
+    ExemptionReason.MATERNITY: "孕产期、哺乳期",
+    ExemptionReason.ELDERLY_IMMOBILE: "年老体弱、行动不便",
+    ExemptionReason.AWAY_APPROVED: "经党组织同意外出",
+    ExemptionReason.SUSPENDED_BY_APPROVAL: "经批准暂停组织生活",
+}
+
+SOURCE_LABELS: dict[AttendanceSource, str] = {
+    AttendanceSource.TAP: "刷卡",
+    AttendanceSource.MANUAL: "补录",
+    AttendanceSource.ASSIGNED: "刷卡（书记归入）",
+}
+
+LEAVE_LABELS: dict[LeaveStatus, str] = {
+    LeaveStatus.PENDING: "待审批",
+    LeaveStatus.APPROVED: "已准假",
+    LeaveStatus.REJECTED: "不予准假",
+    LeaveStatus.WITHDRAWN: "已撤回",
+}
+
+CADENCE_LABELS: dict[Cadence, str] = {
+    Cadence.MONTHLY: "每月",
+    Cadence.QUARTERLY: "每季度",
+    Cadence.YEARLY: "每年",
+}
+
+COMMITTEE_ROLE_LABELS: dict[CommitteeRole, str] = {
+    CommitteeRole.SECRETARY: "书记",
+    CommitteeRole.DEPUTY_SECRETARY: "副书记",
+    CommitteeRole.ORGANISATION: "组织委员",
+    CommitteeRole.PROPAGANDA: "宣传委员",
+    CommitteeRole.DISCIPLINE: "纪检委员",
+    CommitteeRole.MEMBER: "委员",
+}
+
+REMINDER_LEVEL_LABELS: dict[ReminderLevel, str] = {
+    ReminderLevel.NOTICE: "提示",
+    ReminderLevel.WARNING: "警示",
+    ReminderLevel.ALERT: "严重",
+}
+
+
+def kinds_label(kinds: list[EventKind]) -> str:
+    return "、".join(EVENT_KIND_LABELS[kind] for kind in kinds)

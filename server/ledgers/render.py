@@ -1,0 +1,270 @@
+"""Exports of every ledger as CSV (UTF-8 with BOM, so Excel opens it), XLSX (openpyxl: a summary
+sheet and one sheet per section, bold header row, widths, frozen panes) or A4 PDF in Chinese
+(reportlab with its built-in CID font ``STSong-Light``, which PDF readers supply, so nothing is
+embedded; signature lines for the chair and the recorder).
+
+:func:`render_ledger` is the one entry point for the API, the CLI and the web app. The libraries
+are imported when a file is made, not at import time.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import unicodedata
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from server.attendance.models import AttendanceSheet
+from server.ledgers.documents import (
+    Cell,
+    LedgerDocument,
+    Section,
+    member_history_document,
+    org_ledger_document,
+    sheet_document,
+)
+from server.ledgers.models import MemberHistory, OrgLedger
+
+Ledger = AttendanceSheet | OrgLedger | MemberHistory
+
+PDF_FONT = "STSong-Light"
+
+
+class ExportFormat(StrEnum):
+    JSON = "json"
+    CSV = "csv"
+    XLSX = "xlsx"
+    PDF = "pdf"
+
+
+MEDIA_TYPES: dict[ExportFormat, str] = {
+    ExportFormat.JSON: "application/json",
+    ExportFormat.CSV: "text/csv; charset=utf-8",
+    ExportFormat.XLSX: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ExportFormat.PDF: "application/pdf",
+}
+
+
+@dataclass(frozen=True)
+class RenderedLedger:
+    content: bytes
+    media_type: str
+    filename: str
+
+
+def to_document(ledger: Ledger) -> LedgerDocument:
+    if isinstance(ledger, AttendanceSheet):
+        return sheet_document(ledger)
+    if isinstance(ledger, OrgLedger):
+        return org_ledger_document(ledger)
+    return member_history_document(ledger)
+
+
+def render_ledger(ledger: Ledger, fmt: ExportFormat) -> RenderedLedger:
+    """The ledger as a file in ``fmt``: its bytes, media type and a download name."""
+    document = to_document(ledger)
+    if fmt == ExportFormat.JSON:
+        content = ledger.model_dump_json(indent=2).encode()
+    elif fmt == ExportFormat.CSV:
+        content = render_csv(document)
+    elif fmt == ExportFormat.XLSX:
+        content = render_xlsx(document)
+    else:
+        content = render_pdf(document)
+    return RenderedLedger(content, MEDIA_TYPES[fmt], f"{document.filename_stem}.{fmt.value}")
+
+
+def render_csv(document: LedgerDocument) -> bytes:
+    """Sections one after another, each with its title row and header; facts first."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([document.title])
+    for name, value in document.facts:
+        writer.writerow([name, value])
+    for section in document.sections:
+        writer.writerow([])
+        writer.writerow([f"【{section.title}】"])
+        writer.writerow(section.columns)
+        writer.writerows([_text(_excel_value(cell)) for cell in row] for row in section.rows)
+    if document.signatures:
+        writer.writerow([])
+        writer.writerow([f"{role}（签字）：" for role in document.signatures] + ["日期："])
+    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+
+
+def render_xlsx(document: LedgerDocument) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
+    workbook = Workbook()
+    summary = workbook.active
+    summary.title = "概况"
+    summary.append([document.title])
+    summary["A1"].font = Font(bold=True, size=14)
+    for name, value in document.facts:
+        summary.append([name, value])
+    summary.append([])
+    for role in document.signatures:
+        summary.append([f"{role}（签字）", ""])
+    summary.append(["日期", ""])
+    summary.column_dimensions["A"].width = 16
+    summary.column_dimensions["B"].width = max(
+        [40, *(_display_width(value) + 2 for _, value in document.facts)]
+    )
+
+    header_font = Font(bold=True)
+    header_fill = PatternFill("solid", fgColor="DDE4EE")
+    used_titles: set[str] = {summary.title}
+    for section in document.sections:
+        sheet = workbook.create_sheet(_sheet_title(section.title, used_titles))
+        sheet.append(section.columns)
+        for cell in sheet[1]:
+            cell.font = header_font
+            cell.fill = header_fill
+            cell.alignment = Alignment(vertical="center", wrap_text=True)
+        for row in section.rows:
+            sheet.append([_excel_value(cell) for cell in row])
+        for index, width in enumerate(_column_widths(section), start=1):
+            sheet.column_dimensions[get_column_letter(index)].width = width
+        sheet.freeze_panes = "A2"
+        if section.rows:
+            sheet.auto_filter.ref = sheet.dimensions
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def render_pdf(document: LedgerDocument) -> bytes:
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4, landscape
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.lib.units import mm
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+    if PDF_FONT not in pdfmetrics.getRegisteredFontNames():
+        pdfmetrics.registerFont(UnicodeCIDFont(PDF_FONT))
+    page = landscape(A4) if document.landscape else A4
+    margin = 15 * mm
+    usable = page[0] - 2 * margin
+    title_style = ParagraphStyle("title", fontName=PDF_FONT, fontSize=16, leading=22, alignment=1)
+    heading_style = ParagraphStyle("heading", fontName=PDF_FONT, fontSize=12, leading=18, spaceBefore=8)
+    body = ParagraphStyle("body", fontName=PDF_FONT, fontSize=9, leading=12, wordWrap="CJK")
+    small = ParagraphStyle("small", fontName=PDF_FONT, fontSize=8, leading=10, wordWrap="CJK")
+
+    def para(value: Cell, style: ParagraphStyle = small) -> Any:
+        return Paragraph(_escape(_text(value)), style)
+
+    grid = TableStyle(
+        [
+            ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#DDE4EE")),
+            ("LEFTPADDING", (0, 0), (-1, -1), 3),
+            ("RIGHTPADDING", (0, 0), (-1, -1), 3),
+        ]
+    )
+    story: list[Any] = [Paragraph(_escape(document.title), title_style), Spacer(1, 4 * mm)]
+    facts = [[para(name, body), para(value, body)] for name, value in document.facts]
+    if facts:
+        table = Table(facts, colWidths=[28 * mm, usable - 28 * mm])
+        table.setStyle(
+            TableStyle(
+                [
+                    ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
+                    ("BACKGROUND", (0, 0), (0, -1), colors.HexColor("#F2F4F7")),
+                    ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ]
+            )
+        )
+        story.append(table)
+    for section in document.sections:
+        story.append(Paragraph(_escape(f"{section.title}（{len(section.rows)}）"), heading_style))
+        if not section.rows:
+            story.append(Paragraph("无", body))
+            continue
+        weights = _column_widths(section)
+        total = sum(weights)
+        widths = [usable * weight / total for weight in weights]
+        rows = [[para(column) for column in section.columns]]
+        rows += [[para(cell) for cell in row] for row in section.rows]
+        table = Table(rows, colWidths=widths, repeatRows=1)
+        table.setStyle(grid)
+        story.append(table)
+    if document.signatures:
+        story.append(Spacer(1, 12 * mm))
+        cells = [f"{role}（签字）：____________" for role in document.signatures] + ["日期：____________"]
+        signature_table = Table(
+            [[para(cell, body) for cell in cells]], colWidths=[usable / len(cells)] * len(cells)
+        )
+        story.append(signature_table)
+
+    def footer(canvas: Any, doc: Any) -> None:
+        canvas.saveState()
+        canvas.setFont(PDF_FONT, 8)
+        canvas.drawRightString(page[0] - margin, 8 * mm, f"第 {doc.page} 页")
+        canvas.drawString(margin, 8 * mm, document.title)
+        canvas.restoreState()
+
+    buffer = io.BytesIO()
+    pdf = SimpleDocTemplate(
+        buffer,
+        pagesize=page,
+        leftMargin=margin,
+        rightMargin=margin,
+        topMargin=margin,
+        bottomMargin=margin,
+        title=document.title,
+        author="党员e通卡",
+    )
+    pdf.build(story, onFirstPage=footer, onLaterPages=footer)
+    return buffer.getvalue()
+
+
+def _text(cell: Cell) -> str:
+    if cell is None:
+        return ""
+    return str(cell)
+
+
+def _excel_value(cell: Cell) -> Cell:
+    # Numbers stay numbers (sums and filters work); text that Excel would run as a formula is quoted.
+    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@"):
+        return "'" + cell
+    return cell
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _display_width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _column_widths(section: Section) -> list[int]:
+    """Section widths if given, else from the content; capped so one long note cannot hog a page."""
+    if section.widths is not None:
+        return [
+            max(width * 2, _display_width(column) + 2)
+            for width, column in zip(section.widths, section.columns, strict=True)
+        ]
+    widths = []
+    for index, column in enumerate(section.columns):
+        longest = max([_display_width(column), *(_display_width(_text(row[index])) for row in section.rows)])
+        widths.append(min(max(longest + 2, 6), 40))
+    return widths
+
+
+def _sheet_title(title: str, used: set[str]) -> str:
+    cleaned = "".join(ch for ch in title if ch not in "[]:*?/\\")[:31] or "Sheet"
+    candidate, number = cleaned, 2
+    while candidate in used:
+        candidate = f"{cleaned[:28]}({number})"
+        number += 1
+    used.add(candidate)
+    return candidate

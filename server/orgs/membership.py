@@ -1,0 +1,300 @@
+"""A member's history: moves between organisations, 转正, status changes, exemptions from
+organisational life, and committee seats.
+
+Each change closes the open :class:`~server.orgs.models.MembershipPeriod` and opens the next, so
+ledgers of earlier periods keep showing the member where and as what they were then. Every change
+is audited in the same unit of work.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from server.audit.service import Actor, record
+from server.errors import (
+    AlreadyEnded,
+    CommitteeSeatNotFound,
+    ExemptionNotFound,
+    InvalidTimeRange,
+    MemberNotActive,
+)
+from server.inputs import clean_text
+from server.orgs.models import CommitteeSeat, Member, MemberExemption, MembershipPeriod
+from server.orgs.service import require_member, require_organisation
+from server.vocabulary import CommitteeRole, ExemptionReason, MemberCategory, MemberStatus
+
+
+def move_member(
+    session: Session, *, member_id: int, to_org_id: int, at: datetime, actor: Actor, reason: str = ""
+) -> Member:
+    """Move an active member to another organisation from ``at`` on (e.g. a transfer received).
+
+    Their attendance stays theirs; events before ``at`` keep them in the old organisation's 应到.
+
+    Raises:
+        MemberNotFound, OrganisationNotFound.
+        MemberNotActive: the member is not currently active.
+        InvalidTimeRange: ``at`` is before the start of their current period.
+    """
+    member = require_member(session, member_id)
+    require_organisation(session, to_org_id)
+    if member.status != MemberStatus.ACTIVE:
+        raise MemberNotActive()
+    from_org_id = member.org_id
+    _start_next_period(session, member, org_id=to_org_id, category=member.category, at=at)
+    member.org_id = to_org_id
+    member.joined_org_at = at
+    session.add(member)
+    _audit(
+        session,
+        actor,
+        "member.move",
+        member,
+        at,
+        reason,
+        {"from_org_id": from_org_id, "to_org_id": to_org_id},
+    )
+    session.flush()
+    return member
+
+
+def change_member_category(
+    session: Session,
+    *,
+    member_id: int,
+    category: MemberCategory,
+    at: datetime,
+    actor: Actor,
+    reason: str = "",
+) -> Member:
+    """Record 转正 (probationary → full) or a correction, effective from ``at``.
+
+    Raises:
+        MemberNotFound; MemberNotActive; InvalidTimeRange (``at`` before the current period).
+    """
+    member = require_member(session, member_id)
+    if member.status != MemberStatus.ACTIVE:
+        raise MemberNotActive()
+    if member.category == category:
+        return member
+    before = member.category
+    _start_next_period(session, member, org_id=member.org_id, category=category, at=at)
+    member.category = category
+    session.add(member)
+    _audit(
+        session, actor, "member.category", member, at, reason, {"from": before.value, "to": category.value}
+    )
+    session.flush()
+    return member
+
+
+def change_member_status(
+    session: Session, *, member_id: int, status: MemberStatus, at: datetime, actor: Actor, reason: str = ""
+) -> Member:
+    """Change a member's status from ``at``: leaving ``active`` ends their membership period,
+    returning to it opens a new one in their organisation.
+
+    The system never does this on its own (reminders only warn); a person decides and is audited.
+
+    Raises:
+        MemberNotFound; InvalidTimeRange (``at`` before the current period).
+    """
+    member = require_member(session, member_id)
+    if member.status == status:
+        return member
+    before = member.status
+    if before == MemberStatus.ACTIVE:
+        _close_open_period(session, member, at=at)
+    elif status == MemberStatus.ACTIVE:
+        _open_period(session, member, org_id=member.org_id, category=member.category, at=at)
+    member.status = status
+    session.add(member)
+    _audit(session, actor, "member.status", member, at, reason, {"from": before.value, "to": status.value})
+    session.flush()
+    return member
+
+
+def add_exemption(
+    session: Session,
+    *,
+    member_id: int,
+    reason: ExemptionReason,
+    starts_at: datetime,
+    ends_at: datetime | None,
+    note: str,
+    actor: Actor,
+    now: datetime,
+) -> MemberExemption:
+    """Record an approved exemption from organisational life over [starts_at, ends_at).
+
+    Raises:
+        MemberNotFound; InvalidTimeRange (ends before it starts).
+    """
+    member = require_member(session, member_id)
+    if ends_at is not None and ends_at <= starts_at:
+        raise InvalidTimeRange("结束时间须晚于开始时间")
+    exemption = MemberExemption(
+        member_id=member_id,
+        reason=reason,
+        note=note.strip()[:500],
+        starts_at=starts_at,
+        ends_at=ends_at,
+        approved_by=actor.ref,
+        created_at=now,
+    )
+    session.add(exemption)
+    session.flush()
+    _audit(
+        session,
+        actor,
+        "member.exemption.add",
+        member,
+        now,
+        note,
+        {"exemption_id": exemption.id, "reason": reason.value, "starts_at": starts_at, "ends_at": ends_at},
+    )
+    return exemption
+
+
+def end_exemption(session: Session, *, exemption_id: int, at: datetime, actor: Actor) -> MemberExemption:
+    """End an exemption early (the member is back). Raises ExemptionNotFound, AlreadyEnded."""
+    exemption = session.get(MemberExemption, exemption_id)
+    if exemption is None:
+        raise ExemptionNotFound()
+    if exemption.ends_at is not None and exemption.ends_at <= at:
+        raise AlreadyEnded()
+    if at <= exemption.starts_at:
+        raise InvalidTimeRange("结束时间须晚于开始时间")
+    exemption.ends_at = at
+    session.add(exemption)
+    member = require_member(session, exemption.member_id)
+    _audit(session, actor, "member.exemption.end", member, at, "", {"exemption_id": exemption_id})
+    session.flush()
+    return exemption
+
+
+def appoint_committee_member(
+    session: Session, *, org_id: int, member_id: int, role: CommitteeRole, at: datetime, actor: Actor
+) -> CommitteeSeat:
+    """Seat a member on the organisation's committee from ``at``.
+
+    Raises:
+        OrganisationNotFound, MemberNotFound; MemberNotActive.
+    """
+    require_organisation(session, org_id)
+    member = require_member(session, member_id)
+    if member.status != MemberStatus.ACTIVE:
+        raise MemberNotActive()
+    seat = CommitteeSeat(org_id=org_id, member_id=member_id, role=role, started_at=at)
+    session.add(seat)
+    session.flush()
+    record(
+        session,
+        actor=actor,
+        action="committee.appoint",
+        object_type="committee_seat",
+        object_id=seat.id or 0,
+        org_id=org_id,
+        at=at,
+        detail={"member_id": member_id, "role": role.value},
+    )
+    return seat
+
+
+def end_committee_seat(session: Session, *, seat_id: int, at: datetime, actor: Actor) -> CommitteeSeat:
+    """End a committee seat (换届, resignation). Raises CommitteeSeatNotFound, AlreadyEnded."""
+    seat = session.get(CommitteeSeat, seat_id)
+    if seat is None:
+        raise CommitteeSeatNotFound()
+    if seat.ended_at is not None:
+        raise AlreadyEnded()
+    if at <= seat.started_at:
+        raise InvalidTimeRange("结束时间须晚于任职开始时间")
+    seat.ended_at = at
+    session.add(seat)
+    record(
+        session,
+        actor=actor,
+        action="committee.end",
+        object_type="committee_seat",
+        object_id=seat_id,
+        org_id=seat.org_id,
+        at=at,
+        detail={"member_id": seat.member_id},
+    )
+    session.flush()
+    return seat
+
+
+def committee_seats(session: Session, *, org_id: int, at: datetime) -> list[CommitteeSeat]:
+    """The organisation's committee at ``at``."""
+    return list(
+        session.exec(
+            select(CommitteeSeat)
+            .where(
+                CommitteeSeat.org_id == org_id,
+                col(CommitteeSeat.started_at) <= at,
+                (col(CommitteeSeat.ended_at).is_(None)) | (col(CommitteeSeat.ended_at) > at),
+            )
+            .order_by(col(CommitteeSeat.id))
+        ).all()
+    )
+
+
+def _open_period_of(session: Session, member_id: int) -> MembershipPeriod | None:
+    return session.exec(
+        select(MembershipPeriod)
+        .where(MembershipPeriod.member_id == member_id, col(MembershipPeriod.ended_at).is_(None))
+        .order_by(col(MembershipPeriod.id).desc())
+        .with_for_update()
+    ).first()
+
+
+def _close_open_period(session: Session, member: Member, *, at: datetime) -> None:
+    assert member.id is not None
+    current = _open_period_of(session, member.id)
+    if current is None:
+        return
+    if current.started_at is not None and at < current.started_at:
+        raise InvalidTimeRange("变更生效时间早于当前所在组织/类别的开始时间")
+    current.ended_at = at
+    session.add(current)
+
+
+def _open_period(
+    session: Session, member: Member, *, org_id: int, category: MemberCategory, at: datetime
+) -> None:
+    assert member.id is not None
+    session.add(MembershipPeriod(member_id=member.id, org_id=org_id, category=category, started_at=at))
+
+
+def _start_next_period(
+    session: Session, member: Member, *, org_id: int, category: MemberCategory, at: datetime
+) -> None:
+    _close_open_period(session, member, at=at)
+    _open_period(session, member, org_id=org_id, category=category, at=at)
+
+
+def _audit(
+    session: Session,
+    actor: Actor,
+    action: str,
+    member: Member,
+    at: datetime,
+    reason: str,
+    detail: dict[str, object],
+) -> None:
+    assert member.id is not None
+    record(
+        session,
+        actor=actor,
+        action=action,
+        object_type="member",
+        object_id=member.id,
+        org_id=member.org_id,
+        at=at,
+        reason=clean_text(reason, field="理由", max_length=500) if reason.strip() else "",
+        detail=detail,
+    )

@@ -1,0 +1,232 @@
+"""组织关系转入 endpoints: file, queue, detail, letter, documents, transitions, guest suggestions.
+
+Bearer tokens as elsewhere: a token scoped to an organisation sees the requests whose receiving
+organisation or placement branch is in its subtree (others are 404), and may take committee-level
+actions only when the receiving 基层党委 is in its subtree.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, status
+
+from server.audit.service import Actor
+from server.auth.service import Principal
+from server.deps import ClockDep, KeyringDep, PrincipalDep, SessionDep, SettingsDep
+from server.transfers.access import Reviewer
+from server.transfers.calendar import TransferPolicy, transfer_policy
+from server.transfers.kinds import DocumentKind, TransferSource
+from server.transfers.models import (
+    DocumentTickIn,
+    LetterIn,
+    TransferCreate,
+    TransferDetail,
+    TransferQueue,
+    TransferSuggestion,
+    TransferUpdate,
+    TransitionIn,
+)
+from server.transfers.queue import get_detail, list_queue, list_suggestions
+from server.transfers.service import (
+    attach_letter,
+    create_request,
+    file_from_suggestion,
+    tick_document,
+    transition,
+    untick_document,
+    update_details,
+)
+from server.transfers.states import TransferState
+
+router = APIRouter(prefix="/api/v1/transfers", tags=["transfers"])
+
+
+def reviewer_for_principal(principal: Principal) -> Reviewer:
+    return Reviewer(actor=Actor(f"token:{principal.token_id}", "API令牌"), org_id=principal.org_id)
+
+
+def get_reviewer(principal: PrincipalDep) -> Reviewer:
+    return reviewer_for_principal(principal)
+
+
+def get_policy(settings: SettingsDep) -> TransferPolicy:
+    return transfer_policy(settings)
+
+
+ReviewerDep = Annotated[Reviewer, Depends(get_reviewer)]
+PolicyDep = Annotated[TransferPolicy, Depends(get_policy)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def file_transfer(
+    data: TransferCreate,
+    session: SessionDep,
+    keyring: KeyringDep,
+    reviewer: ReviewerDep,
+    policy: PolicyDep,
+    clock: ClockDep,
+) -> TransferDetail:
+    """File a request with the 介绍信 fields (a lapsed letter lands in ``expired`` at once)."""
+    now = clock()
+    request = create_request(
+        session,
+        keyring=keyring,
+        data=data,
+        reviewer=reviewer,
+        source=TransferSource.API,
+        policy=policy,
+        now=now,
+    )
+    assert request.id is not None
+    return get_detail(session, request_id=request.id, reviewer=reviewer, policy=policy, now=now)
+
+
+@router.get("")
+def transfer_queue(
+    session: SessionDep,
+    reviewer: ReviewerDep,
+    policy: PolicyDep,
+    clock: ClockDep,
+    state: Annotated[list[TransferState] | None, Query(description="Default: every open state.")] = None,
+    org_id: int | None = None,
+    overdue: bool = False,
+    q: Annotated[str | None, Query(max_length=50, description="Part of the applicant's name.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> TransferQueue:
+    """The queue, oldest first, with each step's SLA deadline and overdue marking."""
+    return list_queue(
+        session,
+        reviewer=reviewer,
+        policy=policy,
+        now=clock(),
+        states=state,
+        org_id=org_id,
+        overdue_only=overdue,
+        search=q,
+        limit=limit,
+    )
+
+
+@router.get("/suggestions")
+def transfer_suggestions(
+    session: SessionDep,
+    reviewer: ReviewerDep,
+    clock: ClockDep,
+    org_id: int,
+    days: Annotated[int, Query(ge=1, le=730)] = 180,
+    min_events: Annotated[int, Query(ge=1, le=100)] = 2,
+) -> list[TransferSuggestion]:
+    """Members of other organisations who keep checking in at this organisation's events."""
+    return list_suggestions(
+        session, reviewer=reviewer, org_id=org_id, since=clock() - timedelta(days=days), min_events=min_events
+    )
+
+
+@router.post("/suggestions/{member_id}", status_code=status.HTTP_201_CREATED)
+def file_suggested_transfer(
+    member_id: int,
+    org_id: int,
+    session: SessionDep,
+    reviewer: ReviewerDep,
+    policy: PolicyDep,
+    clock: ClockDep,
+) -> TransferDetail:
+    """File a request for a guest of ``org_id``, with their latest check-in as evidence."""
+    now = clock()
+    request = file_from_suggestion(session, member_id=member_id, org_id=org_id, reviewer=reviewer, now=now)
+    assert request.id is not None
+    return get_detail(session, request_id=request.id, reviewer=reviewer, policy=policy, now=now)
+
+
+@router.get("/{transfer_id}")
+def transfer_detail(
+    transfer_id: int, session: SessionDep, reviewer: ReviewerDep, policy: PolicyDep, clock: ClockDep
+) -> TransferDetail:
+    """One request with its letter, checks, documents, allowed actions and history."""
+    return get_detail(session, request_id=transfer_id, reviewer=reviewer, policy=policy, now=clock())
+
+
+@router.patch("/{transfer_id}")
+def update_transfer(
+    transfer_id: int,
+    changes: TransferUpdate,
+    session: SessionDep,
+    reviewer: ReviewerDep,
+    policy: PolicyDep,
+    clock: ClockDep,
+) -> TransferDetail:
+    """Complete the applicant's name, the placement branch, the probation date or the note."""
+    now = clock()
+    update_details(session, request_id=transfer_id, changes=changes, reviewer=reviewer, now=now)
+    return get_detail(session, request_id=transfer_id, reviewer=reviewer, policy=policy, now=now)
+
+
+@router.put("/{transfer_id}/letter")
+def record_letter(
+    transfer_id: int,
+    letter: LetterIn,
+    session: SessionDep,
+    reviewer: ReviewerDep,
+    policy: PolicyDep,
+    clock: ClockDep,
+) -> TransferDetail:
+    """Record the letter; a second one (re-issued) supersedes the first."""
+    now = clock()
+    attach_letter(session, request_id=transfer_id, letter=letter, reviewer=reviewer, policy=policy, now=now)
+    return get_detail(session, request_id=transfer_id, reviewer=reviewer, policy=policy, now=now)
+
+
+@router.put("/{transfer_id}/documents/{kind}")
+def tick_transfer_document(
+    transfer_id: int,
+    kind: DocumentKind,
+    body: DocumentTickIn,
+    session: SessionDep,
+    reviewer: ReviewerDep,
+    policy: PolicyDep,
+    clock: ClockDep,
+) -> TransferDetail:
+    """Tick a document the reviewer has seen (支部证明, 本人申请, 转正决定 …)."""
+    now = clock()
+    tick_document(session, request_id=transfer_id, kind=kind, note=body.note, reviewer=reviewer, now=now)
+    return get_detail(session, request_id=transfer_id, reviewer=reviewer, policy=policy, now=now)
+
+
+@router.delete("/{transfer_id}/documents/{kind}")
+def untick_transfer_document(
+    transfer_id: int,
+    kind: DocumentKind,
+    session: SessionDep,
+    reviewer: ReviewerDep,
+    policy: PolicyDep,
+    clock: ClockDep,
+) -> TransferDetail:
+    now = clock()
+    untick_document(session, request_id=transfer_id, kind=kind, reviewer=reviewer, now=now)
+    return get_detail(session, request_id=transfer_id, reviewer=reviewer, policy=policy, now=now)
+
+
+@router.post("/{transfer_id}/transitions")
+def transition_transfer(
+    transfer_id: int,
+    body: TransitionIn,
+    session: SessionDep,
+    reviewer: ReviewerDep,
+    policy: PolicyDep,
+    clock: ClockDep,
+) -> TransferDetail:
+    """Accept, return, reject, approve, receive, close, revive or withdraw, with a reason."""
+    now = clock()
+    transition(
+        session,
+        request_id=transfer_id,
+        action=body.action,
+        reason=body.reason,
+        reviewer=reviewer,
+        policy=policy,
+        now=now,
+        placement_org_id=body.placement_org_id,
+    )
+    return get_detail(session, request_id=transfer_id, reviewer=reviewer, policy=policy, now=now)

@@ -1,0 +1,161 @@
+"""The 组织关系转入 (inbound transfer) state machine: one explicit table, enforced in one function.
+
+Refined from domain.md §6.2::
+
+    (kiosk tap, web or API) ──▶ SUBMITTED ──branch_accept──▶ BRANCH_ACCEPTED ──committee_approve──▶
+    COMMITTEE_APPROVED ──receive──▶ RECEIVED ──close (回执 returned)──▶ CLOSED
+
+    SUBMITTED ─return─▶ RETURNED ─resubmit─▶ SUBMITTED     (the branch, or the committee from
+    BRANCH_ACCEPTED ─return─▶ RETURNED                      BRANCH_ACCEPTED, sends it back)
+    SUBMITTED | BRANCH_ACCEPTED ─reject─▶ REJECTED
+    any pending state ─expire (letter lapsed)─▶ EXPIRED ─revive (cured)─▶ SUBMITTED
+    any pending state ─withdraw (the member withdraws)─▶ WITHDRAWN
+
+What changed from the proposal and why:
+
+* No DRAFT: a kiosk tap or a form submission *is* the application.
+* No PRECHECK_FAILED state: the checks (issuer, validity, probation, dues) are computed every time
+  the request is shown, and the forward actions refuse to run while a blocking check fails. A
+  state would go stale the moment a reviewer ticks a document; a guard cannot.
+* EXPIRED is entered by the system sweep (``service.expire_lapsed_requests``) or at once when a
+  request is filed with a letter that has already lapsed. Reviving it needs the cure of §3.4
+  (支部证明 + 本人申请, or a re-issued letter); that guard lives in the service, next to the
+  other checks.
+
+Each rule also says at which *level* the actor must stand: ``BRANCH`` actions need the request to
+be visible to the actor (its receiving organisation or its placement branch is in their subtree);
+``COMMITTEE`` actions need the receiving 基层党委 itself in their subtree (domain §3.7: the
+committee receives, the branch confirms placement). ``SYSTEM`` actions are not offered to people.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from server.errors import TransferTransitionNotAllowed
+
+
+class TransferState(StrEnum):
+    SUBMITTED = "submitted"  # 已提交，待支部审核
+    RETURNED = "returned"  # 已退回补正
+    REJECTED = "rejected"  # 不予接收
+    BRANCH_ACCEPTED = "branch_accepted"  # 支部已同意，待党委审批
+    COMMITTEE_APPROVED = "committee_approved"  # 党委已审批，待接收
+    RECEIVED = "received"  # 已接收，待寄回回执
+    CLOSED = "closed"  # 已办结（回执已寄回）
+    EXPIRED = "expired"  # 介绍信已过期
+    WITHDRAWN = "withdrawn"  # 本人已撤回
+
+
+class TransferAction(StrEnum):
+    BRANCH_ACCEPT = "branch_accept"
+    RETURN = "return"
+    REJECT = "reject"
+    RESUBMIT = "resubmit"
+    COMMITTEE_APPROVE = "committee_approve"
+    RECEIVE = "receive"
+    CLOSE = "close"
+    EXPIRE = "expire"
+    REVIVE = "revive"
+    WITHDRAW = "withdraw"
+
+
+class Level(StrEnum):
+    BRANCH = "branch"
+    COMMITTEE = "committee"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class Rule:
+    target: TransferState
+    level: Level
+    reason_required: bool
+
+
+S = TransferState
+A = TransferAction
+
+# Waiting for someone; a second request for the same person at the same organisation refers to
+# the pending one instead. RECEIVED is not pending: the member already belongs here.
+PENDING_STATES: frozenset[TransferState] = frozenset(
+    {S.SUBMITTED, S.RETURNED, S.BRANCH_ACCEPTED, S.COMMITTEE_APPROVED, S.EXPIRED}
+)
+FINAL_STATES: frozenset[TransferState] = frozenset({S.REJECTED, S.CLOSED, S.WITHDRAWN})
+OPEN_STATES: frozenset[TransferState] = frozenset(set(TransferState) - FINAL_STATES)
+
+B, C, SYS = Level.BRANCH, Level.COMMITTEE, Level.SYSTEM
+WHY, NO_WHY = True, False  # is a reason required?
+
+# Every allowed (state, action) pair; anything not listed is refused.
+ALLOWED: dict[tuple[TransferState, TransferAction], Rule] = {
+    (S.SUBMITTED, A.BRANCH_ACCEPT): Rule(S.BRANCH_ACCEPTED, B, NO_WHY),
+    (S.SUBMITTED, A.RETURN): Rule(S.RETURNED, B, WHY),
+    (S.SUBMITTED, A.REJECT): Rule(S.REJECTED, B, WHY),
+    (S.SUBMITTED, A.EXPIRE): Rule(S.EXPIRED, SYS, WHY),
+    (S.SUBMITTED, A.WITHDRAW): Rule(S.WITHDRAWN, B, WHY),
+    (S.RETURNED, A.RESUBMIT): Rule(S.SUBMITTED, B, NO_WHY),
+    (S.RETURNED, A.EXPIRE): Rule(S.EXPIRED, SYS, WHY),
+    (S.RETURNED, A.WITHDRAW): Rule(S.WITHDRAWN, B, WHY),
+    (S.BRANCH_ACCEPTED, A.COMMITTEE_APPROVE): Rule(S.COMMITTEE_APPROVED, C, NO_WHY),
+    (S.BRANCH_ACCEPTED, A.RETURN): Rule(S.RETURNED, C, WHY),
+    (S.BRANCH_ACCEPTED, A.REJECT): Rule(S.REJECTED, C, WHY),
+    (S.BRANCH_ACCEPTED, A.EXPIRE): Rule(S.EXPIRED, SYS, WHY),
+    (S.BRANCH_ACCEPTED, A.WITHDRAW): Rule(S.WITHDRAWN, B, WHY),
+    (S.COMMITTEE_APPROVED, A.RECEIVE): Rule(S.RECEIVED, C, NO_WHY),
+    (S.COMMITTEE_APPROVED, A.EXPIRE): Rule(S.EXPIRED, SYS, WHY),
+    (S.COMMITTEE_APPROVED, A.WITHDRAW): Rule(S.WITHDRAWN, B, WHY),
+    (S.RECEIVED, A.CLOSE): Rule(S.CLOSED, C, NO_WHY),
+    (S.EXPIRED, A.REVIVE): Rule(S.SUBMITTED, B, WHY),
+    (S.EXPIRED, A.WITHDRAW): Rule(S.WITHDRAWN, B, WHY),
+}
+
+
+def rule_for(state: TransferState, action: TransferAction) -> Rule:
+    """The rule for ``action`` in ``state``: the one place a transition is allowed or refused.
+
+    Raises:
+        TransferTransitionNotAllowed: the table has no such transition.
+    """
+    rule = ALLOWED.get((state, action))
+    if rule is None:
+        raise TransferTransitionNotAllowed(
+            f"转入申请当前为「{STATE_LABELS[state]}」，不能执行「{ACTION_LABELS[action]}」"
+        )
+    return rule
+
+
+def actions_from(state: TransferState, *, include_system: bool = False) -> list[TransferAction]:
+    """The actions a person (or, with ``include_system``, the system) may take in ``state``."""
+    return [
+        action
+        for (source, action), rule in ALLOWED.items()
+        if source == state and (include_system or rule.level != Level.SYSTEM)
+    ]
+
+
+STATE_LABELS: dict[TransferState, str] = {
+    S.SUBMITTED: "待支部审核",
+    S.RETURNED: "已退回补正",
+    S.REJECTED: "不予接收",
+    S.BRANCH_ACCEPTED: "待党委审批",
+    S.COMMITTEE_APPROVED: "待接收",
+    S.RECEIVED: "已接收，待寄回回执",
+    S.CLOSED: "已办结",
+    S.EXPIRED: "介绍信已过期",
+    S.WITHDRAWN: "本人已撤回",
+}
+
+ACTION_LABELS: dict[TransferAction, str] = {
+    A.BRANCH_ACCEPT: "支部同意",
+    A.RETURN: "退回补正",
+    A.REJECT: "不予接收",
+    A.RESUBMIT: "重新提交",
+    A.COMMITTEE_APPROVE: "党委审批通过",
+    A.RECEIVE: "接收入支部",
+    A.CLOSE: "回执已寄回，办结",
+    A.EXPIRE: "介绍信过期",
+    A.REVIVE: "补齐材料，恢复办理",
+    A.WITHDRAW: "本人撤回",
+}

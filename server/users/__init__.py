@@ -1,0 +1,1 @@
+"""Web users (secretaries, organisers, administrators): accounts, sign-in, sessions, rate limits."""

@@ -1,0 +1,48 @@
+"""The secretary web app: server-rendered pages (Jinja2 + htmx), zh-CN, under ``/web``.
+
+It is a FastAPI sub-application mounted by :func:`server.app.create_app` (via
+:func:`server.web.app.mount_web_app`). It shares the API app's state (engine, settings, clock,
+keyring, live feed) and calls the same services as the JSON API: a page handler parses the form,
+calls a service, renders the result. Rules live in the services, never in handlers or templates.
+
+How to add a page
+=================
+
+1. Write ``server/web/pages/<section>.py`` with ``router = APIRouter()`` and handlers like::
+
+       @router.get("/transfers/{transfer_id}")
+       def transfer_detail(
+           transfer_id: int, request: Request, session: SessionDep, viewer: CurrentUser
+       ) -> HTMLResponse:
+           transfer = require_transfer(session, transfer_id)          # the domain service
+           ensure_visible(viewer, transfer.to_org_id, TransferNotFound())  # 404 outside the subtree
+           return render(request, "transfers/detail.html", {"nav": "transfers", "transfer": transfer})
+
+   - ``CurrentUser`` (``server.web.deps``) gives the signed-in :class:`~server.users.service.WebUser`
+     (redirects to the sign-in page otherwise) and checks the CSRF token on every POST.
+   - Scope: ``viewer.org_ids`` (None: everything) and ``viewer.sees_org(org_id)``; services that
+     take a ``viewer`` accept a WebUser (it has ``can_see_org``). Use :func:`ensure_visible` so
+     an object outside the user's subtree is a 404, also when the URL is typed by hand.
+   - Roles: :func:`server.web.deps.ensure_role` (``UserRole.SECRETARY/ORGANISER/ADMIN``).
+   - Audit actor: ``viewer.actor``. Time: the ``ClockDep`` clock, never ``datetime.now()``.
+   - Raise DomainErrors freely: ``server.web.errors`` shows them as a toast for htmx requests
+     and as an error page otherwise.
+2. Add the router to :func:`server.web.app.page_routers` (one line).
+3. Templates go in ``server/web/templates/<section>/``; extend ``base.html`` and fill
+   ``{% block content %}``; pass ``"nav": "<key>"`` to highlight the section (keys in
+   ``templating.NAVIGATION``). Use the classes in ``static/app.css``: ``page-head``, ``card``,
+   ``card flush`` + ``table.data``, ``badge green|red|amber|blue``, ``btn btn-primary``,
+   ``form-grid`` + ``field``, ``grid grid-3`` + ``stat``.
+4. Forms: ``<form method="post" action="…" hx-post="…">`` with
+   ``<input type="hidden" name="csrf_token" value="{{ csrf_token }}">`` (htmx also sends the token
+   as ``X-CSRF-Token`` from ``<body hx-headers>``). On success return
+   ``redirect(request, url, toast="已保存")`` (``server.web.templating``): htmx gets
+   ``HX-Redirect``, a plain post a 303, and the toast shows on the next page.
+   ``hx-confirm="确定…？"`` asks before destructive actions.
+5. Browser tests: ``tests/web/`` has fixtures ``live_server``, ``browser_page`` and
+   ``login(page, user)``; save a screenshot with ``screenshot(page, "name")``.
+
+JavaScript: htmx 2 and its SSE extension are vendored in ``static/vendor`` (see the README
+there); ``static/app.js`` only shows toasts. The Content-Security-Policy allows no inline
+script or style, so put behaviour in attributes (htmx) and looks in ``app.css``.
+"""

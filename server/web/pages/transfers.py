@@ -1,0 +1,461 @@
+"""转入申请: the transfer-in queue, a request's checks and documents, and the reviewer's actions.
+
+Every handler calls :mod:`server.transfers.service`, the same functions as
+``/api/v1/transfers``; scope, levels, guards and the audit trail are the service's. A request
+outside the user's subtree is a 404 (the service raises TransferNotFound), also by URL.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, TypeVar
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
+
+from server.deps import ClockDep, KeyringDep, SessionDep, SettingsDep
+from server.errors import InvalidInput
+from server.transfers.calendar import transfer_policy
+from server.transfers.kinds import DOCUMENT_LABELS, ISSUER_LABELS, SOURCE_LABELS, DocumentKind, TransferSource
+from server.transfers.models import LetterIn, TransferCreate, TransferUpdate
+from server.transfers.queue import get_detail, list_queue, list_suggestions, placement_choices
+from server.transfers.service import (
+    attach_letter,
+    create_request,
+    file_from_suggestion,
+    tick_document,
+    transition,
+    untick_document,
+    update_details,
+)
+from server.transfers.states import ACTION_LABELS, OPEN_STATES, STATE_LABELS, TransferAction, TransferState
+from server.vocabulary import MemberCategory
+from server.web.deps import CurrentUser
+from server.web.lookups import organisations_in_scope
+from server.web.pages.dashboard import reviewer_for
+from server.web.templating import redirect, render
+
+router = APIRouter(prefix="/transfers")
+
+SUGGESTION_WINDOW = timedelta(days=180)
+CATEGORY_NAMES = {MemberCategory.FULL: "正式党员", MemberCategory.PROBATIONARY: "预备党员"}
+STATE_BADGES = {
+    TransferState.SUBMITTED: "amber",
+    TransferState.BRANCH_ACCEPTED: "amber",
+    TransferState.COMMITTEE_APPROVED: "blue",
+    TransferState.RECEIVED: "green",
+    TransferState.CLOSED: "",
+    TransferState.RETURNED: "red",
+    TransferState.EXPIRED: "red",
+    TransferState.REJECTED: "",
+    TransferState.WITHDRAWN: "",
+}
+CHECK_LABELS = {
+    "applicant_name_missing": "缺申请人姓名",
+    "member_not_active": "党籍状态异常",
+    "letter_missing": "缺介绍信",
+    "letter_expired": "介绍信过期",
+    "letter_expiring": "介绍信将到期",
+    "letter_long_validity": "有效期过长",
+    "probation_due_missing": "缺预备期满日期",
+    "probation_overdue": "预备期已满未转正",
+    "dues_lapsed": "党费长期未交",
+}
+# Which actions take a placement, and which are destructive enough to ask first.
+PLACING_ACTIONS = frozenset({TransferAction.BRANCH_ACCEPT, TransferAction.RECEIVE})
+CONFIRMS = {
+    TransferAction.REJECT: "确定不予接收？此操作不能撤销。",
+    TransferAction.WITHDRAW: "确定登记为本人撤回？此操作不能撤销。",
+    TransferAction.RECEIVE: "确定接收？接收后该同志即编入所选党支部的花名册。",
+}
+PRIMARY_ACTIONS = frozenset(
+    {
+        TransferAction.BRANCH_ACCEPT,
+        TransferAction.COMMITTEE_APPROVE,
+        TransferAction.RECEIVE,
+        TransferAction.CLOSE,
+        TransferAction.RESUBMIT,
+        TransferAction.REVIVE,
+    }
+)
+DANGER_ACTIONS = frozenset({TransferAction.REJECT, TransferAction.WITHDRAW})
+
+HISTORY_LABELS = {
+    "transfer.submit": "提交申请",
+    "transfer.letter": "录入介绍信",
+    "transfer.letter_reissued": "录入重新开具的介绍信",
+    "transfer.update": "补充申请信息",
+    "transfer.document_tick": "核对材料",
+    "transfer.document_untick": "取消核对材料",
+    **{f"transfer.{action.value}": label for action, label in ACTION_LABELS.items()},
+}
+
+LABELS = {
+    "history_labels": HISTORY_LABELS,
+    "state_labels": STATE_LABELS,
+    "state_badges": STATE_BADGES,
+    "action_labels": ACTION_LABELS,
+    "document_labels": DOCUMENT_LABELS,
+    "issuer_labels": ISSUER_LABELS,
+    "source_labels": SOURCE_LABELS,
+    "category_names": CATEGORY_NAMES,
+    "check_labels": CHECK_LABELS,
+}
+
+
+@router.get("")
+def transfer_queue(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    viewer: CurrentUser,
+    state: Annotated[str, Query(max_length=32)] = "",
+    overdue: Annotated[str, Query(max_length=5)] = "",
+    q: Annotated[str, Query(max_length=50)] = "",
+) -> HTMLResponse:
+    now = clock()
+    reviewer = reviewer_for(viewer)
+    policy = transfer_policy(settings)
+    if state == "all":
+        states: list[TransferState] | None = list(TransferState)
+    elif state in set(TransferState):
+        states = [TransferState(state)]
+    else:
+        states = None
+    queue = list_queue(
+        session,
+        reviewer=reviewer,
+        policy=policy,
+        now=now,
+        states=states,
+        overdue_only=bool(overdue),
+        search=q,
+    )
+    open_queue = queue if states is None and not overdue and not q else None
+    suggestions = (
+        list_suggestions(session, reviewer=reviewer, org_id=viewer.org_id, since=now - SUGGESTION_WINDOW)
+        if viewer.org_id is not None
+        else []
+    )
+    return render(
+        request,
+        "transfers/list.html",
+        {
+            "nav": "transfers",
+            "queue": queue,
+            "open_queue": open_queue,
+            "state": state,
+            "overdue": bool(overdue),
+            "q": q,
+            "states": list(TransferState),
+            "open_states": OPEN_STATES,
+            "sla_days": policy.step_working_days,
+            "suggestions": suggestions,
+            **LABELS,
+        },
+    )
+
+
+@router.get("/new")
+def new_transfer(request: Request, session: SessionDep, viewer: CurrentUser) -> HTMLResponse:
+    return render(
+        request,
+        "transfers/new.html",
+        {
+            "nav": "transfers",
+            "organisations": organisations_in_scope(session, viewer),
+            "categories": list(MemberCategory),
+            **LABELS,
+        },
+    )
+
+
+@router.post("")
+def file_transfer(
+    request: Request,
+    session: SessionDep,
+    keyring: KeyringDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    viewer: CurrentUser,
+    to_org_id: Annotated[int, Form()],
+    card_no: Annotated[str, Form(max_length=40)] = "",
+    claimed_name: Annotated[str, Form(max_length=100)] = "",
+    probation_due_on: Annotated[str, Form(max_length=10)] = "",
+    note: Annotated[str, Form(max_length=500)] = "",
+    letter_no: Annotated[str, Form(max_length=50)] = "",
+    issuer_name: Annotated[str, Form(max_length=200)] = "",
+    issuer_kind: Annotated[str, Form(max_length=32)] = "",
+    from_org_name: Annotated[str, Form(max_length=200)] = "",
+    to_org_name: Annotated[str, Form(max_length=200)] = "",
+    member_category: Annotated[str, Form(max_length=32)] = "",
+    dues_paid_to: Annotated[str, Form(max_length=7)] = "",
+    issued_on: Annotated[str, Form(max_length=10)] = "",
+    valid_days: Annotated[str, Form(max_length=4)] = "",
+) -> Response:
+    letter = (
+        _letter(
+            letter_no,
+            issuer_name,
+            issuer_kind,
+            from_org_name,
+            to_org_name,
+            member_category,
+            dues_paid_to,
+            issued_on,
+            valid_days,
+        )
+        if letter_no.strip()
+        else None
+    )
+    data = _parse(
+        TransferCreate,
+        {
+            "to_org_id": to_org_id,
+            "card_no": card_no.strip() or None,
+            "claimed_name": claimed_name.strip() or None,
+            "probation_due_on": probation_due_on or None,
+            "note": note,
+            "letter": letter,
+        },
+    )
+    filed = create_request(
+        session,
+        keyring=keyring,
+        data=data,
+        reviewer=reviewer_for(viewer),
+        source=TransferSource.WEB,
+        policy=transfer_policy(settings),
+        now=clock(),
+    )
+    return redirect(request, f"/web/transfers/{filed.id}", toast=f"已登记转入申请（编号 {filed.id}）")
+
+
+@router.post("/suggestions/{member_id}")
+def file_suggested(
+    member_id: int,
+    request: Request,
+    session: SessionDep,
+    clock: ClockDep,
+    viewer: CurrentUser,
+    org_id: Annotated[int, Form()],
+) -> Response:
+    filed = file_from_suggestion(
+        session, member_id=member_id, org_id=org_id, reviewer=reviewer_for(viewer), now=clock()
+    )
+    return redirect(request, f"/web/transfers/{filed.id}", toast="已代为发起转入申请，请录入介绍信")
+
+
+@router.get("/{transfer_id}")
+def transfer_detail(
+    transfer_id: int,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    viewer: CurrentUser,
+) -> HTMLResponse:
+    reviewer = reviewer_for(viewer)
+    detail = get_detail(
+        session, request_id=transfer_id, reviewer=reviewer, policy=transfer_policy(settings), now=clock()
+    )
+    return render(
+        request,
+        "transfers/detail.html",
+        {
+            "nav": "transfers",
+            "t": detail,
+            "placements": placement_choices(session, request_id=transfer_id, reviewer=reviewer),
+            "pending": detail.state
+            in {
+                TransferState.SUBMITTED,
+                TransferState.RETURNED,
+                TransferState.BRANCH_ACCEPTED,
+                TransferState.COMMITTEE_APPROVED,
+                TransferState.EXPIRED,
+            },
+            "categories": list(MemberCategory),
+            "placing_actions": PLACING_ACTIONS,
+            "confirms": CONFIRMS,
+            "primary_actions": PRIMARY_ACTIONS,
+            "danger_actions": DANGER_ACTIONS,
+            **LABELS,
+        },
+    )
+
+
+@router.post("/{transfer_id}/transition")
+def transfer_transition(
+    transfer_id: int,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    viewer: CurrentUser,
+    action: Annotated[TransferAction, Form()],
+    reason: Annotated[str, Form(max_length=500)] = "",
+    placement_org_id: Annotated[str, Form(max_length=12)] = "",
+) -> Response:
+    moved = transition(
+        session,
+        request_id=transfer_id,
+        action=action,
+        reason=reason,
+        reviewer=reviewer_for(viewer),
+        policy=transfer_policy(settings),
+        now=clock(),
+        placement_org_id=int(placement_org_id)
+        if placement_org_id.isdigit() and action in PLACING_ACTIONS
+        else None,
+    )
+    return redirect(
+        request,
+        f"/web/transfers/{transfer_id}",
+        toast=f"已{ACTION_LABELS[action]}：当前状态「{STATE_LABELS[moved.state]}」",
+    )
+
+
+@router.post("/{transfer_id}/letter")
+def transfer_letter(
+    transfer_id: int,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    viewer: CurrentUser,
+    letter_no: Annotated[str, Form(max_length=50)] = "",
+    issuer_name: Annotated[str, Form(max_length=200)] = "",
+    issuer_kind: Annotated[str, Form(max_length=32)] = "",
+    from_org_name: Annotated[str, Form(max_length=200)] = "",
+    to_org_name: Annotated[str, Form(max_length=200)] = "",
+    member_category: Annotated[str, Form(max_length=32)] = "",
+    dues_paid_to: Annotated[str, Form(max_length=7)] = "",
+    issued_on: Annotated[str, Form(max_length=10)] = "",
+    valid_days: Annotated[str, Form(max_length=4)] = "",
+) -> Response:
+    letter = _parse(
+        LetterIn,
+        _letter(
+            letter_no,
+            issuer_name,
+            issuer_kind,
+            from_org_name,
+            to_org_name,
+            member_category,
+            dues_paid_to,
+            issued_on,
+            valid_days,
+        ),
+    )
+    attach_letter(
+        session,
+        request_id=transfer_id,
+        letter=letter,
+        reviewer=reviewer_for(viewer),
+        policy=transfer_policy(settings),
+        now=clock(),
+    )
+    return redirect(request, f"/web/transfers/{transfer_id}", toast="介绍信已录入")
+
+
+@router.post("/{transfer_id}/details")
+def transfer_details(
+    transfer_id: int,
+    request: Request,
+    session: SessionDep,
+    clock: ClockDep,
+    viewer: CurrentUser,
+    claimed_name: Annotated[str, Form(max_length=100)] = "",
+    placement_org_id: Annotated[str, Form(max_length=12)] = "",
+    probation_due_on: Annotated[str, Form(max_length=10)] = "",
+    note: Annotated[str | None, Form(max_length=500)] = None,
+) -> Response:
+    changes = _parse(
+        TransferUpdate,
+        {
+            "claimed_name": claimed_name.strip() or None,
+            "placement_org_id": int(placement_org_id) if placement_org_id.isdigit() else None,
+            "probation_due_on": probation_due_on or None,
+            "note": note,
+        },
+    )
+    update_details(
+        session, request_id=transfer_id, changes=changes, reviewer=reviewer_for(viewer), now=clock()
+    )
+    return redirect(request, f"/web/transfers/{transfer_id}", toast="申请信息已保存")
+
+
+@router.post("/{transfer_id}/documents/{kind}")
+def transfer_document(
+    transfer_id: int,
+    kind: DocumentKind,
+    request: Request,
+    session: SessionDep,
+    clock: ClockDep,
+    viewer: CurrentUser,
+    ticked: Annotated[str, Form(max_length=1)] = "1",
+    note: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    reviewer = reviewer_for(viewer)
+    if ticked == "1":
+        tick_document(session, request_id=transfer_id, kind=kind, note=note, reviewer=reviewer, now=clock())
+        message = f"已核对：{DOCUMENT_LABELS[kind]}"
+    else:
+        untick_document(session, request_id=transfer_id, kind=kind, reviewer=reviewer, now=clock())
+        message = f"已取消核对：{DOCUMENT_LABELS[kind]}"
+    return redirect(request, f"/web/transfers/{transfer_id}", toast=message)
+
+
+def _letter(
+    letter_no: str,
+    issuer_name: str,
+    issuer_kind: str,
+    from_org_name: str,
+    to_org_name: str,
+    member_category: str,
+    dues_paid_to: str,
+    issued_on: str,
+    valid_days: str,
+) -> dict[str, object]:
+    return {
+        "letter_no": letter_no.strip(),
+        "issuer_name": issuer_name.strip(),
+        "issuer_kind": issuer_kind,
+        "from_org_name": from_org_name.strip(),
+        "to_org_name": to_org_name.strip(),
+        "member_category": member_category,
+        "dues_paid_to": dues_paid_to,
+        "issued_on": issued_on,
+        "valid_days": valid_days,
+    }
+
+
+Model = TypeVar("Model", TransferCreate, TransferUpdate, LetterIn)
+
+_FIELD_NAMES = {
+    "letter_no": "介绍信编号",
+    "issuer_name": "开具单位",
+    "issuer_kind": "开具单位类别",
+    "from_org_name": "转出单位",
+    "to_org_name": "去向单位",
+    "member_category": "党员类别",
+    "dues_paid_to": "党费交至",
+    "issued_on": "开具日期",
+    "valid_days": "有效期（天）",
+    "probation_due_on": "预备期满日期",
+    "claimed_name": "姓名",
+    "card_no": "卡号",
+}
+
+
+def _parse(model: type[Model], data: dict[str, object]) -> Model:
+    """Validate form data with the API's own model; say in Chinese which fields are wrong."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        fields = sorted(
+            {_FIELD_NAMES.get(str(error["loc"][-1]), str(error["loc"][-1])) for error in exc.errors()}
+        )
+        raise InvalidInput(f"请检查：{'、'.join(fields)}") from exc

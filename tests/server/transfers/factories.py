@@ -1,0 +1,90 @@
+"""Transfer test helpers: an organisation elsewhere with a member and card, letters, reviewers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from server.audit.service import Actor
+from server.cards.service import bind_card
+from server.db import unit_of_work
+from server.keyring import Keyring
+from server.orgs.service import add_member, add_organisation
+from server.transfers.access import Reviewer
+from server.transfers.calendar import TransferPolicy, make_calendar
+from server.transfers.kinds import IssuerKind
+from server.transfers.models import LetterIn, TransferRequest
+from server.vocabulary import MemberCategory, OrgKind
+from tests.server.signing import card
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+QIAN_CARD = card("3104393000000041234", "04C1A0C1A0C1A0")  # a member of a committee elsewhere
+NEWCOMER_CARD = card("3104393000000056789", "04AB12CD34EF56")  # nobody's card yet
+
+
+@dataclass
+class Elsewhere:
+    """A 基层党委 outside the world's tree, with one branch and one member who has a card."""
+
+    committee_id: int
+    branch_id: int
+    qian_id: int
+
+
+def build_elsewhere(engine: Engine, keyring: Keyring, *, now: datetime) -> Elsewhere:
+    with unit_of_work(engine) as session:
+        committee = add_organisation(
+            session, name="湖里区某社区党委", kind=OrgKind.BASIC_COMMITTEE, parent_id=None, now=now
+        )
+        assert committee.id is not None
+        branch = add_organisation(
+            session, name="湖里第三党支部", kind=OrgKind.BRANCH, parent_id=committee.id, now=now
+        )
+        assert branch.id is not None
+        qian = add_member(
+            session, name="钱七", org_id=branch.id, category=MemberCategory.FULL, joined_org_at=None, now=now
+        )
+        assert qian.id is not None
+        bind_card(
+            session, keyring=keyring, member_id=qian.id, card_no=QIAN_CARD.card_no, uid=QIAN_CARD.uid, now=now
+        )
+        return Elsewhere(committee_id=committee.id, branch_id=branch.id, qian_id=qian.id)
+
+
+def letter(
+    *,
+    issued_on: date,
+    valid_days: int = 30,
+    issuer_kind: IssuerKind = IssuerKind.BASIC_COMMITTEE,
+    category: MemberCategory = MemberCategory.FULL,
+    dues_paid_to: str | None = None,
+    letter_no: str = "闽湖组〔2025〕017号",
+) -> LetterIn:
+    return LetterIn(
+        letter_no=letter_no,
+        issuer_name="中共湖里区某社区委员会",
+        issuer_kind=issuer_kind,
+        from_org_name="湖里第三党支部",
+        to_org_name="思明区某街道党委",
+        member_category=category,
+        dues_paid_to=dues_paid_to or f"{issued_on.year}-{issued_on.month:02d}",
+        issued_on=issued_on,
+        valid_days=valid_days,
+    )
+
+
+def reviewer(org_id: int | None, *, may_approve: bool = True, name: str = "组织员") -> Reviewer:
+    return Reviewer(actor=Actor(f"user:{org_id or 0}", name), org_id=org_id, may_approve=may_approve)
+
+
+def policy(*, holidays: tuple[date, ...] = (), makeup: tuple[date, ...] = ()) -> TransferPolicy:
+    return TransferPolicy(tz=SHANGHAI, calendar=make_calendar(holidays, makeup))
+
+
+def requests(engine: Engine) -> list[TransferRequest]:
+    with Session(engine) as session:
+        return list(session.exec(select(TransferRequest).order_by(col(TransferRequest.id))).all())
