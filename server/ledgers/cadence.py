@@ -128,8 +128,10 @@ def check_cadence(
         in_period = [
             (event_id, at, held) for event_id, at, held in events[(org.id, kind)] if period.contains(at)
         ]
-        held = [event_id for event_id, _, was_held in in_period if was_held]
-        planned = [event_id for event_id, at, was_held in in_period if not was_held and at > now]
+        # An early sign-in (the window opens before the start) does not make a meeting held: until it
+        # starts it is planned, as in the ledger's event counts.
+        held = [event_id for event_id, at, was_held in in_period if was_held and at <= now]
+        planned = [event_id for event_id, at, _ in in_period if at > now]
         if held:
             status = CadenceStatus.MET
         elif period.start > now:

@@ -109,6 +109,33 @@ class TestCadence:
             4,
         )
 
+    def test_an_early_sign_in_does_not_make_a_meeting_held_before_it_starts(
+        self, engine: Engine, keyring: Keyring, world: World
+    ) -> None:
+        """Check-in opens 30 min early: a member signed in at 11:40 for a noon meeting leaves the
+        month "scheduled" until noon, matching the ledger's event counts; after noon it is "met"."""
+        noon = meeting(engine, world, "六月主题党日", at("2025-06-25", "12:10"))
+        tap(engine, keyring, world, ZHANG_CARD, at("2025-06-25", "11:50"))
+        before = ledger(engine, world, "2025-06")
+        assert statuses(before, world.branch_id)[("theme_day", "2025-06")] == "scheduled"
+        assert before.totals.events == 0
+        with unit_of_work(engine) as session:
+            after = build_org_ledger(
+                session,
+                org_id=world.branch_id,
+                period=parse_period("2025-06", SHANGHAI),
+                viewer=None,
+                now=at("2025-06-25", "12:30"),
+                tz=SHANGHAI,
+                policy=CadencePolicy(),
+            )
+        assert statuses(after, world.branch_id)[("theme_day", "2025-06")] == "met"
+        june = [
+            row for row in after.cadence if row.period_key == "2025-06" and row.kind == EventKind.THEME_DAY
+        ]
+        assert [row.held_event_ids for row in june] == [[noon]]
+        assert after.totals.events == 1
+
     def test_committee_meetings_are_required_once_the_branch_has_a_committee(
         self, engine: Engine, world: World, quarter: dict[str, int]
     ) -> None:
