@@ -1,11 +1,18 @@
 """Server fixtures: a fresh, migrated database per test on SQLite and on PostgreSQL.
 
-Tests that take ``engine`` (or anything built on it) run twice: ``[sqlite]`` on a file in the
-test's tmp dir, ``[pg]`` on a fresh PostgreSQL database from ``pg_database_url``.
+Tests that take ``database_url`` (or anything built on it) run twice: ``[sqlite]`` on a file in
+the test's tmp dir, ``[pg]`` on a fresh PostgreSQL database of their own.
+
+A test that takes ``engine`` gets a database already at head, copied from a template migrated
+once per session (running every migration per test was most of the suite's database cost);
+``engine`` still calls ``migrate``, which then finds nothing to do. A test that takes only
+``database_url`` gets an EMPTY database, because it migrates through the code under test
+(``ecard server run``, ``ecard server migrate``, the CLI).
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -41,10 +48,27 @@ class FakeClock:
 
 @pytest.fixture(params=["sqlite", pytest.param("pg", marks=pytest.mark.pg)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Migrated when the test also takes ``engine`` (see the module docstring), else empty."""
+    migrated = "engine" in request.fixturenames
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ecard.sqlite'}"
-    url: str = request.getfixturevalue("pg_database_url")
+        path = tmp_path / "ecard.sqlite"
+        if migrated:
+            shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("pg_migrated_database_url" if migrated else "pg_database_url")
     return url
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session; tests get copies of it."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "ecard.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()  # the last connection checkpoints the WAL into the file we copy
+    return path
 
 
 @pytest.fixture

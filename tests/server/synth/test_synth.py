@@ -4,8 +4,7 @@ the services that read real data, and never written over real data."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +37,7 @@ from server.synth.scales import SCALES, ScaleName
 from server.synth.service import SynthReport, build_city, synth_marker, untracked
 from server.taps.models import Tap
 from server.vocabulary import EventKind, OrgKind, TapOutcome
+from tests.conftest import create_pg_database
 from tests.server.conftest import TEST_SECRET
 
 YEAR = 2025
@@ -77,7 +77,8 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     if request.param == "sqlite":
         url, drop = f"sqlite:///{tmp_path_factory.mktemp('synth') / 'city.sqlite'}", None
     else:
-        url, drop = _pg_database(request.getfixturevalue("pg_server"))
+        server, template = request.getfixturevalue("pg_server"), request.getfixturevalue("pg_template")
+        url, drop = create_pg_database(server, prefix="ecard_synth_", template=template)
     engine = make_engine(url)
     try:
         migrate(engine)
@@ -92,21 +93,6 @@ def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 class Built:
     engine: Engine
     report: SynthReport
-
-
-def _pg_database(admin_url: str) -> tuple[str, Callable[[], None]]:
-    import psycopg
-
-    name = f"ecard_synth_{uuid.uuid4().hex[:12]}"
-    libpq = admin_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    with psycopg.connect(libpq, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(libpq, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return f"{admin_url.rpartition('/')[0]}/{name}", drop
 
 
 def test_counts_match_the_report_and_every_table_is_filled(built: Built) -> None:
