@@ -8,10 +8,10 @@ refuses to enroll again: its outbox holds taps numbered for its current identity
 from __future__ import annotations
 
 import httpx
-from pydantic import ValidationError
 
 from reader_agent.outbox import Outbox
-from reader_agent.signing import KeyFileError, KioskKey, load_key_file, write_key_file
+from reader_agent.server_call import ServerCallError, post_for_answer
+from reader_agent.signing import load_or_create_key_file
 from reader_agent.state import Enrollment, StateDir, save_enrollment
 from schemas import EnrollRequest, EnrollResponse
 
@@ -26,11 +26,8 @@ SERVER_ERROR_MESSAGES: dict[str, str] = {
 }
 
 
-class EnrollmentError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class EnrollmentError(ServerCallError):
+    """Enrollment failed; ``code`` says why (see :func:`enroll`)."""
 
 
 def enroll(
@@ -49,26 +46,19 @@ def enroll(
             "already_enrolled",
             f"this kiosk is already enrolled ({state.enrollment_path}); use a new --state-dir",
         )
-    key = _load_or_create_key(state)
+    key = load_or_create_key_file(state.key_path)
     request = EnrollRequest(code=code, public_key=key.public_key_b64url, agent_version=agent_version[:64])
-    try:
-        response = client.post(
-            ENROLL_PATH,
-            content=request.model_dump_json().encode(),
-            headers={"Content-Type": "application/json"},
-        )
-    except httpx.TransportError as exc:
-        raise EnrollmentError(
-            "server_unreachable", f"cannot reach {server_url}: {type(exc).__name__}"
-        ) from exc
-    if response.status_code != 200:
-        raise _server_error(response)
-    try:
-        granted = EnrollResponse.model_validate_json(response.content)
-    except ValidationError as exc:
-        raise EnrollmentError(
-            "server_bad_response", "the server's enrollment answer is not readable"
-        ) from exc
+    granted = post_for_answer(
+        client,
+        ENROLL_PATH,
+        request,
+        answer=EnrollResponse,
+        error=EnrollmentError,
+        server_messages=SERVER_ERROR_MESSAGES,
+        unreachable=f"cannot reach {server_url}",
+        unreadable="the server's enrollment answer is not readable",
+        refused="enrollment refused",
+    )
     if granted.kid != key.kid:
         raise EnrollmentError(
             "kid_mismatch", f"the server registered key {granted.kid}, but this kiosk's key is {key.kid}"
@@ -86,31 +76,3 @@ def enroll(
         outbox.continue_from(granted.first_seq)
     save_enrollment(state, enrollment)
     return enrollment
-
-
-def _load_or_create_key(state: StateDir) -> KioskKey:
-    if state.key_path.exists():
-        return load_key_file(state.key_path)
-    key = KioskKey.generate()
-    try:
-        write_key_file(state.key_path, key)
-    except KeyFileError:
-        # Another enroll won the race to create the key; use theirs.
-        return load_key_file(state.key_path)
-    return key
-
-
-def _server_error(response: httpx.Response) -> EnrollmentError:
-    code = f"http_{response.status_code}"
-    detail = ""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        if isinstance(body.get("error"), str):
-            code = body["error"]
-        if isinstance(body.get("detail"), str):
-            detail = body["detail"]
-    message = SERVER_ERROR_MESSAGES.get(code) or detail or f"enrollment refused (HTTP {response.status_code})"
-    return EnrollmentError(code, message)

@@ -28,10 +28,10 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-from pydantic import ValidationError
 
 from reader_agent.outbox import Outbox
-from reader_agent.signing import KeyFileError, KioskKey, load_key_file, write_key_file
+from reader_agent.server_call import ServerCallError, post_for_answer
+from reader_agent.signing import load_key_file, load_or_create_key_file
 from reader_agent.state import StateDir, load_enrollment, save_enrollment
 from schemas import KeyRotationPayload, KeyRotationRequest, KeyRotationResponse, SignedEnvelope
 from schemas.messages import b64url_encode
@@ -47,11 +47,8 @@ SERVER_ERROR_MESSAGES: dict[str, str] = {
 }
 
 
-class RotationError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class RotationError(ServerCallError):
+    """Key rotation failed; ``code`` says why (see :func:`rotate_key`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +80,7 @@ def rotate_key(client: httpx.Client, *, state: StateDir, now: Callable[[], datet
     enrollment = load_enrollment(state)
     current = load_key_file(state.key_path)
     pending_path = next_key_path(state)
-    new_key = _load_or_create(pending_path)
+    new_key = load_or_create_key_file(pending_path)
     if enrollment.kid == new_key.kid:
         # Crashed after step 3 last time: the server has the new key already.
         _install(pending_path, state.key_path)
@@ -103,20 +100,17 @@ def rotate_key(client: httpx.Client, *, state: StateDir, now: Callable[[], datet
         ),
         new_key_sig=b64url_encode(new_key.sign(data)),
     )
-    try:
-        response = client.post(
-            ROTATE_PATH,
-            content=request.model_dump_json().encode(),
-            headers={"Content-Type": "application/json"},
-        )
-    except httpx.TransportError as exc:
-        raise RotationError("server_unreachable", f"cannot reach the server: {type(exc).__name__}") from exc
-    if response.status_code != 200:
-        raise _server_error(response)
-    try:
-        granted = KeyRotationResponse.model_validate_json(response.content)
-    except ValidationError as exc:
-        raise RotationError("server_bad_response", "the server's answer is not readable") from exc
+    granted = post_for_answer(
+        client,
+        ROTATE_PATH,
+        request,
+        answer=KeyRotationResponse,
+        error=RotationError,
+        server_messages=SERVER_ERROR_MESSAGES,
+        unreachable="cannot reach the server",
+        unreadable="the server's answer is not readable",
+        refused="key rotation refused",
+    )
     if granted.kid != new_key.kid or granted.kiosk_id != enrollment.kiosk_id:
         raise RotationError(
             "server_bad_response", f"the server registered key {granted.kid}, this kiosk made {new_key.kid}"
@@ -124,17 +118,6 @@ def rotate_key(client: httpx.Client, *, state: StateDir, now: Callable[[], datet
     save_enrollment(state, enrollment.model_copy(update={"kid": new_key.kid}))
     _install(pending_path, state.key_path)
     return Rotation(previous_kid=current.kid, kid=new_key.kid, last_seq=last_seq)
-
-
-def _load_or_create(path: Path) -> KioskKey:
-    if path.exists():
-        return load_key_file(path)
-    key = KioskKey.generate()
-    try:
-        write_key_file(path, key)
-    except KeyFileError:
-        return load_key_file(path)
-    return key
 
 
 def _install(pending_path: Path, key_path: Path) -> None:
@@ -152,21 +135,3 @@ def _install(pending_path: Path, key_path: Path) -> None:
 def _last_seq(state: StateDir) -> int:
     with Outbox.open(state.outbox_path) as outbox:
         return outbox.stats().last_seq
-
-
-def _server_error(response: httpx.Response) -> RotationError:
-    code = f"http_{response.status_code}"
-    detail = ""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        if isinstance(body.get("error"), str):
-            code = body["error"]
-        if isinstance(body.get("detail"), str):
-            detail = body["detail"]
-    message = (
-        SERVER_ERROR_MESSAGES.get(code) or detail or f"key rotation refused (HTTP {response.status_code})"
-    )
-    return RotationError(code, message)

@@ -89,6 +89,19 @@ def write_key_file(path: Path, key: KioskKey) -> None:
     _fsync_directory(path.parent)
 
 
+def load_or_create_key_file(path: Path) -> KioskKey:
+    """The key at *path*, made and stored first if there is none (an earlier attempt's is reused)."""
+    if path.exists():
+        return load_key_file(path)
+    key = KioskKey.generate()
+    try:
+        write_key_file(path, key)
+    except KeyFileError:
+        # Another process won the race to create the key; use theirs.
+        return load_key_file(path)
+    return key
+
+
 def load_key_file(path: Path) -> KioskKey:
     """Read the kiosk key; raises KeyFileError when it is missing, exposed or not Ed25519."""
     try:

@@ -23,10 +23,10 @@ from server.attendance.models import (
 from server.attendance.rolls import EventRoll, Presence, Standing, compute_rolls
 from server.audit.service import Actor, record
 from server.auth.service import OrgViewer
-from server.errors import AlreadyPresent, EventNotFound, InvalidTimeRange, ReasonRequired
+from server.errors import AlreadyPresent, EventNotFound, InvalidTimeRange
 from server.events.models import Event
 from server.events.service import event_organisations, require_event
-from server.inputs import clean_text
+from server.inputs import required_reason
 from server.ledgers.labels import EXEMPTION_LABELS
 from server.orgs.models import Member, Organisation
 from server.orgs.service import require_member
@@ -121,9 +121,7 @@ def record_manual_attendance(
     """
     event = require_visible_event(session, event_id, viewer)
     require_member(session, member_id)
-    if not reason.strip():
-        raise ReasonRequired("补录须填写理由（如：忘带卡、签到机故障）")
-    text = clean_text(reason, field="理由", max_length=500)
+    text = required_reason(reason, missing="补录须填写理由（如：忘带卡、签到机故障）")
     arrived = at or event.start_at
     if not event.checkin_opens_at <= arrived <= event.end_at:
         raise InvalidTimeRange("补录的到会时间须在签到开始与活动结束之间")

@@ -28,13 +28,12 @@ from server.cards.lifecycle import member_id_for_card_at
 from server.clock import Clock
 from server.db import unit_of_work
 from server.errors import (
-    ReasonRequired,
     TapCardUnbound,
     TapNotFound,
     TapNotUnmatched,
     TapPurged,
 )
-from server.inputs import clean_text
+from server.inputs import required_reason
 from server.kiosks.models import Kiosk
 from server.orgs.tree import subtree_cte
 from server.taps.models import Tap
@@ -141,9 +140,7 @@ def assign_unmatched_tap(
     if tap is None:
         raise TapNotFound(f"刷卡记录 {tap_id} 不存在")
     event = require_visible_event(session, event_id, viewer)
-    if not reason.strip():
-        raise ReasonRequired("归入活动须说明理由")
-    text = clean_text(reason, field="理由", max_length=500)
+    text = required_reason(reason, missing="归入活动须说明理由")
     if tap.code != RejectionCode.NO_EVENT or tap.occurred_at is None:
         raise TapNotUnmatched()
     if tap.card_no_hmac is None and tap.uid_hmac is None:

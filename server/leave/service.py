@@ -21,7 +21,7 @@ from server.errors import (
     ReasonRequired,
 )
 from server.events.service import require_event
-from server.inputs import clean_text
+from server.inputs import clean_text, required_reason
 from server.leave.models import LeaveRequest
 from server.orgs.service import require_member
 from server.vocabulary import LeaveStatus
@@ -51,9 +51,7 @@ def request_leave(
     """
     event = require_visible_event(session, event_id, viewer)
     require_member(session, member_id)
-    if not reason.strip():
-        raise ReasonRequired("请假须说明理由")
-    text = clean_text(reason, field="请假理由", max_length=500)
+    text = required_reason(reason, missing="请假须说明理由", field="请假理由")
     if now >= event.start_at:
         raise LeaveTooLate()
     roll = compute_rolls(session, [event], only_member_id=member_id)[event_id]
@@ -113,25 +111,10 @@ def decide_leave(
         raise LeaveNotPending()
     if not approve and not note.strip():
         raise ReasonRequired("不予准假须说明理由")
-    leave.status = LeaveStatus.APPROVED if approve else LeaveStatus.REJECTED
-    leave.decided_at = now
-    leave.decided_by = actor.ref
     leave.decision_note = clean_text(note, field="审批意见", max_length=500) if note.strip() else ""
-    session.add(leave)
-    event = require_event(session, leave.event_id)
-    record(
-        session,
-        actor=actor,
-        action="leave.approve" if approve else "leave.reject",
-        object_type="leave_request",
-        object_id=leave_id,
-        org_id=event.org_id,
-        at=now,
-        reason=leave.decision_note,
-        detail={"event_id": leave.event_id, "member_id": leave.member_id},
-    )
-    session.flush()
-    return leave
+    status = LeaveStatus.APPROVED if approve else LeaveStatus.REJECTED
+    action = "leave.approve" if approve else "leave.reject"
+    return _settle(session, leave, status, action=action, actor=actor, now=now, reason=leave.decision_note)
 
 
 def withdraw_leave(
@@ -145,23 +128,7 @@ def withdraw_leave(
     leave = _require_leave(session, leave_id, viewer)
     if leave.status not in _OPEN:
         raise LeaveNotPending("该请假申请已结束，不能撤回")
-    leave.status = LeaveStatus.WITHDRAWN
-    leave.decided_at = now
-    leave.decided_by = actor.ref
-    session.add(leave)
-    event = require_event(session, leave.event_id)
-    record(
-        session,
-        actor=actor,
-        action="leave.withdraw",
-        object_type="leave_request",
-        object_id=leave_id,
-        org_id=event.org_id,
-        at=now,
-        detail={"event_id": leave.event_id, "member_id": leave.member_id},
-    )
-    session.flush()
-    return leave
+    return _settle(session, leave, LeaveStatus.WITHDRAWN, action="leave.withdraw", actor=actor, now=now)
 
 
 def leave_requests_for_event(
@@ -176,6 +143,37 @@ def leave_requests_for_event(
             .order_by(col(LeaveRequest.requested_at), col(LeaveRequest.id))
         ).all()
     )
+
+
+def _settle(
+    session: Session,
+    leave: LeaveRequest,
+    status: LeaveStatus,
+    *,
+    action: str,
+    actor: Actor,
+    now: datetime,
+    reason: str = "",
+) -> LeaveRequest:
+    """Move a request to its decided *status* (who and when are kept on it) and audit *action*."""
+    leave.status = status
+    leave.decided_at = now
+    leave.decided_by = actor.ref
+    session.add(leave)
+    event = require_event(session, leave.event_id)
+    record(
+        session,
+        actor=actor,
+        action=action,
+        object_type="leave_request",
+        object_id=leave.id or 0,
+        org_id=event.org_id,
+        at=now,
+        reason=reason,
+        detail={"event_id": leave.event_id, "member_id": leave.member_id},
+    )
+    session.flush()
+    return leave
 
 
 def _require_leave(session: Session, leave_id: int, viewer: OrgViewer | None) -> LeaveRequest:

@@ -28,7 +28,8 @@ from server.transfers.models import (
     TransferUpdate,
     TransitionIn,
 )
-from server.transfers.queue import get_detail, list_queue, list_suggestions
+from server.transfers.queue import list_queue, list_suggestions
+from server.transfers.scope import TransferScope
 from server.transfers.service import (
     attach_letter,
     create_request,
@@ -59,28 +60,29 @@ ReviewerDep = Annotated[Reviewer, Depends(get_reviewer)]
 PolicyDep = Annotated[TransferPolicy, Depends(get_policy)]
 
 
+def get_scope(
+    session: SessionDep, reviewer: ReviewerDep, policy: PolicyDep, clock: ClockDep
+) -> TransferScope:
+    return TransferScope(session=session, reviewer=reviewer, policy=policy, now=clock())
+
+
+ScopeDep = Annotated[TransferScope, Depends(get_scope)]
+
+
 @router.post("", status_code=status.HTTP_201_CREATED)
-def file_transfer(
-    data: TransferCreate,
-    session: SessionDep,
-    keyring: KeyringDep,
-    reviewer: ReviewerDep,
-    policy: PolicyDep,
-    clock: ClockDep,
-) -> TransferDetail:
+def file_transfer(data: TransferCreate, keyring: KeyringDep, scope: ScopeDep) -> TransferDetail:
     """File a request with the 介绍信 fields (a lapsed letter lands in ``expired`` at once)."""
-    now = clock()
     request = create_request(
-        session,
+        scope.session,
         keyring=keyring,
         data=data,
-        reviewer=reviewer,
+        reviewer=scope.reviewer,
         source=TransferSource.API,
-        policy=policy,
-        now=now,
+        policy=scope.policy,
+        now=scope.now,
     )
     assert request.id is not None
-    return get_detail(session, request_id=request.id, reviewer=reviewer, policy=policy, now=now)
+    return scope.detail(request.id)
 
 
 @router.get("")
@@ -125,108 +127,77 @@ def transfer_suggestions(
 
 
 @router.post("/suggestions/{member_id}", status_code=status.HTTP_201_CREATED)
-def file_suggested_transfer(
-    member_id: int,
-    org_id: int,
-    session: SessionDep,
-    reviewer: ReviewerDep,
-    policy: PolicyDep,
-    clock: ClockDep,
-) -> TransferDetail:
+def file_suggested_transfer(member_id: int, org_id: int, scope: ScopeDep) -> TransferDetail:
     """File a request for a guest of ``org_id``, with their latest check-in as evidence."""
-    now = clock()
-    request = file_from_suggestion(session, member_id=member_id, org_id=org_id, reviewer=reviewer, now=now)
+    request = file_from_suggestion(
+        scope.session, member_id=member_id, org_id=org_id, reviewer=scope.reviewer, now=scope.now
+    )
     assert request.id is not None
-    return get_detail(session, request_id=request.id, reviewer=reviewer, policy=policy, now=now)
+    return scope.detail(request.id)
 
 
 @router.get("/{transfer_id}")
-def transfer_detail(
-    transfer_id: int, session: SessionDep, reviewer: ReviewerDep, policy: PolicyDep, clock: ClockDep
-) -> TransferDetail:
+def transfer_detail(transfer_id: int, scope: ScopeDep) -> TransferDetail:
     """One request with its letter, checks, documents, allowed actions and history."""
-    return get_detail(session, request_id=transfer_id, reviewer=reviewer, policy=policy, now=clock())
+    return scope.detail(transfer_id)
 
 
 @router.patch("/{transfer_id}")
-def update_transfer(
-    transfer_id: int,
-    changes: TransferUpdate,
-    session: SessionDep,
-    reviewer: ReviewerDep,
-    policy: PolicyDep,
-    clock: ClockDep,
-) -> TransferDetail:
+def update_transfer(transfer_id: int, changes: TransferUpdate, scope: ScopeDep) -> TransferDetail:
     """Complete the applicant's name, the placement branch, the probation date or the note."""
-    now = clock()
-    update_details(session, request_id=transfer_id, changes=changes, reviewer=reviewer, now=now)
-    return get_detail(session, request_id=transfer_id, reviewer=reviewer, policy=policy, now=now)
+    update_details(
+        scope.session, request_id=transfer_id, changes=changes, reviewer=scope.reviewer, now=scope.now
+    )
+    return scope.detail(transfer_id)
 
 
 @router.put("/{transfer_id}/letter")
-def record_letter(
-    transfer_id: int,
-    letter: LetterIn,
-    session: SessionDep,
-    reviewer: ReviewerDep,
-    policy: PolicyDep,
-    clock: ClockDep,
-) -> TransferDetail:
+def record_letter(transfer_id: int, letter: LetterIn, scope: ScopeDep) -> TransferDetail:
     """Record the letter; a second one (re-issued) supersedes the first."""
-    now = clock()
-    attach_letter(session, request_id=transfer_id, letter=letter, reviewer=reviewer, policy=policy, now=now)
-    return get_detail(session, request_id=transfer_id, reviewer=reviewer, policy=policy, now=now)
+    attach_letter(
+        scope.session,
+        request_id=transfer_id,
+        letter=letter,
+        reviewer=scope.reviewer,
+        policy=scope.policy,
+        now=scope.now,
+    )
+    return scope.detail(transfer_id)
 
 
 @router.put("/{transfer_id}/documents/{kind}")
 def tick_transfer_document(
-    transfer_id: int,
-    kind: DocumentKind,
-    body: DocumentTickIn,
-    session: SessionDep,
-    reviewer: ReviewerDep,
-    policy: PolicyDep,
-    clock: ClockDep,
+    transfer_id: int, kind: DocumentKind, body: DocumentTickIn, scope: ScopeDep
 ) -> TransferDetail:
     """Tick a document the reviewer has seen (支部证明, 本人申请, 转正决定 …)."""
-    now = clock()
-    tick_document(session, request_id=transfer_id, kind=kind, note=body.note, reviewer=reviewer, now=now)
-    return get_detail(session, request_id=transfer_id, reviewer=reviewer, policy=policy, now=now)
+    tick_document(
+        scope.session,
+        request_id=transfer_id,
+        kind=kind,
+        note=body.note,
+        reviewer=scope.reviewer,
+        now=scope.now,
+    )
+    return scope.detail(transfer_id)
 
 
 @router.delete("/{transfer_id}/documents/{kind}")
-def untick_transfer_document(
-    transfer_id: int,
-    kind: DocumentKind,
-    session: SessionDep,
-    reviewer: ReviewerDep,
-    policy: PolicyDep,
-    clock: ClockDep,
-) -> TransferDetail:
-    now = clock()
-    untick_document(session, request_id=transfer_id, kind=kind, reviewer=reviewer, now=now)
-    return get_detail(session, request_id=transfer_id, reviewer=reviewer, policy=policy, now=now)
+def untick_transfer_document(transfer_id: int, kind: DocumentKind, scope: ScopeDep) -> TransferDetail:
+    untick_document(scope.session, request_id=transfer_id, kind=kind, reviewer=scope.reviewer, now=scope.now)
+    return scope.detail(transfer_id)
 
 
 @router.post("/{transfer_id}/transitions")
-def transition_transfer(
-    transfer_id: int,
-    body: TransitionIn,
-    session: SessionDep,
-    reviewer: ReviewerDep,
-    policy: PolicyDep,
-    clock: ClockDep,
-) -> TransferDetail:
+def transition_transfer(transfer_id: int, body: TransitionIn, scope: ScopeDep) -> TransferDetail:
     """Accept, return, reject, approve, receive, close, revive or withdraw, with a reason."""
-    now = clock()
     transition(
-        session,
+        scope.session,
         request_id=transfer_id,
         action=body.action,
         reason=body.reason,
-        reviewer=reviewer,
-        policy=policy,
-        now=now,
+        reviewer=scope.reviewer,
+        policy=scope.policy,
+        now=scope.now,
         placement_org_id=body.placement_org_id,
     )
-    return get_detail(session, request_id=transfer_id, reviewer=reviewer, policy=policy, now=now)
+    return scope.detail(transfer_id)

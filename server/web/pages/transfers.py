@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
@@ -19,7 +19,8 @@ from server.errors import InvalidInput
 from server.transfers.calendar import transfer_policy
 from server.transfers.kinds import DOCUMENT_LABELS, ISSUER_LABELS, SOURCE_LABELS, DocumentKind, TransferSource
 from server.transfers.models import LetterIn, TransferCreate, TransferUpdate
-from server.transfers.queue import get_detail, list_queue, list_suggestions, placement_choices
+from server.transfers.queue import list_queue, list_suggestions, placement_choices
+from server.transfers.scope import TransferScope
 from server.transfers.service import (
     attach_letter,
     create_request,
@@ -104,20 +105,54 @@ LABELS = {
 }
 
 
+def letter_form(
+    letter_no: Annotated[str, Form(max_length=50)] = "",
+    issuer_name: Annotated[str, Form(max_length=200)] = "",
+    issuer_kind: Annotated[str, Form(max_length=32)] = "",
+    from_org_name: Annotated[str, Form(max_length=200)] = "",
+    to_org_name: Annotated[str, Form(max_length=200)] = "",
+    member_category: Annotated[str, Form(max_length=32)] = "",
+    dues_paid_to: Annotated[str, Form(max_length=7)] = "",
+    issued_on: Annotated[str, Form(max_length=10)] = "",
+    valid_days: Annotated[str, Form(max_length=4)] = "",
+) -> dict[str, object]:
+    """The 介绍信 fields of a form (filing a request, or recording a letter), as the API takes them."""
+    return {
+        "letter_no": letter_no.strip(),
+        "issuer_name": issuer_name.strip(),
+        "issuer_kind": issuer_kind,
+        "from_org_name": from_org_name.strip(),
+        "to_org_name": to_org_name.strip(),
+        "member_category": member_category,
+        "dues_paid_to": dues_paid_to,
+        "issued_on": issued_on,
+        "valid_days": valid_days,
+    }
+
+
+LetterFormDep = Annotated[dict[str, object], Depends(letter_form)]
+
+
+def get_scope(
+    session: SessionDep, settings: SettingsDep, clock: ClockDep, viewer: CurrentUser
+) -> TransferScope:
+    return TransferScope(
+        session=session, reviewer=reviewer_for(viewer), policy=transfer_policy(settings), now=clock()
+    )
+
+
+ScopeDep = Annotated[TransferScope, Depends(get_scope)]
+
+
 @router.get("")
 def transfer_queue(
     request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
+    scope: ScopeDep,
     viewer: CurrentUser,
     state: Annotated[str, Query(max_length=32)] = "",
     overdue: Annotated[str, Query(max_length=5)] = "",
     q: Annotated[str, Query(max_length=50)] = "",
 ) -> HTMLResponse:
-    now = clock()
-    reviewer = reviewer_for(viewer)
-    policy = transfer_policy(settings)
     if state == "all":
         states: list[TransferState] | None = list(TransferState)
     elif state in set(TransferState):
@@ -125,17 +160,19 @@ def transfer_queue(
     else:
         states = None
     queue = list_queue(
-        session,
-        reviewer=reviewer,
-        policy=policy,
-        now=now,
+        scope.session,
+        reviewer=scope.reviewer,
+        policy=scope.policy,
+        now=scope.now,
         states=states,
         overdue_only=bool(overdue),
         search=q,
     )
     open_queue = queue if states is None and not overdue and not q else None
     suggestions = (
-        list_suggestions(session, reviewer=reviewer, org_id=viewer.org_id, since=now - SUGGESTION_WINDOW)
+        list_suggestions(
+            scope.session, reviewer=scope.reviewer, org_id=viewer.org_id, since=scope.now - SUGGESTION_WINDOW
+        )
         if viewer.org_id is not None
         else []
     )
@@ -151,7 +188,7 @@ def transfer_queue(
             "q": q,
             "states": list(TransferState),
             "open_states": OPEN_STATES,
-            "sla_days": policy.step_working_days,
+            "sla_days": scope.policy.step_working_days,
             "suggestions": suggestions,
             **LABELS,
         },
@@ -175,41 +212,16 @@ def new_transfer(request: Request, session: SessionDep, viewer: CurrentUser) -> 
 @router.post("")
 def file_transfer(
     request: Request,
-    session: SessionDep,
     keyring: KeyringDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    viewer: CurrentUser,
+    scope: ScopeDep,
+    letter_fields: LetterFormDep,
     to_org_id: Annotated[int, Form()],
     card_no: Annotated[str, Form(max_length=40)] = "",
     claimed_name: Annotated[str, Form(max_length=100)] = "",
     probation_due_on: Annotated[str, Form(max_length=10)] = "",
     note: Annotated[str, Form(max_length=500)] = "",
-    letter_no: Annotated[str, Form(max_length=50)] = "",
-    issuer_name: Annotated[str, Form(max_length=200)] = "",
-    issuer_kind: Annotated[str, Form(max_length=32)] = "",
-    from_org_name: Annotated[str, Form(max_length=200)] = "",
-    to_org_name: Annotated[str, Form(max_length=200)] = "",
-    member_category: Annotated[str, Form(max_length=32)] = "",
-    dues_paid_to: Annotated[str, Form(max_length=7)] = "",
-    issued_on: Annotated[str, Form(max_length=10)] = "",
-    valid_days: Annotated[str, Form(max_length=4)] = "",
 ) -> Response:
-    letter = (
-        _letter(
-            letter_no,
-            issuer_name,
-            issuer_kind,
-            from_org_name,
-            to_org_name,
-            member_category,
-            dues_paid_to,
-            issued_on,
-            valid_days,
-        )
-        if letter_no.strip()
-        else None
-    )
+    letter = letter_fields if letter_fields["letter_no"] else None
     data = _parse(
         TransferCreate,
         {
@@ -222,13 +234,13 @@ def file_transfer(
         },
     )
     filed = create_request(
-        session,
+        scope.session,
         keyring=keyring,
         data=data,
-        reviewer=reviewer_for(viewer),
+        reviewer=scope.reviewer,
         source=TransferSource.WEB,
-        policy=transfer_policy(settings),
-        now=clock(),
+        policy=scope.policy,
+        now=scope.now,
     )
     return redirect(request, f"/web/transfers/{filed.id}", toast=f"已登记转入申请（编号 {filed.id}）")
 
@@ -237,37 +249,25 @@ def file_transfer(
 def file_suggested(
     member_id: int,
     request: Request,
-    session: SessionDep,
-    clock: ClockDep,
-    viewer: CurrentUser,
+    scope: ScopeDep,
     org_id: Annotated[int, Form()],
 ) -> Response:
     filed = file_from_suggestion(
-        session, member_id=member_id, org_id=org_id, reviewer=reviewer_for(viewer), now=clock()
+        scope.session, member_id=member_id, org_id=org_id, reviewer=scope.reviewer, now=scope.now
     )
     return redirect(request, f"/web/transfers/{filed.id}", toast="已代为发起转入申请，请录入介绍信")
 
 
 @router.get("/{transfer_id}")
-def transfer_detail(
-    transfer_id: int,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    viewer: CurrentUser,
-) -> HTMLResponse:
-    reviewer = reviewer_for(viewer)
-    detail = get_detail(
-        session, request_id=transfer_id, reviewer=reviewer, policy=transfer_policy(settings), now=clock()
-    )
+def transfer_detail(transfer_id: int, request: Request, scope: ScopeDep) -> HTMLResponse:
+    detail = scope.detail(transfer_id)
     return render(
         request,
         "transfers/detail.html",
         {
             "nav": "transfers",
             "t": detail,
-            "placements": placement_choices(session, request_id=transfer_id, reviewer=reviewer),
+            "placements": placement_choices(scope.session, request_id=transfer_id, reviewer=scope.reviewer),
             "pending": detail.state
             in {
                 TransferState.SUBMITTED,
@@ -290,22 +290,19 @@ def transfer_detail(
 def transfer_transition(
     transfer_id: int,
     request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    viewer: CurrentUser,
+    scope: ScopeDep,
     action: Annotated[TransferAction, Form()],
     reason: Annotated[str, Form(max_length=500)] = "",
     placement_org_id: Annotated[str, Form(max_length=12)] = "",
 ) -> Response:
     moved = transition(
-        session,
+        scope.session,
         request_id=transfer_id,
         action=action,
         reason=reason,
-        reviewer=reviewer_for(viewer),
-        policy=transfer_policy(settings),
-        now=clock(),
+        reviewer=scope.reviewer,
+        policy=scope.policy,
+        now=scope.now,
         placement_org_id=int(placement_org_id)
         if placement_org_id.isdigit() and action in PLACING_ACTIONS
         else None,
@@ -321,41 +318,17 @@ def transfer_transition(
 def transfer_letter(
     transfer_id: int,
     request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    viewer: CurrentUser,
-    letter_no: Annotated[str, Form(max_length=50)] = "",
-    issuer_name: Annotated[str, Form(max_length=200)] = "",
-    issuer_kind: Annotated[str, Form(max_length=32)] = "",
-    from_org_name: Annotated[str, Form(max_length=200)] = "",
-    to_org_name: Annotated[str, Form(max_length=200)] = "",
-    member_category: Annotated[str, Form(max_length=32)] = "",
-    dues_paid_to: Annotated[str, Form(max_length=7)] = "",
-    issued_on: Annotated[str, Form(max_length=10)] = "",
-    valid_days: Annotated[str, Form(max_length=4)] = "",
+    scope: ScopeDep,
+    letter_fields: LetterFormDep,
 ) -> Response:
-    letter = _parse(
-        LetterIn,
-        _letter(
-            letter_no,
-            issuer_name,
-            issuer_kind,
-            from_org_name,
-            to_org_name,
-            member_category,
-            dues_paid_to,
-            issued_on,
-            valid_days,
-        ),
-    )
+    letter = _parse(LetterIn, letter_fields)
     attach_letter(
-        session,
+        scope.session,
         request_id=transfer_id,
         letter=letter,
-        reviewer=reviewer_for(viewer),
-        policy=transfer_policy(settings),
-        now=clock(),
+        reviewer=scope.reviewer,
+        policy=scope.policy,
+        now=scope.now,
     )
     return redirect(request, f"/web/transfers/{transfer_id}", toast="介绍信已录入")
 
@@ -364,9 +337,7 @@ def transfer_letter(
 def transfer_details(
     transfer_id: int,
     request: Request,
-    session: SessionDep,
-    clock: ClockDep,
-    viewer: CurrentUser,
+    scope: ScopeDep,
     claimed_name: Annotated[str, Form(max_length=100)] = "",
     placement_org_id: Annotated[str, Form(max_length=12)] = "",
     probation_due_on: Annotated[str, Form(max_length=10)] = "",
@@ -382,7 +353,7 @@ def transfer_details(
         },
     )
     update_details(
-        session, request_id=transfer_id, changes=changes, reviewer=reviewer_for(viewer), now=clock()
+        scope.session, request_id=transfer_id, changes=changes, reviewer=scope.reviewer, now=scope.now
     )
     return redirect(request, f"/web/transfers/{transfer_id}", toast="申请信息已保存")
 
@@ -392,44 +363,18 @@ def transfer_document(
     transfer_id: int,
     kind: DocumentKind,
     request: Request,
-    session: SessionDep,
-    clock: ClockDep,
-    viewer: CurrentUser,
+    scope: ScopeDep,
     ticked: Annotated[str, Form(max_length=1)] = "1",
     note: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    reviewer = reviewer_for(viewer)
+    session, reviewer, now = scope.session, scope.reviewer, scope.now
     if ticked == "1":
-        tick_document(session, request_id=transfer_id, kind=kind, note=note, reviewer=reviewer, now=clock())
+        tick_document(session, request_id=transfer_id, kind=kind, note=note, reviewer=reviewer, now=now)
         message = f"已核对：{DOCUMENT_LABELS[kind]}"
     else:
-        untick_document(session, request_id=transfer_id, kind=kind, reviewer=reviewer, now=clock())
+        untick_document(session, request_id=transfer_id, kind=kind, reviewer=reviewer, now=now)
         message = f"已取消核对：{DOCUMENT_LABELS[kind]}"
     return redirect(request, f"/web/transfers/{transfer_id}", toast=message)
-
-
-def _letter(
-    letter_no: str,
-    issuer_name: str,
-    issuer_kind: str,
-    from_org_name: str,
-    to_org_name: str,
-    member_category: str,
-    dues_paid_to: str,
-    issued_on: str,
-    valid_days: str,
-) -> dict[str, object]:
-    return {
-        "letter_no": letter_no.strip(),
-        "issuer_name": issuer_name.strip(),
-        "issuer_kind": issuer_kind,
-        "from_org_name": from_org_name.strip(),
-        "to_org_name": to_org_name.strip(),
-        "member_category": member_category,
-        "dues_paid_to": dues_paid_to,
-        "issued_on": issued_on,
-        "valid_days": valid_days,
-    }
 
 
 Model = TypeVar("Model", TransferCreate, TransferUpdate, LetterIn)

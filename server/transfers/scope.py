@@ -1,0 +1,33 @@
+"""What every transfer handler (API and web) works with: the session, who reviews, the SLA policy
+and the instant of the request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session
+
+from server.transfers.access import Reviewer
+from server.transfers.calendar import TransferPolicy
+from server.transfers.models import TransferDetail
+from server.transfers.queue import get_detail
+
+
+@dataclass(frozen=True)
+class TransferScope:
+    """One HTTP request's view of the transfers.
+
+    ``now`` is read once per request: a change and the detail shown after it are judged at the
+    same instant (deadlines, overdue marks and allowed actions follow from it).
+    """
+
+    session: Session
+    reviewer: Reviewer
+    policy: TransferPolicy
+    now: datetime
+
+    def detail(self, request_id: int) -> TransferDetail:
+        return get_detail(
+            self.session, request_id=request_id, reviewer=self.reviewer, policy=self.policy, now=self.now
+        )
