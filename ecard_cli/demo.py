@@ -62,6 +62,7 @@ class Seeded:
     event_title: str
     enrollment_code: str
     token: str
+    password: str
     members: list[DemoMember]
 
 
@@ -81,8 +82,9 @@ def seed(env: dict[str, str]) -> Seeded:
     from server.kiosks.service import add_kiosk
     from server.migrate import migrate
     from server.orgs.service import add_member, add_organisation
+    from server.users.service import add_user
     from server.venues.service import add_venue
-    from server.vocabulary import EventKind, MemberCategory, OrgKind, TokenRole
+    from server.vocabulary import EventKind, MemberCategory, OrgKind, TokenRole, UserRole
 
     settings = ServerSettings(
         data_dir=Path(env["ECARD_DATA_DIR"]),
@@ -136,6 +138,7 @@ def seed(env: dict[str, str]) -> Seeded:
                 kind=EventKind.THEME_DAY,
                 start_at=now - timedelta(minutes=5),
                 end_at=now + timedelta(hours=2),
+                late_after=now + timedelta(minutes=15),  # the usual grace period: demo taps are on time
                 now=now,
             )
             assert event.id is not None
@@ -151,7 +154,18 @@ def seed(env: dict[str, str]) -> Seeded:
             token = create_token(
                 session, keyring=keyring, role=TokenRole.ADMIN, org_id=None, label="demo", now=now
             )
-            return Seeded(event.id, title, issued.code, token.token, members)
+            password = secrets.token_urlsafe(12)
+            add_user(
+                session,
+                username="demo",
+                display_name="演示书记",
+                password=password,
+                role=UserRole.SECRETARY,
+                org_id=committee.id,
+                now=now,
+                actor=CLI_ACTOR,
+            )
+            return Seeded(event.id, title, issued.code, token.token, password, members)
     finally:
         engine.dispose()
 
@@ -218,6 +232,8 @@ def run_demo(*, port: int, taps: int, keep_running: bool) -> int:
         attendance_url = f"{url}/api/v1/events/{seeded.event_id}/attendance"
         another = seeded.members[-1].card
         _print("看这里:")
+        _print(f"  书记工作台        {url}/   (用户 demo, 密码 {seeded.password})")
+        _print(f"  签到看板          {url}/web/events/{seeded.event_id}/board")
         _print(f"  API 文档          {url}/docs")
         _print(f"  签到表 (JSON)     curl -H 'Authorization: Bearer {seeded.token}' {attendance_url}")
         _print(f"  签到机状态        ecard agent status --state-dir {DEMO_DIR / 'kiosk'}")
