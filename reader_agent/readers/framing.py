@@ -36,6 +36,7 @@ are not supported: their lines are rejected, not misread.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections import Counter
 from enum import StrEnum
 from typing import Protocol
@@ -149,7 +150,7 @@ class Rdm6300Parser:
         return uid
 
 
-class _LineParser:
+class _LineParser(ABC):
     """Shared line splitting for the CR/LF-terminated formats."""
 
     # Longer than any frame with a label ("Card UID: " + 10 spaced bytes is 39), short enough
@@ -187,8 +188,9 @@ class _LineParser:
                 self._line.append(byte)
         return uids
 
+    @abstractmethod
     def _parse_line(self, line: bytes) -> bytes | None:
-        raise NotImplementedError
+        """The UID in one complete line, or None if the line is not a frame of this format."""
 
 
 # The UID is the last token of the line: either a run of hex digits, or hex pairs joined by one
