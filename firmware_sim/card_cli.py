@@ -49,10 +49,10 @@ def _build_card(card_no: str, uid: str, city: str, uid_only: bool) -> VirtualCar
 
 def _describe(card: VirtualCard) -> str:
     from firmware_sim.cards import TUnionCard
-    from firmware_sim.vpcd import masked_uid
+    from schemas.masking import mask_uid
 
     # Card identifiers are personal data: even the simulator only echoes their tails.
-    label = f"UID {masked_uid(card.uid)}"
+    label = f"UID {mask_uid(card.uid)}"
     if isinstance(card, TUnionCard):
         label += f", card no …{card.card_no[-4:]}"
     return label

@@ -52,6 +52,7 @@ from types import TracebackType
 from typing import ClassVar
 
 from firmware_sim.cards import VirtualCard
+from schemas.masking import mask_uid
 
 log = logging.getLogger(__name__)
 
@@ -637,11 +638,6 @@ _NFCPY_SPECIAL_TTY = re.compile(r"^(S|ACM|AMA|USB)\d*$|^usbserial")
 _link_counter = itertools.count()
 
 
-def masked_uid(uid: bytes) -> str:
-    """A UID as logs may show it: only the last byte, enough to tell test cards apart."""
-    return "*" * max(0, 2 * len(uid) - 2) + uid[-1:].hex().upper()
-
-
 def dev_link_path(prefix: str = "pn532sim") -> Path:
     """A fresh ``/dev/<name>`` for :class:`Pn532Sim`, named so nfcpy's ``tty:<name>:pn532`` finds it."""
     return Path("/dev") / f"{prefix}-{os.getpid()}-{next(_link_counter)}"
@@ -875,7 +871,7 @@ class Pn532Sim:
         """Put *card* on the reader; it stays until :meth:`remove` (or another card replaces it)."""
         with self._lock:
             self._firmware.present(card)
-        log.debug("pn532 sim: card %s on the reader", masked_uid(card.uid))
+        log.debug("pn532 sim: card %s on the reader", mask_uid(card.uid))
 
     def remove(self) -> None:
         """Take the card away; the next exchange with it times out, as with a real field."""
@@ -954,7 +950,6 @@ __all__ = [
     "Reply",
     "dev_link_path",
     "encode_frame",
-    "masked_uid",
     "nfc_spec_for",
     "rf_timeout_seconds",
     "strip_cascade_tags",

@@ -80,7 +80,7 @@ def _parse_uid(text: str) -> bytes:
 def run_commands(sim: Pn532Sim, lines: Iterable[str], out: TextIO) -> None:
     """Apply command lines to *sim* until ``quit`` or the end of *lines*; bad lines are reported."""
     from firmware_sim.cards import uid_only_card, xiamen_card
-    from firmware_sim.pn532 import masked_uid
+    from schemas.masking import mask_uid
 
     for line in lines:
         try:
@@ -96,11 +96,11 @@ def run_commands(sim: Pn532Sim, lines: Iterable[str], out: TextIO) -> None:
         if verb == "tap":
             uid = _parse_uid(args[1])
             sim.present(xiamen_card(args[0], uid))
-            print(f"card {masked_uid(uid)} on the reader (T-Union)", file=out, flush=True)
+            print(f"card {mask_uid(uid)} on the reader (T-Union)", file=out, flush=True)
         elif verb == "uid":
             uid = _parse_uid(args[0])
             sim.present(uid_only_card(uid))
-            print(f"card {masked_uid(uid)} on the reader (UID only)", file=out, flush=True)
+            print(f"card {mask_uid(uid)} on the reader (UID only)", file=out, flush=True)
         elif verb == "remove":
             sim.remove()
             print("card removed", file=out, flush=True)

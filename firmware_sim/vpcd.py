@@ -29,6 +29,7 @@ import time
 from types import TracebackType
 
 from firmware_sim.cards import VirtualCard
+from schemas.masking import mask_uid
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,6 @@ class VpcdError(Exception):
 
 class VpcdUnavailable(VpcdError):
     """Nothing listens on the slot's port: pcscd is not running or has no vpcd driver."""
-
-
-def masked_uid(uid: bytes) -> str:
-    """A UID as logs may show it: only the last byte, enough to tell test cards apart."""
-    return "*" * max(0, 2 * len(uid) - 2) + uid[-1:].hex().upper()
 
 
 class _Presentation:
@@ -131,7 +127,7 @@ class _Presentation:
         finally:
             with contextlib.suppress(OSError):
                 self.sock.close()
-            uid = masked_uid(self.card.uid)
+            uid = mask_uid(self.card.uid)
             log.debug("vpcd %s: card %s off the reader (%s)", self.label, uid, self.end_reason)
             self.ended.set()
             with self.activity:
@@ -263,7 +259,7 @@ class VpcdSlot:
         presentation = _Presentation(card, sock, str(self.port))
         self._presentation = presentation
         presentation.start()
-        log.debug("vpcd %s: card %s inserted", self.port, masked_uid(card.uid))
+        log.debug("vpcd %s: card %s inserted", self.port, mask_uid(card.uid))
         deadline = time.monotonic() + timeout
         while not presentation.seen.wait(0.05):
             if presentation.ended.is_set():

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 
 from schemas import CardApplication, CardFacts, TapReceipt
+from schemas.masking import mask_card_no, mask_uid
 
 
 class FeedbackStatus(StrEnum):
@@ -91,16 +92,11 @@ class Feedback:
         return text
 
 
-def mask_identifier(value: str) -> str:
-    """``****`` plus a short tail: enough for a member to recognise their card, not to copy it."""
-    visible = 4 if len(value) >= 12 else 2
-    return "****" + value[-visible:]
-
-
 def mask_card(card: CardFacts) -> str:
+    """Enough for a member to recognise their card, not to copy it (policy: schemas.masking)."""
     if card.application is CardApplication.TUNION and card.card_no:
-        return mask_identifier(card.card_no)
-    return mask_identifier(card.uid)
+        return mask_card_no(card.card_no)
+    return mask_uid(card.uid)
 
 
 def from_receipt(seq: int, receipt: TapReceipt, *, pending: int | None, card: str) -> Feedback:

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
+from schemas.masking import mask_card_no, mask_uid
 
-def mask_card_no(card_no: str) -> str:
-    """``3104********8901``: first and last four digits, fixed-width middle (hides the length too)."""
-    return f"{card_no[:4]}********{card_no[-4:]}"
-
-
-def mask_uid(uid: str) -> str:
-    """``A1B2****``: the first two bytes only."""
-    return f"{uid[:4]}****"
+__all__ = ["mask_card_no", "mask_name", "mask_uid"]
 
 
 def mask_name(name: str) -> str:

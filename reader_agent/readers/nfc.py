@@ -71,6 +71,7 @@ from reader_agent.readers.base import (
     ReaderUnavailable,
 )
 from schemas import ReaderBackend
+from schemas.masking import mask_uid
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +92,6 @@ class _LinkGlitch(Exception):
 
 class _ActivationFailed(Exception):
     """The card did not complete RATS; worth one more try while it is still in the field."""
-
-
-def masked_uid(uid: bytes) -> str:
-    return "*" * max(0, 2 * len(uid) - 2) + uid[-1:].hex().upper()
 
 
 def open_reader(target: str) -> NfcReader:
@@ -241,7 +238,7 @@ class NfcReader:
         while True:
             if self._held_uid is not None:
                 if not self._held_card_present():
-                    log.debug("nfc %s: card %s left", self._name, masked_uid(self._held_uid))
+                    log.debug("nfc %s: card %s left", self._name, mask_uid(self._held_uid))
                     self._held_uid, self._held_tag = None, None
                     continue
                 pause = PRESENCE_INTERVAL
@@ -324,7 +321,7 @@ class NfcReader:
         try:
             return self._read_target(target, uid)
         except (_LinkGlitch, _ActivationFailed) as first:
-            log.warning("nfc %s: card %s: %s; reading it again", self._name, masked_uid(uid), first)
+            log.warning("nfc %s: card %s: %s; reading it again", self._name, mask_uid(uid), first)
         again = self._sense(uid)
         if again is None:
             raise CardReadError("读卡失败，请重新刷卡 (the card left before it could be read)")
@@ -350,7 +347,7 @@ class NfcReader:
             except IndexError:
                 # nfcpy reads FSCI and FWI at fixed ATS offsets; an ATS without TA/TB breaks
                 # that parse. The card did answer, so its UID still identifies it.
-                log.warning("nfc %s: card %s: ATS nfcpy cannot parse; UID only", self._name, masked_uid(uid))
+                log.warning("nfc %s: card %s: ATS nfcpy cannot parse; UID only", self._name, mask_uid(uid))
                 tag = None
         else:
             tag = None
@@ -364,7 +361,7 @@ class NfcReader:
             facts = card_facts(uid, transmit, self._challenger)
         else:
             facts = card_facts(uid, None)
-        log.info("nfc %s: read card %s (%s)", self._name, masked_uid(uid), facts.application.value)
+        log.info("nfc %s: read card %s (%s)", self._name, mask_uid(uid), facts.application.value)
         return CardRead(card=facts, backend=ReaderBackend.NFC, reader_name=self._name)
 
 

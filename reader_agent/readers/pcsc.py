@@ -59,6 +59,7 @@ from reader_agent.readers.base import (
     UnsupportedCard,
 )
 from schemas import CardFacts, ReaderBackend
+from schemas.masking import mask_uid
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +131,6 @@ def _raise(hresult: int, doing: str, default: type[ReaderError]) -> NoReturn:
     else:
         error = default
     raise error(f"{doing}: {_describe(hresult)}")
-
-
-def _masked(uid: bytes) -> str:
-    return "*" * max(0, 2 * len(uid) - 2) + uid[-1:].hex().upper()
 
 
 class PcscReader:
@@ -236,7 +233,7 @@ class PcscReader:
             self._release(scard.SCardDisconnect, hcard)
         log.debug(
             "read card %s (%s) on %r in %.0f ms",
-            _masked(bytes.fromhex(facts.uid)),
+            mask_uid(facts.uid),
             facts.application,
             self._name,
             (time.monotonic() - started) * 1000,

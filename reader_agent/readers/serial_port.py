@@ -56,6 +56,7 @@ import serial
 from reader_agent.readers.base import CardRead, ReaderDisconnected, ReaderUnavailable
 from reader_agent.readers.framing import PresentationTracker, SerialFormat, make_parser
 from schemas import CardApplication, CardFacts, ReaderBackend
+from schemas.masking import mask_uid
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +245,7 @@ class SerialReader:
         self._warned_garbage = False
         for uid in uids:
             if self._tracker.observe(uid, now):
-                log.info("card presented on %s: uid %s", self._name, masked_uid(uid))
+                log.info("card presented on %s: uid %s", self._name, mask_uid(uid))
                 facts = CardFacts(uid=uid.hex().upper(), application=CardApplication.UID_ONLY)
                 self._events.put(CardRead(card=facts, backend=ReaderBackend.SERIAL, reader_name=self._name))
 
@@ -261,9 +262,4 @@ class SerialReader:
             )
 
 
-def masked_uid(uid: bytes) -> str:
-    """A UID fit for logs: only its last byte shows."""
-    return "*" * (2 * len(uid) - 2) + uid[-1:].hex().upper()
-
-
-__all__ = ["ByteSource", "SerialReader", "SerialTarget", "masked_uid", "open_reader", "parse_target"]
+__all__ = ["ByteSource", "SerialReader", "SerialTarget", "open_reader", "parse_target"]

@@ -36,12 +36,12 @@ from firmware_sim.pn532 import (
     Pn532Firmware,
     Pn532Sim,
     encode_frame,
-    masked_uid,
     nfc_spec_for,
     rf_timeout_seconds,
     strip_cascade_tags,
 )
 from firmware_sim.pn532_cli import CommandError, SimCommand, parse_command
+from schemas.masking import mask_uid
 
 UID = bytes.fromhex("A1B2C3D4")
 CARD_NO = "3104390012345678901"
@@ -515,7 +515,7 @@ class TestNaming:
         assert nfc_spec_for(Path("/dev/my_reader")) == "nfc:tty:/dev/my_reader:pn532"
 
     def test_uids_are_masked(self) -> None:
-        assert masked_uid(UID) == "******D4"
+        assert mask_uid(UID) == "******D4"
 
 
 @pytest.mark.sim

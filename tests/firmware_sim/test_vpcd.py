@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.cards import TUnionCard, uid_only_card
-from firmware_sim.vpcd import VpcdError, VpcdSlot, VpcdUnavailable, masked_uid
+from firmware_sim.vpcd import VpcdError, VpcdSlot, VpcdUnavailable
 from reader_agent.cardapp import SELECT_TUNION, parse_tlv
+from schemas.masking import mask_uid
 
 READER_NAME = "Virtual PCD 00 00"
 SLOT_PORT = 35963
@@ -422,7 +423,7 @@ class TestWireProtocol:
 
 
 def test_masked_uid_shows_only_the_last_byte() -> None:
-    assert masked_uid(bytes.fromhex("A1B2C3D4")) == "******D4"
+    assert mask_uid(bytes.fromhex("A1B2C3D4")) == "******D4"
 
 
 class TestCardCli:

@@ -158,7 +158,7 @@ class TestFeedback:
         )
         assert line.message == "签到成功"
         assert line.pending == 0
-        assert line.card == "****0001"
+        assert line.card == "3104********0001"
         as_json = json.loads(line.to_json())
         assert {"seq", "status", "code", "member_name", "event_title", "message", "pending"} <= set(as_json)
         assert "张*明" in line.to_text()
@@ -180,7 +180,7 @@ class TestFeedback:
             (FeedbackStatus.OFFLINE, 2, 2),
         ]
         assert "已离线记录，2 条待上传" in answers[1].message
-        assert answers[1].card == "****E5F6"
+        assert answers[1].card == "**********E5F6"
 
     def test_tap_is_on_disk_before_the_member_is_told(self, kiosks: list[Kiosk], outbox_path: Path) -> None:
         """At the moment a feedback line is printed, its tap is already committed to the outbox file."""

@@ -20,8 +20,10 @@ class TestMasking:
     def test_card_number_shows_four_and_four(self) -> None:
         assert mask_card_no("3104393000000018901") == "3104********8901"
 
-    def test_uid_shows_two_bytes(self) -> None:
-        assert mask_uid("A1B2C3D4") == "A1B2****"
+    def test_uid_shows_only_its_tail(self) -> None:
+        """The same policy as the kiosk's: its last byte (two for a 7-byte UID), never its head."""
+        assert mask_uid("A1B2C3D4") == "******D4"
+        assert mask_uid("04A1B2C3D4E5F6") == "**********E5F6"
 
 
 class TestNormalising:

@@ -84,7 +84,9 @@ def test_history_lists_every_event_with_its_outcome(engine: Engine, keyring: Key
         at("2025-04-10", "10:50"),
     )
     assert [m.organisation.id for m in history.memberships] == [world.branch_id, world.other_branch_id]
-    assert [(c.status_label, c.card) for c in history.cards] == [("已挂失", "3104********8901 / 04A1****")]
+    assert [(c.status_label, c.card) for c in history.cards] == [
+        ("已挂失", "3104********8901 / **********E5F6")
+    ]
     assert (history.summary.expected, history.summary.present, history.summary.absent) == (3, 1, 2)
     assert (history.summary.on_leave, history.summary.guest) == (1, 1)
     assert history.summary.last_org_life_at == at("2025-06-12", "09:00")
