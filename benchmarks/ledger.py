@@ -132,7 +132,7 @@ def main() -> None:
 def prepare_database(url: str, *, scale: ScaleName, seed: int, year: int, rebuild: bool) -> Engine:
     """An engine on a database holding this city, building it unless its marker says it is there."""
     wanted = (scale.value, seed, year)
-    engine = _open(url)
+    engine = make_engine(url)
     marker = _read_marker(engine)
     if marker is not None and (marker["scale"], marker["seed"], marker["year"]) == wanted and not rebuild:
         migrate(engine)  # later migrations (new columns, indexes) apply to a kept city too
@@ -143,7 +143,7 @@ def prepare_database(url: str, *, scale: ScaleName, seed: int, year: int, rebuil
         return engine
     engine.dispose()
     _recreate(url)
-    engine = _open(url)
+    engine = make_engine(url)
     migrate(engine)
     print(
         f"{_where(url)}: building the {scale.value}-scale data (seed {seed}, year {year}) …", file=sys.stderr
@@ -221,10 +221,6 @@ def _org_ids(session: Session, kinds: tuple[OrgKind, ...]) -> list[int]:
         select(col(Organisation.id)).where(col(Organisation.kind).in_(kinds)).order_by(col(Organisation.id))
     ).all()
     return [org_id for org_id in rows if org_id is not None]
-
-
-def _open(url: str) -> Engine:
-    return make_engine(url)
 
 
 def _read_marker(engine: Engine) -> dict[str, Any] | None:

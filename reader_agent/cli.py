@@ -108,7 +108,7 @@ def run(
     from reader_agent.feedback import Feedback
     from reader_agent.heartbeat import HeartbeatSender, ReaderWatch
     from reader_agent.outbox import Outbox, OutboxError
-    from reader_agent.readers import BACKENDS, Reader, open_reader
+    from reader_agent.readers import Reader, backend_module, open_reader
     from reader_agent.rotation import next_key_path, rotation_unfinished
     from reader_agent.screen import Connectivity, ScreenError, ScreenRefresher, ScreenServer, ScreenState
     from reader_agent.signing import KeyFileError, load_key_file
@@ -127,13 +127,10 @@ def run(
     if json_output:
         overrides["json_output"] = True
     settings = _settings(**overrides)
-    backend = settings.reader.partition(":")[0]
-    if backend not in BACKENDS:
-        _fail(
-            "bad_option",
-            f"unknown reader backend {backend!r}; choose one of: {', '.join(sorted(BACKENDS))}",
-            2,
-        )
+    try:
+        backend_module(settings.reader)
+    except ValueError as exc:
+        _fail("bad_option", str(exc), 2)
     _configure_logging()
     log = logging.getLogger("reader_agent")
 

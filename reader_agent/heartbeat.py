@@ -31,8 +31,8 @@ from pydantic import ValidationError
 
 from reader_agent.feedback import Feedback, FeedbackStatus
 from reader_agent.outbox import OutboxError, OutboxStats
+from reader_agent.server_call import refusal
 from schemas import HeartbeatAck, HeartbeatPayload, ReaderState, SignedEnvelope, TapMode
-from schemas.messages import b64url_encode
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,9 @@ _READER_ERROR_STATES = {
 
 
 class Signer(Protocol):
-    """Signs bytes with the kiosk key (``reader_agent.signing.KioskKey`` is one)."""
+    """Seals a heartbeat with the kiosk key (``reader_agent.signing.KioskKey`` is one)."""
 
-    kid: str
-
-    def sign(self, data: bytes) -> bytes: ...
+    def seal(self, payload: HeartbeatPayload) -> SignedEnvelope: ...
 
 
 class ReaderWatch:
@@ -153,17 +151,14 @@ class HeartbeatSender:
                 HeartbeatOutcome.FAILED, counter, code="server_unreachable", detail=type(exc).__name__
             )
         round_trip_ms = max(0, round((self._monotonic() - started) * 1000))
-        if response.status_code >= 500 or response.status_code in (408, 429):
-            return HeartbeatResult(
-                HeartbeatOutcome.FAILED, counter, code=f"http_{response.status_code}", detail=_error(response)
-            )
         if response.status_code != 200:
-            return HeartbeatResult(
-                HeartbeatOutcome.REFUSED,
-                counter,
-                code=_error_code(response) or f"http_{response.status_code}",
-                detail=_error(response),
-            )
+            code, detail = refusal(response)
+            summary = f"HTTP {response.status_code}" if detail is None else detail[:300]
+            if response.status_code >= 500 or response.status_code in (408, 429):
+                return HeartbeatResult(
+                    HeartbeatOutcome.FAILED, counter, code=f"http_{response.status_code}", detail=summary
+                )
+            return HeartbeatResult(HeartbeatOutcome.REFUSED, counter, code=code, detail=summary)
         try:
             ack = HeartbeatAck.model_validate_json(response.content)
         except ValidationError:
@@ -223,10 +218,7 @@ class HeartbeatSender:
             reader_state=self._reader_state(),
             reader_name=self._reader_name,
         )
-        data = payload.to_bytes()
-        return SignedEnvelope(
-            kid=self._signer.kid, payload=b64url_encode(data), sig=b64url_encode(self._signer.sign(data))
-        )
+        return self._signer.seal(payload)
 
     def _report(self, result: HeartbeatResult) -> None:
         # One log line per change of outcome, not one per heartbeat of a long outage.
@@ -247,21 +239,3 @@ class HeartbeatSender:
                     result.ack.clock_offset_ms / 1000,
                 )
             self._clock_warned = off
-
-
-def _error_code(response: httpx.Response) -> str | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    code = body.get("error") if isinstance(body, dict) else None
-    return code if isinstance(code, str) else None
-
-
-def _error(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return f"HTTP {response.status_code}"
-    detail = body.get("detail") if isinstance(body, dict) else None
-    return detail[:300] if isinstance(detail, str) else f"HTTP {response.status_code}"

@@ -33,7 +33,7 @@ from reader_agent.outbox import Outbox
 from reader_agent.server_call import ServerCallError, post_for_answer
 from reader_agent.signing import load_key_file, load_or_create_key_file
 from reader_agent.state import StateDir, load_enrollment, save_enrollment
-from schemas import KeyRotationPayload, KeyRotationRequest, KeyRotationResponse, SignedEnvelope
+from schemas import KeyRotationPayload, KeyRotationRequest, KeyRotationResponse
 from schemas.messages import b64url_encode
 
 ROTATE_PATH = "/api/v1/kiosks/rotate-key"
@@ -93,12 +93,9 @@ def rotate_key(client: httpx.Client, *, state: StateDir, now: Callable[[], datet
         last_seq=last_seq,
         requested_at=now(),
     )
-    data = payload.to_bytes()
+    envelope = current.seal(payload)
     request = KeyRotationRequest(
-        envelope=SignedEnvelope(
-            kid=current.kid, payload=b64url_encode(data), sig=b64url_encode(current.sign(data))
-        ),
-        new_key_sig=b64url_encode(new_key.sign(data)),
+        envelope=envelope, new_key_sig=b64url_encode(new_key.sign(envelope.payload_bytes()))
     )
     granted = post_for_answer(
         client,

@@ -53,7 +53,7 @@ def post_for_answer(
     except httpx.TransportError as exc:
         raise error("server_unreachable", f"{unreachable}: {type(exc).__name__}") from exc
     if response.status_code != 200:
-        code, detail = _refusal(response)
+        code, detail = refusal(response)
         raise error(code, server_messages.get(code) or detail or f"{refused} (HTTP {response.status_code})")
     try:
         return answer.model_validate_json(response.content)
@@ -61,9 +61,10 @@ def post_for_answer(
         raise error("server_bad_response", unreadable) from exc
 
 
-def _refusal(response: httpx.Response) -> tuple[str, str]:
+def refusal(response: httpx.Response) -> tuple[str, str | None]:
+    """The server's ``error`` code (else ``http_<status>``) and ``detail`` (else None) of an answer."""
     code = f"http_{response.status_code}"
-    detail = ""
+    detail = None
     try:
         body = response.json()
     except ValueError:

@@ -1,6 +1,6 @@
 """The kiosk's Ed25519 key: generated once at enrollment, kept in a 0600 PEM file, signs every tap.
 
-The signature covers the exact payload bytes that travel in the envelope (``TapPayload.to_bytes()``),
+The signature covers the exact payload bytes that travel in the envelope (``SignedPayload.to_bytes()``),
 so the server verifies what it received without re-serialising anything.
 """
 
@@ -15,8 +15,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from schemas import SignedEnvelope, TapPayload
-from schemas.messages import b64url_encode, key_id
+from schemas import SignedEnvelope
+from schemas.messages import SignedPayload, b64url_encode, key_id
 
 KEY_FILE_MODE = 0o600
 
@@ -51,7 +51,7 @@ class KioskKey:
     def sign(self, data: bytes) -> bytes:
         return self._private_key.sign(data)
 
-    def seal(self, payload: TapPayload) -> SignedEnvelope:
+    def seal(self, payload: SignedPayload) -> SignedEnvelope:
         """Sign the payload's canonical bytes and wrap both in an envelope."""
         data = payload.to_bytes()
         return SignedEnvelope(kid=self.kid, payload=b64url_encode(data), sig=b64url_encode(self.sign(data)))

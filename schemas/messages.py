@@ -31,6 +31,14 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SignedPayload(_Message):
+    """A message the kiosk signs and sends inside a :class:`SignedEnvelope`."""
+
+    def to_bytes(self) -> bytes:
+        """The canonical bytes the kiosk signs and sends."""
+        return self.model_dump_json(exclude_none=False).encode()
+
+
 class CardApplication(StrEnum):
     """Which card application the reader read the card facts from."""
 
@@ -128,7 +136,7 @@ class ReaderInfo(_Message):
     name: Annotated[str, StringConstraints(max_length=200)]
 
 
-class TapPayload(_Message):
+class TapPayload(SignedPayload):
     """One card presentation, as signed by the kiosk."""
 
     schema_version: Literal[1] = 1
@@ -138,10 +146,6 @@ class TapPayload(_Message):
     card: CardFacts
     mode: TapMode = TapMode.CHECKIN
     reader: ReaderInfo
-
-    def to_bytes(self) -> bytes:
-        """The canonical bytes the kiosk signs and sends."""
-        return self.model_dump_json(exclude_none=False).encode()
 
 
 class SignedEnvelope(_Message):
@@ -230,7 +234,7 @@ class ReaderState(StrEnum):
 BootId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 
 
-class HeartbeatPayload(_Message):
+class HeartbeatPayload(SignedPayload):
     """A kiosk's periodic health report, signed by the kiosk key and sent in a SignedEnvelope.
 
     ``boot_id`` and ``counter`` order the heartbeats of one agent run, so a replayed old
@@ -260,9 +264,6 @@ class HeartbeatPayload(_Message):
     reader_state: ReaderState
     reader_name: Annotated[str, StringConstraints(max_length=200)] = ""
 
-    def to_bytes(self) -> bytes:
-        return self.model_dump_json(exclude_none=False).encode()
-
 
 class HeartbeatAck(_Message):
     schema_version: Literal[1] = 1
@@ -270,7 +271,7 @@ class HeartbeatAck(_Message):
     clock_offset_ms: int = Field(description="The server's estimate of server clock minus kiosk clock.")
 
 
-class KeyRotationPayload(_Message):
+class KeyRotationPayload(SignedPayload):
     """A kiosk asking to replace its key; signed by the key being replaced."""
 
     schema_version: Literal[1] = 1
@@ -283,9 +284,6 @@ class KeyRotationPayload(_Message):
         description="Last seq signed with the old key; old-key taps above it are refused afterwards.",
     )
     requested_at: AwareDatetime
-
-    def to_bytes(self) -> bytes:
-        return self.model_dump_json(exclude_none=False).encode()
 
 
 class KeyRotationRequest(_Message):

@@ -37,14 +37,19 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def open_reader(spec: str) -> Reader:
-    """Open the reader named by *spec*; raises ValueError for an unknown backend, ReaderError otherwise."""
-    backend, _, target = spec.partition(":")
+def backend_module(spec: str) -> str:
+    """The module of *spec*'s backend (not imported); raises ValueError for an unknown backend."""
+    backend = spec.partition(":")[0]
     module_name = BACKENDS.get(backend)
     if module_name is None:
         raise ValueError(f"unknown reader backend {backend!r}; choose one of: {', '.join(sorted(BACKENDS))}")
-    module = importlib.import_module(module_name)
-    reader: Reader = module.open_reader(target)
+    return module_name
+
+
+def open_reader(spec: str) -> Reader:
+    """Open the reader named by *spec*; raises ValueError for an unknown backend, ReaderError otherwise."""
+    module = importlib.import_module(backend_module(spec))
+    reader: Reader = module.open_reader(spec.partition(":")[2])
     return reader
 
 
@@ -58,5 +63,6 @@ __all__ = [
     "ReaderError",
     "ReaderUnavailable",
     "UnsupportedCard",
+    "backend_module",
     "open_reader",
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, tzinfo
 from enum import StrEnum
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from server.attendance.models import (
     Attendance,
@@ -28,8 +28,8 @@ from server.events.models import Event
 from server.events.service import event_organisations, require_event
 from server.inputs import required_reason
 from server.ledgers.labels import EXEMPTION_LABELS
-from server.orgs.models import Member, Organisation
-from server.orgs.service import require_member
+from server.orgs.models import Member
+from server.orgs.service import members_by_id, organisation_names, require_member
 from server.venues.models import Venue
 from server.vocabulary import AttendanceSource, EventKind, MemberCategory
 
@@ -41,10 +41,6 @@ class CheckinResult(StrEnum):
     CHECKED_IN = "checked_in"  # 签到
     ALREADY_CHECKED_IN = "already_checked_in"  # a repeat tap, or an earlier one arriving late
     SIGNED_OUT = "signed_out"  # 签退
-
-
-def has_checked_in(session: Session, *, event_id: int, member_id: int) -> bool:
-    return lock_attendance(session, event_id=event_id, member_id=member_id) is not None
 
 
 def record_checkin(
@@ -203,9 +199,9 @@ def sheet_from_roll(session: Session, roll: EventRoll, *, tz: tzinfo) -> Attenda
         | set(roll.present)
         | {person for person in (event.chair_member_id, event.recorder_member_id) if person is not None}
     )
-    members = _members_by_id(session, people)
+    members = members_by_id(session, people)
     org_ids = set(roll.org_ids) | {standing.org_id for standing in _standings(roll, members).values()}
-    org_names = _org_names(session, org_ids)
+    org_names = organisation_names(session, org_ids)
     standings = _standings(roll, members)
 
     def as_sheet_member(member_id: int) -> SheetMember:
@@ -339,24 +335,6 @@ def _standings(roll: EventRoll, members: dict[int, Member]) -> dict[int, Standin
             member = members[member_id]
             found[member_id] = known or Standing(member.org_id, member.category)
     return found
-
-
-def _members_by_id(session: Session, member_ids: set[int]) -> dict[int, Member]:
-    if not member_ids:
-        return {}
-    return {
-        member.id: member
-        for member in session.exec(select(Member).where(col(Member.id).in_(sorted(member_ids))))
-        if member.id is not None
-    }
-
-
-def _org_names(session: Session, org_ids: set[int]) -> dict[int, str]:
-    return {
-        org.id: org.name
-        for org in session.exec(select(Organisation).where(col(Organisation.id).in_(sorted(org_ids))))
-        if org.id is not None
-    }
 
 
 def _sheet_event(

@@ -52,10 +52,8 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from schemas.messages import CardFacts, card_auth_challenge
-from server.cards.identifiers import card_no_digest, uid_digest
 from server.cards.issuer import IssuerMacCheck, IssuerUnavailable, IssuerVerifier, OutageMemo
 from server.cards.models import CardBinding
-from server.keyring import Keyring
 from server.orgs.models import Member
 from server.taps.models import Tap
 from server.vocabulary import BindingStatus, CardCheckLevel, CardCheckNote, RejectionCode
@@ -100,18 +98,18 @@ def check_card(
     card: CardFacts,
     *,
     kiosk_id: str,
-    keyring: Keyring,
+    number_hmac: str | None,
+    uid_hmac: str,
     policy: CardCheckPolicy,
     now: datetime,
 ) -> CardCheck:
     """Check a tapped card against its binding (see the module docstring for the rules).
 
+    ``number_hmac`` and ``uid_hmac`` are the card's digests (:func:`server.cards.service.card_digests`).
     May ask the issuer (a network call) and, on a card's first verified answer, records on its
     binding that it answers challenges. Never raises for anything about the card: every outcome,
     including an unreachable issuer, is a :class:`CardCheck`.
     """
-    number_hmac = card_no_digest(keyring, card.card_no) if card.card_no else None
-    uid_hmac = uid_digest(keyring, card.uid)
     binding = _active_binding(session, number_hmac=number_hmac, uid_hmac=uid_hmac)
     if binding is None:
         return CardCheck(member=None, level=None, rejection=RejectionCode.UNKNOWN_CARD)

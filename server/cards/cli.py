@@ -41,14 +41,7 @@ def card_bind(
             now=ctx.now,
             issuer_mac=issuer_mac,
         )
-        data = {
-            "id": binding.id,
-            "member_id": binding.member_id,
-            "card_no_masked": binding.card_no_masked,
-            "uid_masked": binding.uid_masked,
-            "status": binding.status.value,
-            "issuer_mac": binding.issuer_mac_since is not None,
-        }
+        data = {**_binding_data(binding), "issuer_mac": binding.issuer_mac_since is not None}
         shown = " / ".join(m for m in (binding.card_no_masked, binding.uid_masked) if m)
         return Outcome(data, f"card {shown} bound to member {binding.member_id} (binding {binding.id})")
 

@@ -16,13 +16,12 @@ from schemas.messages import (
     KeyRotationResponse,
     SignedEnvelope,
 )
-from server.audit.service import Actor
-from server.auth.service import Principal
 from server.deps import ClockDep, KeyringDep, PrincipalDep, SessionDep, SettingsDep
 from server.kiosks.enrol import cancel_enrol_session, read_enrol_session, start_enrol_session
 from server.kiosks.health import kiosk_detail, list_kiosk_health, record_heartbeat
 from server.kiosks.models import EnrolSessionPublic, KioskDetail, KioskHealth, KioskStatusPublic
 from server.kiosks.service import enroll_kiosk, revoke_kiosk, rotate_kiosk_key
+from server.ledgers.http import token_actor
 from server.orgs.service import organisation_subtree_ids
 
 router = APIRouter(prefix="/api/v1/kiosks", tags=["kiosks"])
@@ -35,10 +34,6 @@ def visible_org_ids(session: SessionDep, principal: PrincipalDep) -> set[int] | 
 
 
 VisibleOrgsDep = Annotated[set[int] | None, Depends(visible_org_ids)]
-
-
-def token_actor(principal: Principal) -> Actor:
-    return Actor(f"token:{principal.token_id}", f"API令牌 {principal.token_id}")
 
 
 class RevokeRequest(BaseModel):

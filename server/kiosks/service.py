@@ -391,13 +391,6 @@ def require_kiosk(session: Session, kiosk_id: str) -> Kiosk:
     return kiosk
 
 
-def load_public_key(kiosk: Kiosk) -> Ed25519PublicKey:
-    """The kiosk's verification key (the kiosk must be enrolled)."""
-    if kiosk.public_key is None:
-        raise ValueError(f"kiosk {kiosk.id} has no key")
-    return Ed25519PublicKey.from_public_bytes(b64url_decode(kiosk.public_key))
-
-
 def _retire_key(session: Session, kid: str, *, last_seq: int, now: datetime) -> None:
     key = session.get(KioskKey, kid)
     if key is not None and key.retired_at is None:

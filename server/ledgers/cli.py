@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from server.cli_support import AdminContext, DbOption, JsonOption, Outcome, effective_time, run_admin
-from server.vocabulary import MemberCategory
 
 if TYPE_CHECKING:
     from server.attendance.models import AttendanceSheet
@@ -163,6 +162,8 @@ def _ledger_outcome(ledger: Any, fmt: ExportChoice | None, out: Path | None, tex
 
 
 def _sheet_table(sheet: AttendanceSheet) -> str:
+    from server.ledgers.labels import CATEGORY_LABELS
+
     event, counts = sheet.event, sheet.counts
     lines = [
         f"签到表  {event.title}  (活动 {event.id}, {event.organisation.name}, {event.venue.name})",
@@ -172,20 +173,19 @@ def _sheet_table(sheet: AttendanceSheet) -> str:
         "",
         _row("状态", "姓名", "类别", "首次刷卡", "最后刷卡", "次数"),
     ]
-    category_names = {MemberCategory.FULL: "正式", MemberCategory.PROBATIONARY: "预备"}
     for p in sheet.present:
         status = "已到" if p.expected else "列席"
         lines.append(
             _row(
                 status,
                 p.name,
-                category_names[p.category],
+                CATEGORY_LABELS[p.category],
                 f"{p.first_tap_at:%H:%M:%S}",
                 f"{p.last_tap_at:%H:%M:%S}",
                 str(p.tap_count),
             )
         )
-    lines.extend(_row("缺席", m.name, category_names[m.category], "", "", "") for m in sheet.absent)
+    lines.extend(_row("缺席", m.name, CATEGORY_LABELS[m.category], "", "", "") for m in sheet.absent)
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -198,7 +198,6 @@ def _row(*cells: str) -> str:
 
 def _pad(text: str, width: int) -> str:
     # Chinese characters take two terminal columns; str.ljust counts them as one.
-    import unicodedata
+    from server.ledgers.render import display_width
 
-    shown = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-    return text + " " * max(1, width - shown)
+    return text + " " * max(1, width - display_width(text))

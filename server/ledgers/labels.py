@@ -5,7 +5,6 @@ from __future__ import annotations
 from server.vocabulary import (
     AttendanceSource,
     Cadence,
-    CommitteeRole,
     EventKind,
     ExemptionReason,
     LeaveStatus,
@@ -71,15 +70,6 @@ CADENCE_LABELS: dict[Cadence, str] = {
     Cadence.MONTHLY: "每月",
     Cadence.QUARTERLY: "每季度",
     Cadence.YEARLY: "每年",
-}
-
-COMMITTEE_ROLE_LABELS: dict[CommitteeRole, str] = {
-    CommitteeRole.SECRETARY: "书记",
-    CommitteeRole.DEPUTY_SECRETARY: "副书记",
-    CommitteeRole.ORGANISATION: "组织委员",
-    CommitteeRole.PROPAGANDA: "宣传委员",
-    CommitteeRole.DISCIPLINE: "纪检委员",
-    CommitteeRole.MEMBER: "委员",
 }
 
 REMINDER_LEVEL_LABELS: dict[ReminderLevel, str] = {

@@ -112,7 +112,7 @@ def render_xlsx(document: LedgerDocument) -> bytes:
     summary.append(["日期", ""])
     summary.column_dimensions["A"].width = 16
     summary.column_dimensions["B"].width = max(
-        [40, *(_display_width(value) + 2 for _, value in document.facts)]
+        [40, *(display_width(value) + 2 for _, value in document.facts)]
     )
 
     header_font = Font(bold=True)
@@ -242,7 +242,8 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _display_width(text: str) -> int:
+def display_width(text: str) -> int:
+    """Terminal/spreadsheet columns: wide (CJK) characters take two."""
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
@@ -250,12 +251,12 @@ def _column_widths(section: Section) -> list[int]:
     """Section widths if given, else from the content; capped so one long note cannot hog a page."""
     if section.widths is not None:
         return [
-            max(width * 2, _display_width(column) + 2)
+            max(width * 2, display_width(column) + 2)
             for width, column in zip(section.widths, section.columns, strict=True)
         ]
     widths = []
     for index, column in enumerate(section.columns):
-        longest = max([_display_width(column), *(_display_width(_text(row[index])) for row in section.rows)])
+        longest = max([display_width(column), *(display_width(_text(row[index])) for row in section.rows)])
         widths.append(min(max(longest + 2, 6), 40))
     return widths
 

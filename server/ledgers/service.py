@@ -53,7 +53,7 @@ from server.ledgers.models import (
 )
 from server.ledgers.periods import Period
 from server.orgs.models import Member, MemberExemption, MembershipPeriod, Organisation
-from server.orgs.service import require_member, require_organisation
+from server.orgs.service import members_by_id, organisation_names, require_member, require_organisation
 from server.orgs.tree import ancestor_ids, own_and_group_ids, subtree_cte
 from server.venues.models import Venue
 from server.vocabulary import BindingStatus
@@ -116,13 +116,13 @@ def build_org_ledger(
     people = {
         m for roll in rolls.values() for m in (roll.event.chair_member_id, roll.event.recorder_member_id)
     }
-    members = _members(session, {m for m in people if m is not None} | set(participants))
+    members = members_by_id(session, {m for m in people if m is not None} | set(participants))
     org_ids = (
         ledger_orgs
         | {o for roll in rolls.values() for o in roll.org_ids}
         | {p.org_id for p in participants.values()}
     )
-    org_names = _org_names(session, org_ids)
+    org_names = organisation_names(session, org_ids)
     venues = _venue_names(session, {event.venue_id for event in events})
 
     event_rows = [
@@ -215,7 +215,7 @@ def build_member_history(
     for event in events:
         assert event.id is not None
         event_rows.append(_history_row(rolls[event.id], member_id, tz, upcoming=event.start_at > now))
-    org_names = _org_names(
+    org_names = organisation_names(
         session, {m.org_id for m in memberships} | {member.org_id} | {e.org_id for e in events}
     )
     for row in event_rows:
@@ -546,29 +546,6 @@ def _history_row(roll: EventRoll, member_id: int, tz: tzinfo, *, upcoming: bool)
         source=attendance.source if attendance else None,
         note=attendance.note if attendance else "",
     )
-
-
-def _members(session: Session, member_ids: set[int]) -> dict[int, Member]:
-    found: dict[int, Member] = {}
-    ordered = sorted(member_ids)
-    for index in range(0, len(ordered), 5000):
-        for member in session.exec(select(Member).where(col(Member.id).in_(ordered[index : index + 5000]))):
-            assert member.id is not None
-            found[member.id] = member
-    return found
-
-
-def _org_names(session: Session, org_ids: set[int]) -> dict[int, str]:
-    found: dict[int, str] = {}
-    ordered = sorted(org_ids)
-    for index in range(0, len(ordered), 5000):
-        chunk = ordered[index : index + 5000]
-        for org_id, name in session.exec(
-            select(Organisation.id, Organisation.name).where(col(Organisation.id).in_(chunk))
-        ).all():
-            assert org_id is not None
-            found[org_id] = name
-    return found
 
 
 def _venue_names(session: Session, venue_ids: set[int]) -> dict[int, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlmodel import Session, col, select
@@ -9,6 +10,7 @@ from sqlmodel import Session, col, select
 from server.errors import MemberNotFound, OrganisationNotFound
 from server.inputs import clean_text
 from server.orgs.models import Member, MembershipPeriod, Organisation
+from server.orgs.tree import subtrees
 from server.vocabulary import MemberCategory, MemberStatus, OrgKind
 
 
@@ -33,11 +35,34 @@ def require_organisation(session: Session, org_id: int) -> Organisation:
     return organisation
 
 
+def organisation_names(session: Session, org_ids: Collection[int]) -> dict[int, str]:
+    """Each organisation's name, by id (queried in chunks, so any number of ids will do)."""
+    found: dict[int, str] = {}
+    ordered = sorted(org_ids)
+    for index in range(0, len(ordered), 5000):
+        chunk = ordered[index : index + 5000]
+        for org_id, name in session.exec(
+            select(Organisation.id, Organisation.name).where(col(Organisation.id).in_(chunk))
+        ).all():
+            assert org_id is not None
+            found[org_id] = name
+    return found
+
+
+def members_by_id(session: Session, member_ids: Collection[int]) -> dict[int, Member]:
+    """The members with these ids (queried in chunks, so any number of ids will do)."""
+    found: dict[int, Member] = {}
+    ordered = sorted(member_ids)
+    for index in range(0, len(ordered), 5000):
+        for member in session.exec(select(Member).where(col(Member.id).in_(ordered[index : index + 5000]))):
+            assert member.id is not None
+            found[member.id] = member
+    return found
+
+
 def organisation_subtree_ids(session: Session, root_id: int) -> set[int]:
     """The organisation and everything below it (recursive query, so depth does not matter)."""
-    tree = select(col(Organisation.id)).where(col(Organisation.id) == root_id).cte("org_tree", recursive=True)
-    tree = tree.union_all(select(col(Organisation.id)).where(col(Organisation.parent_id) == tree.c.id))
-    return set(session.exec(select(tree.c.id)).all())
+    return subtrees(session, [root_id])[root_id]
 
 
 def add_member(

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, UploadFile
 
-from server.audit.service import Actor
 from server.deps import ClockDep, KeyringDep, PrincipalDep, SessionDep
 from server.errors import RosterTooLarge
+from server.ledgers.http import token_actor
 from server.roster.models import RosterReport
 from server.roster.service import import_roster
 
@@ -35,7 +35,7 @@ def upload_roster(
         keyring=keyring,
         data=data,
         scope_org_id=principal.org_id,
-        actor=Actor(f"token:{principal.token_id}", f"API令牌 {principal.token_id}"),
+        actor=token_actor(principal),
         now=clock(),
         dry_run=dry_run,
     )

@@ -38,14 +38,15 @@ import base64
 import calendar
 import hashlib
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from server.cards.identifiers import card_no_digest
 from server.keyring import Keyring
 from server.masking import mask_card_no, mask_name
+from server.roster.sheet import Tracker
 from server.synth.scales import Scale
 from server.vocabulary import (
     AttendanceSource,
@@ -62,8 +63,6 @@ from server.vocabulary import (
     RejectionCode,
     TapOutcome,
 )
-
-_T = TypeVar("_T")
 
 # Columns written per table, in dependency order (a table only refers to tables above it).
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -231,12 +230,6 @@ def synthetic_card_no(member_id: int, seed: int) -> str:
 
 class RowSink(Protocol):
     def add(self, table: str, row: Row) -> None: ...
-
-
-class Tracker(Protocol):
-    """Wraps an iterable to show progress (the CLI passes a tqdm bar); must yield every item."""
-
-    def __call__(self, items: Iterable[_T], *, label: str, total: int | None) -> Iterable[_T]: ...
 
 
 @dataclass(eq=False)

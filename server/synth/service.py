@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Engine, func, text
 from sqlmodel import Session, col, select
@@ -24,6 +23,7 @@ from server.audit.service import Actor, record
 from server.errors import DatabaseNotEmpty
 from server.keyring import Keyring
 from server.orgs.models import Organisation
+from server.roster.sheet import Tracker, untracked
 from server.synth.bulk import (
     BufferedSink,
     PostgresWriter,
@@ -36,23 +36,13 @@ from server.synth.bulk import (
     restore_sqlite,
     secondary_indexes,
 )
-from server.synth.generate import CityGenerator, Tracker
+from server.synth.generate import CityGenerator
 from server.synth.scales import Scale
 
 log = logging.getLogger(__name__)
 
 SYNTH_ACTION = "synth.build"
 SYNTH_ACTOR = Actor("synth", "合成数据生成器")
-
-_T = TypeVar("_T")
-
-
-class _Untracked:
-    def __call__(self, items: Iterable[_T], *, label: str, total: int | None) -> Iterable[_T]:
-        return items
-
-
-untracked: Tracker = _Untracked()
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ from schemas.messages import (
     TapStatus,
     b64url_decode,
 )
-from server.attendance.service import CheckinResult, has_checked_in, record_checkin
+from server.attendance.service import CheckinResult, record_checkin
 from server.cards.checks import CardCheckPolicy, check_card
 from server.cards.lifecycle import retired_card_rejection
 from server.cards.service import card_digests
@@ -229,7 +229,8 @@ def _ingest_envelope(
         session,
         payload.card,
         kiosk_id=kiosk.id,
-        keyring=context.keyring,
+        number_hmac=card_no_hmac,
+        uid_hmac=uid_hmac,
         policy=context.card_policy,
         now=context.received_at,
     )
@@ -266,19 +267,20 @@ def _ingest_envelope(
 
     assert member.id is not None
     assert event.id is not None
-    repeat = has_checked_in(session, event_id=event.id, member_id=member.id)
     row.member_id, row.event_id = member.id, event.id
     row.outcome = TapOutcome.ACCEPTED
     row.display_member_name, row.display_event_title = member_name, event.title
-    row.display_message = CHECKED_IN_AGAIN_MESSAGE if repeat else CHECKED_IN_MESSAGE
+    row.display_message = CHECKED_IN_MESSAGE
     session.add(row)
     session.flush()
     assert row.id is not None
     checkin = record_checkin(
         session, event_id=event.id, member_id=member.id, tap_id=row.id, at=payload.occurred_at
     )
-    if checkin == CheckinResult.SIGNED_OUT:
-        row.display_message = SIGNED_OUT_MESSAGE
+    repeat = checkin != CheckinResult.CHECKED_IN
+    if repeat:
+        signed_out = checkin == CheckinResult.SIGNED_OUT
+        row.display_message = SIGNED_OUT_MESSAGE if signed_out else CHECKED_IN_AGAIN_MESSAGE
         session.add(row)
     if context.on_accepted is not None:
         notice = AcceptedTap(

@@ -157,11 +157,6 @@ def get_detail(
     )
 
 
-def require_request(session: Session, *, request_id: int, reviewer: Reviewer) -> TransferRequest:
-    """The request if the reviewer may see it. Raises TransferNotFound."""
-    return load_request(session, request_id, reviewer)
-
-
 def count_pending(
     session: Session, *, reviewer: Reviewer, policy: TransferPolicy, now: datetime
 ) -> tuple[int, int]:

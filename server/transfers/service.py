@@ -83,7 +83,6 @@ from server.transfers.models import (
     TransferRequest,
     TransferUpdate,
 )
-from server.transfers.queue import count_pending
 from server.transfers.states import PENDING_STATES, Level, Rule, TransferAction, TransferState, rule_for
 from server.vocabulary import BindingStatus, MemberStatus, OrgKind
 
@@ -432,11 +431,7 @@ def tick_document(
     """Record that the reviewer has seen ``kind`` (idempotent: ticking again changes nothing)."""
     request = load_request(session, request_id, reviewer, for_update=True)
     require_pending(request, "核对材料")
-    existing = session.exec(
-        select(TransferDocument).where(
-            TransferDocument.request_id == request.id, TransferDocument.kind == kind
-        )
-    ).first()
+    existing = _ticked_document(session, request, kind)
     if existing is None:
         assert request.id is not None
         session.add(
@@ -467,11 +462,7 @@ def untick_document(
 ) -> TransferRequest:
     request = load_request(session, request_id, reviewer, for_update=True)
     require_pending(request, "核对材料")
-    existing = session.exec(
-        select(TransferDocument).where(
-            TransferDocument.request_id == request.id, TransferDocument.kind == kind
-        )
-    ).first()
+    existing = _ticked_document(session, request, kind)
     if existing is not None:
         session.delete(existing)
         session.flush()
@@ -484,6 +475,16 @@ def untick_document(
             detail={"document": kind.value},
         )
     return request
+
+
+def _ticked_document(
+    session: Session, request: TransferRequest, kind: DocumentKind
+) -> TransferDocument | None:
+    return session.exec(
+        select(TransferDocument).where(
+            TransferDocument.request_id == request.id, TransferDocument.kind == kind
+        )
+    ).first()
 
 
 def _store_letter(
@@ -825,9 +826,6 @@ def _bind_tapped_card(session: Session, request: TransferRequest, member: Member
     session.flush()
 
 
-# --- reading ---------------------------------------------------------------------------------
-
-
 # --- guests who keep coming --------------------------------------------------------------------
 
 
@@ -892,24 +890,3 @@ def file_from_suggestion(
         },
     )
     return request
-
-
-# --- scope -----------------------------------------------------------------------------------
-
-
-# Reviewer and count_pending are re-exported: callers (the web dashboard) import them from here.
-__all__ = [
-    "Reviewer",
-    "TapFiling",
-    "attach_letter",
-    "check_tap_filing",
-    "count_pending",
-    "create_request",
-    "expire_lapsed_requests",
-    "file_from_suggestion",
-    "file_from_tap",
-    "tick_document",
-    "transition",
-    "untick_document",
-    "update_details",
-]

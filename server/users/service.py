@@ -35,7 +35,6 @@ from server.errors import (
     LoginRateLimited,
     OrgRequired,
     UsernameTaken,
-    UserNotFound,
     WeakPassword,
 )
 from server.inputs import clean_text
@@ -163,13 +162,6 @@ def check_password_strength(password: str) -> None:
         raise WeakPassword(f"密码最长{MAX_PASSWORD_LENGTH}个字符")
 
 
-def require_user(session: Session, user_id: int) -> User:
-    user = session.get(User, user_id)
-    if user is None:
-        raise UserNotFound(f"用户 {user_id} 不存在")
-    return user
-
-
 def sign_in(
     session: Session, *, username: str, password: str, ip: str, now: datetime
 ) -> SignedIn | SignInRefused:
@@ -268,14 +260,6 @@ def sign_out(session: Session, *, viewer: WebUser, now: datetime) -> None:
             org_id=viewer.org_id,
             at=now,
         )
-
-
-def list_users(session: Session, *, org_ids: frozenset[int] | None) -> list[User]:
-    """Users whose organisation is in ``org_ids`` (None: all users)."""
-    query = select(User).order_by(col(User.username))
-    if org_ids is not None:
-        query = query.where(col(User.org_id).in_(org_ids))
-    return list(session.exec(query).all())
 
 
 def _note_attempt(

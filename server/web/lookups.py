@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from server.attendance.models import Attendance
 from server.events.models import Event, EventOrganisation
 from server.orgs.models import Member, Organisation
+from server.orgs.tree import ancestor_ids
 from server.users.service import WebUser
 from server.venues.models import Venue
 from server.vocabulary import MemberStatus
@@ -38,7 +39,7 @@ def venues_for(session: Session, viewer: WebUser) -> list[Venue]:
     (a branch meets in its 党委's hall)."""
     query = select(Venue).order_by(col(Venue.name))
     if viewer.org_ids is not None and viewer.org_id is not None:
-        usable = set(viewer.org_ids) | _ancestors(session, viewer.org_id)
+        usable = set(viewer.org_ids) | set(ancestor_ids(session, viewer.org_id))
         query = query.where(col(Venue.org_id).in_(usable))
     return list(session.exec(query).all())
 
@@ -102,12 +103,3 @@ def members_in_scope(
             conditions.append(col(Member.id) == int(text))
         query = query.where(or_(*conditions))
     return list(session.exec(query.limit(limit)).all())
-
-
-def _ancestors(session: Session, org_id: int) -> set[int]:
-    found: set[int] = set()
-    parent = session.get(Organisation, org_id)
-    while parent is not None and parent.parent_id is not None and parent.parent_id not in found:
-        found.add(parent.parent_id)
-        parent = session.get(Organisation, parent.parent_id)
-    return found

@@ -11,8 +11,9 @@ from server.ledgers.labels import EVENT_KIND_LABELS
 from server.ledgers.periods import period_containing
 from server.reminders.models import CadenceReminder, InactivityReminder
 from server.reminders.service import build_reminders
+from server.transfers.access import Reviewer
 from server.transfers.calendar import transfer_policy
-from server.transfers.service import Reviewer, count_pending
+from server.transfers.queue import count_pending
 from server.users.service import WebUser
 from server.vocabulary import Cadence, KioskStatus, ReminderLevel, UserRole
 from server.web.deps import CurrentUser

@@ -32,9 +32,10 @@ from server.migrate import migrate
 from server.orgs.models import Member, Organisation
 from server.orgs.service import add_organisation
 from server.reminders.service import build_reminders
+from server.roster.sheet import untracked
 from server.synth.generate import CityGenerator, synthetic_card_no
 from server.synth.scales import SCALES, ScaleName
-from server.synth.service import SynthReport, build_city, synth_marker, untracked
+from server.synth.service import SynthReport, build_city, synth_marker
 from server.taps.models import Tap
 from server.vocabulary import EventKind, OrgKind, TapOutcome
 from tests.conftest import create_pg_database
