@@ -17,10 +17,13 @@ card number (not even masked). The server binds 127.0.0.1 only and answers only 
 it. It is a stdlib ``http.server`` on its own threads: the agent imports no web framework.
 
 Routes: ``/`` the page, ``/screen.css``, ``/screen.js``, ``/state`` (JSON snapshot), ``/events``.
+The page, its style sheet and script are static files in ``reader_agent/screen_assets/`` (package
+data), read on first request and kept in memory.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from typing import Any
 
 from reader_agent.feedback import Feedback, FeedbackStatus
@@ -64,6 +68,12 @@ READER_MESSAGES: dict[ReaderState, str] = {
 _READER_STATES = {
     "reader_unavailable": ReaderState.UNAVAILABLE,
     "reader_disconnected": ReaderState.DISCONNECTED,
+}
+
+ASSETS: dict[str, tuple[str, str]] = {  # route → (file in screen_assets/, content type)
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/screen.css": ("screen.css", "text/css; charset=utf-8"),
+    "/screen.js": ("screen.js", "text/javascript; charset=utf-8"),
 }
 
 
@@ -383,12 +393,9 @@ def _handler_class(state: ScreenState) -> type[BaseHTTPRequestHandler]:
                 self._send(HTTPStatus.FORBIDDEN, "text/plain; charset=utf-8", "仅限本机访问".encode())
                 return
             path = self.path.split("?", 1)[0]
-            if path == "/":
-                self._send(HTTPStatus.OK, "text/html; charset=utf-8", PAGE_HTML.encode())
-            elif path == "/screen.css":
-                self._send(HTTPStatus.OK, "text/css; charset=utf-8", PAGE_CSS.encode())
-            elif path == "/screen.js":
-                self._send(HTTPStatus.OK, "text/javascript; charset=utf-8", PAGE_JS.encode())
+            if path in ASSETS:
+                name, content_type = ASSETS[path]
+                self._send(HTTPStatus.OK, content_type, asset(name))
             elif path == "/state":
                 body = json.dumps(state.snapshot(), ensure_ascii=False).encode()
                 self._send(HTTPStatus.OK, "application/json", body)
@@ -438,203 +445,7 @@ def _loopback_host(host: str) -> bool:
     return name in (LOOPBACK, "localhost")
 
 
-PAGE_HTML = """<!doctype html>
-<html lang="zh-CN">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>党员e通卡签到</title>
-<link rel="stylesheet" href="/screen.css">
-<script src="/screen.js" defer></script>
-</head>
-<body>
-<header>
-  <div class="brand">党员e通卡 <span id="kiosk"></span></div>
-  <div class="right"><span id="mode" class="mode"></span><span id="clock" class="clock"></span></div>
-</header>
-<div id="offline" class="banner banner-offline" hidden></div>
-<div id="reader" class="banner banner-reader" hidden></div>
-<main>
-  <section id="idle" class="idle">
-    <div class="card-icon" aria-hidden="true"></div>
-    <div id="prompt" class="prompt">请刷卡</div>
-    <div class="hint">请将易通卡平放在读卡区，听到提示音后移开</div>
-  </section>
-  <section id="result" class="result" hidden>
-    <div id="result-icon" class="result-icon" aria-hidden="true"></div>
-    <div id="headline" class="headline"></div>
-    <div id="member" class="member"></div>
-    <div id="event" class="event"></div>
-    <div id="detail" class="detail"></div>
-    <div id="at" class="at"></div>
-  </section>
-</main>
-<footer>
-  <span id="net" class="net"><span class="dot"></span><span id="net-text">正在连接…</span></span>
-  <span class="pending">待上传 <b id="pending">0</b> 条</span>
-</footer>
-<div id="gone" class="gone" hidden>
-  <div>签到程序未响应</div><div class="gone-hint">请联系工作人员检查签到机</div>
-</div>
-</body>
-</html>
-"""
-
-PAGE_CSS = """
-* { box-sizing: border-box; margin: 0; padding: 0; }
-html, body { height: 100%; }
-body {
-  font-family: "Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Micro Hei", "Microsoft YaHei", sans-serif;
-  background: #f6f1e7; color: #222; display: flex; flex-direction: column; overflow: hidden;
-  cursor: none; user-select: none;
-}
-header {
-  background: #b71c1c; color: #fff; display: flex; justify-content: space-between; align-items: center;
-  padding: 1.6vh 3vw; font-size: 3.4vh; box-shadow: 0 0.4vh 1vh rgba(0,0,0,.2);
-}
-header .brand { font-weight: 700; letter-spacing: .1em; }
-header #kiosk { font-weight: 400; opacity: .9; margin-left: 1.5vw; letter-spacing: 0; }
-header .right { display: flex; gap: 2vw; align-items: center; }
-.mode { background: #ffd54f; color: #5d1a00; border-radius: 1vh; padding: .3vh 1.4vw; font-weight: 700; }
-.clock { font-variant-numeric: tabular-nums; }
-.banner { font-size: 4.2vh; font-weight: 700; text-align: center; padding: 1.4vh 2vw; }
-.banner-offline { background: #e65100; color: #fff; }
-.banner-reader { background: #4e342e; color: #fff; }
-main {
-  flex: 1; display: flex; align-items: center; justify-content: center; text-align: center;
-  padding: 2vh 4vw;
-}
-.idle .prompt { font-size: 13vh; font-weight: 700; color: #b71c1c; letter-spacing: .15em; }
-.idle .hint { font-size: 4vh; color: #6d5d4b; margin-top: 2vh; }
-.card-icon {
-  width: 22vh; height: 14vh; margin: 0 auto 4vh; border-radius: 2vh; border: .8vh solid #b71c1c;
-  background: linear-gradient(135deg, #fff 0%, #ffe9c7 100%); position: relative;
-  animation: float 2.4s ease-in-out infinite;
-}
-.card-icon::after {
-  content: ""; position: absolute; left: 2.5vh; top: 3vh; width: 5vh; height: 4vh; border-radius: .8vh;
-  background: #d4a017;
-}
-@keyframes float { 0%,100% { transform: translateY(0); } 50% { transform: translateY(-1.5vh); } }
-.result {
-  width: 100%; border-radius: 3vh; padding: 4vh 3vw; background: #fff;
-  box-shadow: 0 1vh 4vh rgba(0,0,0,.12);
-}
-.result-icon {
-  width: 16vh; height: 16vh; line-height: 16vh; border-radius: 50%; margin: 0 auto 2vh; color: #fff;
-  font-size: 11vh; font-weight: 700;
-}
-.headline { font-size: 10vh; font-weight: 700; line-height: 1.2; }
-.member { font-size: 13vh; font-weight: 700; margin-top: 1vh; letter-spacing: .1em; }
-.event { font-size: 5vh; color: #5d4037; margin-top: 1.5vh; }
-.detail { font-size: 4.5vh; color: #555; margin-top: 1.5vh; }
-.at { font-size: 3vh; color: #8d8d8d; margin-top: 2vh; font-variant-numeric: tabular-nums; }
-.tone-ok .result-icon { background: #2e7d32; }
-.tone-ok .result-icon::before { content: "✓"; }
-.tone-ok .headline { color: #2e7d32; }
-.tone-info .result-icon { background: #1565c0; }
-.tone-info .result-icon::before { content: "✓"; }
-.tone-info .headline { color: #1565c0; }
-.tone-warn .result-icon { background: #ef6c00; }
-.tone-warn .result-icon::before { content: "!"; }
-.tone-warn .headline { color: #e65100; }
-.tone-error .result-icon { background: #c62828; }
-.tone-error .result-icon::before { content: "✕"; }
-.tone-error .headline { color: #c62828; }
-footer {
-  display: flex; justify-content: space-between; align-items: center; padding: 1.4vh 3vw;
-  font-size: 3.4vh; background: #efe6d6; color: #4e342e;
-}
-.net .dot {
-  display: inline-block; width: 2.4vh; height: 2.4vh; border-radius: 50%; background: #9e9e9e;
-  margin-right: 1vw; vertical-align: -0.2vh;
-}
-.net.online .dot { background: #2e7d32; }
-.net.offline .dot { background: #e65100; }
-.net.offline { color: #e65100; font-weight: 700; }
-.pending b { font-size: 4.2vh; font-variant-numeric: tabular-nums; }
-.gone {
-  position: fixed; inset: 0; background: rgba(33, 33, 33, .92); color: #fff; display: flex;
-  flex-direction: column; align-items: center; justify-content: center; font-size: 8vh; font-weight: 700;
-}
-.gone-hint { font-size: 4vh; font-weight: 400; margin-top: 2vh; }
-[hidden] { display: none !important; }
-"""
-
-PAGE_JS = """
-"use strict";
-(function () {
-  var byId = function (id) { return document.getElementById(id); };
-  var hideTimer = null;
-  var lastShown = null;
-
-  function setText(id, text) { byId(id).textContent = text || ""; }
-
-  function clockText(time) {
-    var pad = function (n) { return (n < 10 ? "0" : "") + n; };
-    return pad(time.getHours()) + ":" + pad(time.getMinutes()) + ":" + pad(time.getSeconds());
-  }
-
-  function tick() { setText("clock", clockText(new Date())); }
-
-  function showIdle() {
-    byId("result").hidden = true;
-    byId("idle").hidden = false;
-  }
-
-  function render(state) {
-    byId("gone").hidden = true;
-    setText("kiosk", [state.kiosk_name, state.venue_name].filter(Boolean).join(" · "));
-    setText("mode", state.mode_label + "模式");
-    setText("prompt", state.idle_prompt);
-    var pending = state.pending === null ? "–" : String(state.pending);
-    setText("pending", pending);
-
-    var net = byId("net");
-    net.classList.toggle("online", state.online === true);
-    net.classList.toggle("offline", state.online === false);
-    setText("net-text", state.online === true ? "在线" : state.online === false ? "离线" : "正在连接…");
-    var offline = byId("offline");
-    offline.hidden = state.online !== false;
-    var waiting = state.pending
-      ? "，" + state.pending + " 条刷卡记录待上传，联网后自动上传"
-      : "，刷卡照常记录";
-    setText("offline", "离线：" + (state.offline_reason || "无法连接服务器") + waiting);
-
-    var reader = byId("reader");
-    reader.hidden = !state.reader_message;
-    setText("reader", state.reader_message);
-
-    var result = state.result;
-    if (!result || result.age_s >= state.result_shown_s) { showIdle(); return; }
-    var key = state.run_id + "/" + result.number;
-    if (key !== lastShown) {
-      lastShown = key;
-      var box = byId("result");
-      box.className = "result tone-" + result.tone;
-      setText("headline", result.headline);
-      setText("member", result.member_name);
-      setText("event", result.event_title);
-      setText("detail", result.detail);
-      setText("at", clockText(new Date(result.at)));
-      byId("idle").hidden = true;
-      box.hidden = false;
-      if (hideTimer) { clearTimeout(hideTimer); }
-      hideTimer = setTimeout(showIdle, (state.result_shown_s - result.age_s) * 1000);
-    }
-  }
-
-  function connect() {
-    var source = new EventSource("/events");
-    source.onmessage = function (event) { render(JSON.parse(event.data)); };
-    source.onerror = function () {
-      // EventSource reconnects by itself; meanwhile nothing on screen may be trusted.
-      byId("gone").hidden = false;
-    };
-  }
-
-  tick();
-  setInterval(tick, 1000);
-  connect();
-})();
-"""
+@functools.cache
+def asset(name: str) -> bytes:
+    """One static file of the page, ``reader_agent/screen_assets/<name>``, read once and then cached."""
+    return (resources.files("reader_agent") / "screen_assets" / name).read_bytes()
