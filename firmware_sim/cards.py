@@ -1,4 +1,4 @@
-"""Virtual contactless cards that answer APDUs like a Xiamen 易通卡 (card-protocols.md §1, §7.1).
+"""Virtual contactless cards that answer APDUs like a Xiamen 易通卡 (docs/card-protocols.md §1, §7.1).
 
 The same card objects sit behind every simulated stack: vpcd for PC/SC, the PN532 emulator for
 nfcpy, and (UID only) the serial reader emulators.
@@ -264,7 +264,7 @@ class TUnionCard(VirtualCard):
         return respond(value.to_bytes(4, "big"), apdu.le)
 
 
-# PC/SC Part 3 ATR of a MIFARE Classic 1K storage card (card-protocols.md §2).
+# PC/SC Part 3 ATR of a MIFARE Classic 1K storage card (docs/card-protocols.md §2.2).
 MIFARE_1K_ATR = bytes.fromhex("3B8F8001804F0CA000000306030001000000006A")
 
 

@@ -1,6 +1,6 @@
 """A simulated card issuer (发卡机构): per-card keys and the service that checks cards' answers.
 
-Real T-Union card keys live in the issuer's secure module (card-protocols.md §6), so neither the
+Real T-Union card keys live in the issuer's secure module (docs/card-protocols.md §6.3), so neither the
 kiosk nor the server can check a card's answer to a challenge: the server asks the issuer. This
 module plays the issuer for tests and demos. It holds the master key; cards made with
 :func:`firmware_sim.cards.issued_card` carry the key diversified from it.

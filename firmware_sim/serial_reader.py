@@ -1,4 +1,4 @@
-"""A cheap serial UID reader, emulated on a pseudo-terminal (card-protocols.md §5, §7.4).
+"""A cheap serial UID reader, emulated on a pseudo-terminal (docs/card-protocols.md §5, §7.4).
 
 The agent opens the pty's slave side with pyserial exactly as it would open ``/dev/ttyUSB0``;
 the emulator writes the reader's real frame format into the master side. Like the real

@@ -1,7 +1,7 @@
 """A virtual card on a vsmartcard-vpcd slot, so pcscd (and every PC/SC client) sees a real card.
 
 vpcd runs inside pcscd and *listens* on TCP 127.0.0.1:35963 (reader "Virtual PCD 00 00") and
-35964 ("Virtual PCD 00 01"); the card is the TCP client (card-protocols.md §3, §7.2):
+35964 ("Virtual PCD 00 01"); the card is the TCP client (docs/card-protocols.md §3, §7.2):
 
 * connect = card put on the reader, close = card taken away;
 * every message is a 2-byte big-endian length and a payload, in both directions;

@@ -2,7 +2,7 @@
 
 It speaks APDUs through a ``transmit`` function and knows the China T-Union application:
 SELECT by AID, card facts from FCI tag 9F0C or, failing that, READ BINARY of EF15 (SFI 0x15).
-A card without the application is identified by its UID alone. See card-protocols.md §1.
+A card without the application is identified by its UID alone. See docs/card-protocols.md §1.
 
 Given a :class:`CardChallenger`, a T-Union card is also asked to prove it holds its issuer key:
 INTERNAL AUTHENTICATE with a challenge derived from the kiosk id and a fresh random nonce

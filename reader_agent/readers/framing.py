@@ -11,7 +11,7 @@ has two layers, both pure:
   seen again within ``gap`` seconds of its last frame is the same card still lying there. "Card
   gone" is inferred from silence longer than ``gap``. The caller passes the time in.
 
-Formats (card-protocols.md §5):
+Formats (docs/card-protocols.md §5):
 
 =============  =======================================================  ==========================
 format         frame on the wire                                        UID reported

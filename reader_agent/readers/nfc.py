@@ -15,7 +15,7 @@ Spec ``nfc:<path>``. The path is nfcpy's own grammar, passed unchanged to
                                    must not contain ``:`` or spaces (nfcpy runs ``stty -F <path>``)
 =================================  ===============================================================
 
-nfcpy matches serial ports only against names directly under ``/dev`` (card-protocols.md §4.1),
+nfcpy matches serial ports only against names directly under ``/dev`` (docs/card-protocols.md §4.1),
 so pseudo-terminals and ``/dev/serial/by-id`` links cannot be named in its grammar. For an
 absolute path this backend opens the transport itself and hands it to the driver's ``init`` —
 exactly what nfcpy's ``device.connect`` does after its search.

@@ -23,7 +23,7 @@ Latency                         pcscd polls readers without card-event interrupt
                                 on vpcd, more over a real RF link
 ==============================  ============================================================
 
-Known quirks (card-protocols.md §2, §3):
+Known quirks (docs/card-protocols.md §2.3, §3):
 
 * ACR122U: the kernel's ``pn533_usb`` claims it first (blacklist the module); the free CCID
   driver lists it as problematic. pcscd names it like "ACS ACR122U PICC Interface 00 00".

@@ -97,7 +97,7 @@ class TestCardFacts:
 
 @dataclass
 class _CardWithBareFci(TUnionCard):
-    """A T-Union card whose FCI carries no proprietary data (real FCIs vary, card-protocols §1.2)."""
+    """A T-Union card whose FCI carries no proprietary data (real FCIs vary, docs/card-protocols.md §1.1)."""
 
     ef15_status: bytes | None = field(default=None)
 

@@ -1,7 +1,7 @@
 """The PN532 firmware emulator: frame codec, ISO-DEP card side, command semantics, the pty, the CLI.
 
 The pure layers are tested byte for byte against what nfcpy 1.0.4 sends and expects
-(card-protocols.md §4); the pty tests talk raw frames to a running emulator; the last class
+(docs/card-protocols.md §4); the pty tests talk raw frames to a running emulator; the last class
 runs nfcpy's real pn532 driver against it.
 """
 

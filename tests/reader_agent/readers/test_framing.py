@@ -32,7 +32,7 @@ class TestRdm6300:
     @pytest.mark.parametrize(
         ("wire", "uids"),
         [
-            # Forum sample from card-protocols.md §5: 01^00^CD^A4^EC = 84.
+            # Forum sample from docs/card-protocols.md §5.1: 01^00^CD^A4^EC = 84.
             (b"\x020100CDA4EC84\x03", [H("0100CDA4EC")]),
             (b"\x020100cda4ec84\x03", [H("0100CDA4EC")]),
             (b"\x020100CDA4EC84\x03\x020100CDA4EC84\x03", [H("0100CDA4EC"), H("0100CDA4EC")]),
