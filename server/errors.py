@@ -1,21 +1,24 @@
 """Domain errors: every refusal the API or the admin CLI can give, with a stable code.
 
-Services raise these and know nothing about HTTP. :data:`HTTP_STATUS` is the one table that maps
-codes to statuses; :func:`register_error_handlers` renders every error as
-``{"error": code, "detail": message}``. Per-tap problems are not errors: they are receipts
-(see ``server.vocabulary.RejectionCode``).
+Services raise these and know nothing about HTTP. Each class carries its HTTP status as the
+class attribute ``http_status``, inherited from its base: NotFound 404, InvalidInput 400,
+Conflict 409, Forbidden 403, and DomainError itself 400. A class sets it only where it differs
+from its base (the numbers in parentheses below); :func:`status_for` reads it, and
+:func:`register_error_handlers` renders every error as ``{"error": code, "detail": message}``.
+Per-tap problems are not errors: they are receipts (see ``server.vocabulary.RejectionCode``).
 
-* DomainError
-  + NotFound: organisation_not_found, member_not_found, venue_not_found, event_not_found,
+* DomainError (400)
+  + NotFound (404): organisation_not_found, member_not_found, venue_not_found, event_not_found,
     kiosk_not_found
-  + InvalidInput: invalid_card_identifier, invalid_time_range, org_required
-  + Conflict: card_already_bound, kiosk_revoked, public_key_in_use
-  + enrollment_code_invalid, enrollment_code_expired, enrollment_code_used, bad_public_key
-  + not_authenticated, invalid_token, forbidden
-  + roster_unreadable, roster_invalid (with ``problems``), roster_too_large (InvalidInput)
+  + InvalidInput (400): invalid_card_identifier, invalid_time_range, org_required
+  + Conflict (409): card_already_bound, kiosk_revoked, public_key_in_use
+  + enrollment_code_invalid, enrollment_code_expired (410), enrollment_code_used (409),
+    bad_public_key
+  + not_authenticated (401), invalid_token (401); Forbidden (403)
+  + roster_unreadable, roster_invalid (with ``problems``), roster_too_large (413) (InvalidInput)
   + database_not_empty (Conflict)
   + user_not_found (NotFound), username_taken (Conflict), weak_password (InvalidInput)
-  + invalid_credentials, login_rate_limited, login_required, csrf_failed
+  + invalid_credentials (401), login_rate_limited (429), login_required (401), csrf_failed (403)
   + transfer_not_found (NotFound); transfer_transition_not_allowed, transfer_already_pending,
     already_member, letter_missing, letter_expired, probation_overdue, transfer_cure_missing,
     transfer_card_taken (Conflict); letter_issuer_not_committee, reason_required,
@@ -41,6 +44,8 @@ if TYPE_CHECKING:
 class DomainError(Exception):
     code: ClassVar[str] = "domain_error"
     default_message: ClassVar[str] = "操作失败"
+    # Inherited by every subclass; set it only where a class's status differs from its base's.
+    http_status: ClassVar[int] = 400
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message or self.default_message
@@ -54,6 +59,7 @@ class DomainError(Exception):
 class NotFound(DomainError):
     code = "not_found"
     default_message = "未找到"
+    http_status = 404
 
 
 class OrganisationNotFound(NotFound):
@@ -84,6 +90,7 @@ class KioskNotFound(NotFound):
 class InvalidInput(DomainError):
     code = "invalid_input"
     default_message = "输入不正确"
+    http_status = 400
 
 
 class InvalidCardIdentifier(InvalidInput):
@@ -104,6 +111,7 @@ class OrgRequired(InvalidInput):
 class Conflict(DomainError):
     code = "conflict"
     default_message = "与现有数据冲突"
+    http_status = 409
 
 
 class CardAlreadyBound(Conflict):
@@ -129,11 +137,13 @@ class EnrollmentCodeInvalid(DomainError):
 class EnrollmentCodeExpired(DomainError):
     code = "enrollment_code_expired"
     default_message = "登记码已过期，请重新生成"
+    http_status = 410
 
 
 class EnrollmentCodeUsed(DomainError):
     code = "enrollment_code_used"
     default_message = "登记码已被使用"
+    http_status = 409
 
 
 class BadPublicKey(DomainError):
@@ -144,16 +154,19 @@ class BadPublicKey(DomainError):
 class NotAuthenticated(DomainError):
     code = "not_authenticated"
     default_message = "需要登录令牌（Authorization: Bearer …）"
+    http_status = 401
 
 
 class InvalidToken(DomainError):
     code = "invalid_token"
     default_message = "令牌无效或已撤销"
+    http_status = 401
 
 
 class Forbidden(DomainError):
     code = "forbidden"
     default_message = "无权访问"
+    http_status = 403
 
 
 # --- web users and sign-in (server/users, server/web) ---
@@ -177,21 +190,25 @@ class WeakPassword(InvalidInput):
 class InvalidCredentials(DomainError):
     code = "invalid_credentials"
     default_message = "用户名或密码错误"
+    http_status = 401
 
 
 class LoginRateLimited(DomainError):
     code = "login_rate_limited"
     default_message = "登录失败次数过多，请15分钟后再试"
+    http_status = 429
 
 
 class LoginRequired(DomainError):
     code = "login_required"
     default_message = "请先登录"
+    http_status = 401
 
 
 class CsrfFailed(DomainError):
     code = "csrf_failed"
     default_message = "页面已过期或来源不明，请刷新页面后重试"
+    http_status = 403
 
 
 # --- roster import and synthetic data (server/roster, server/synth) ---
@@ -219,6 +236,7 @@ class RosterInvalid(InvalidInput):
 class RosterTooLarge(InvalidInput):
     code = "roster_too_large"
     default_message = "花名册文件过大"
+    http_status = 413
 
 
 class DatabaseNotEmpty(Conflict):
@@ -312,11 +330,13 @@ class TransferLevelForbidden(Forbidden):
 class UnknownKioskKey(DomainError):
     code = "unknown_kiosk"
     default_message = "签名密钥不属于任何已登记的终端"
+    http_status = 401
 
 
 class BadSignature(DomainError):
     code = "bad_signature"
     default_message = "签名无效"
+    http_status = 401
 
 
 class MalformedMessage(InvalidInput):
@@ -438,88 +458,12 @@ class AlreadyEnded(Conflict):
     default_message = "该记录已结束"
 
 
-# The one code -> HTTP status table. A test checks every DomainError subclass has a row.
-HTTP_STATUS: dict[str, int] = {
-    NotFound.code: 404,
-    OrganisationNotFound.code: 404,
-    MemberNotFound.code: 404,
-    VenueNotFound.code: 404,
-    EventNotFound.code: 404,
-    KioskNotFound.code: 404,
-    InvalidInput.code: 400,
-    InvalidCardIdentifier.code: 400,
-    InvalidTimeRange.code: 400,
-    OrgRequired.code: 400,
-    Conflict.code: 409,
-    CardAlreadyBound.code: 409,
-    KioskRevoked.code: 409,
-    PublicKeyInUse.code: 409,
-    EnrollmentCodeInvalid.code: 400,
-    EnrollmentCodeExpired.code: 410,
-    EnrollmentCodeUsed.code: 409,
-    BadPublicKey.code: 400,
-    NotAuthenticated.code: 401,
-    InvalidToken.code: 401,
-    Forbidden.code: 403,
-    UserNotFound.code: 404,
-    UsernameTaken.code: 409,
-    WeakPassword.code: 400,
-    InvalidCredentials.code: 401,
-    LoginRateLimited.code: 429,
-    LoginRequired.code: 401,
-    CsrfFailed.code: 403,
-    RosterUnreadable.code: 400,
-    RosterInvalid.code: 400,
-    RosterTooLarge.code: 413,
-    DatabaseNotEmpty.code: 409,
-    TransferNotFound.code: 404,
-    TransferTransitionNotAllowed.code: 409,
-    TransferAlreadyPending.code: 409,
-    AlreadyMember.code: 409,
-    LetterMissing.code: 409,
-    LetterExpired.code: 409,
-    ProbationOverdue.code: 409,
-    TransferCureMissing.code: 409,
-    TransferCardTaken.code: 409,
-    LetterIssuerNotCommittee.code: 400,
-    ReasonRequired.code: 400,
-    PlacementRequired.code: 400,
-    InvalidPlacement.code: 400,
-    ApplicantNameRequired.code: 400,
-    TransferLevelForbidden.code: 403,
-    UnknownKioskKey.code: 401,
-    BadSignature.code: 401,
-    MalformedMessage.code: 400,
-    KioskMismatch.code: 400,
-    KeyRetired.code: 409,
-    StaleHeartbeat.code: 409,
-    EnrolSessionNotFound.code: 404,
-    EnrolSessionClosed.code: 409,
-    LeaveRequestNotFound.code: 404,
-    CardBindingNotFound.code: 404,
-    TapNotFound.code: 404,
-    CommitteeSeatNotFound.code: 404,
-    ExemptionNotFound.code: 404,
-    InvalidPeriod.code: 400,
-    LeaveAlreadyRequested.code: 409,
-    LeaveNotPending.code: 409,
-    LeaveTooLate.code: 409,
-    MemberNotExpected.code: 409,
-    AlreadyPresent.code: 409,
-    BindingNotActive.code: 409,
-    TapNotUnmatched.code: 409,
-    TapPurged.code: 409,
-    TapCardUnbound.code: 409,
-    MemberNotActive.code: 409,
-    AlreadyEnded.code: 409,
-}
-
 # Status codes FastAPI/Starlette raise themselves (unknown route, wrong method, bad body).
 _HTTP_EXCEPTION_CODES = {404: "not_found", 405: "method_not_allowed", 401: "not_authenticated"}
 
 
 def status_for(error: DomainError) -> int:
-    return HTTP_STATUS.get(error.code, 400)
+    return type(error).http_status
 
 
 def register_error_handlers(app: FastAPI) -> None:

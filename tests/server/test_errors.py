@@ -14,10 +14,30 @@ def all_subclasses(cls: type[errors.DomainError]) -> set[type[errors.DomainError
     return found
 
 
+# Every status a domain error may answer with; a typo or a 2xx/5xx in ``http_status`` fails here.
+SANE_STATUSES = {400, 401, 403, 404, 409, 410, 413, 429}
+
+
 def test_every_domain_error_has_an_http_status() -> None:
-    """Adding an error without a row in HTTP_STATUS fails here, not in production."""
-    codes = {cls.code for cls in all_subclasses(errors.DomainError)}
-    assert codes <= set(errors.HTTP_STATUS)
+    """Each class's ``http_status`` (its own or inherited) is a client-error status we use."""
+    for cls in {errors.DomainError} | all_subclasses(errors.DomainError):
+        assert isinstance(cls.http_status, int), cls
+        assert cls.http_status in SANE_STATUSES, (cls, cls.http_status)
+
+
+def test_status_follows_the_base_class() -> None:
+    """The base classes imply their status; status_for reads the class attribute."""
+    for base, status in [
+        (errors.NotFound, 404),
+        (errors.InvalidInput, 400),
+        (errors.Conflict, 409),
+        (errors.Forbidden, 403),
+    ]:
+        assert base.http_status == status
+        assert errors.status_for(base()) == status
+    assert errors.status_for(errors.TransferLevelForbidden()) == 403
+    assert errors.status_for(errors.RosterTooLarge()) == 413
+    assert errors.status_for(errors.BadSignature()) == 401
 
 
 def test_codes_are_unique() -> None:
