@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 # Kiosk/simulator stack: pcscd + the vpcd virtual reader driver; pyscard builds from source (swig).
-SYSTEM_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig build-essential pkg-config python3-venv python3-dev
+SYSTEM_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev swig build-essential pkg-config python3-venv python3-dev fonts-wqy-microhei
 # Only the tests need these: PostgreSQL, pdftotext to read exported PDFs back, and Debian's
 # Chromium with CJK fonts for the browser tests (Playwright cannot download its own browser here).
 TEST_PACKAGES := postgresql poppler-utils chromium fonts-noto-cjk

@@ -42,13 +42,14 @@ from sqlalchemy import Engine, inspect, make_url
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
+from server.caller import CLI_CALLER
 from server.db import make_engine
 from server.keyring import Keyring
 from server.ledgers.cadence import CadencePolicy
 from server.ledgers.periods import parse_period
 from server.ledgers.service import build_org_ledger
 from server.migrate import migrate
-from server.orgs.models import Organisation
+from server.records.orgs import Organisation
 from server.reminders.service import build_reminders
 from server.roster.console import ProgressBars
 from server.synth.scales import SCALES, ScaleName
@@ -180,11 +181,11 @@ def measure(engine: Engine, backend: str, *, year: int, sample: int, seed: int, 
 
     def ledger(org_id: int) -> Callable[[Session], object]:
         return lambda s: build_org_ledger(
-            s, org_id=org_id, period=period, viewer=None, now=now, tz=TZ, policy=policy
+            s, org_id=org_id, period=period, caller=CLI_CALLER, now=now, tz=TZ, policy=policy
         )
 
     def reminders(org_id: int) -> Callable[[Session], object]:
-        return lambda s: build_reminders(s, org_id=org_id, viewer=None, now=now, tz=TZ, policy=policy)
+        return lambda s: build_reminders(s, org_id=org_id, caller=CLI_CALLER, now=now, tz=TZ, policy=policy)
 
     return [
         _time(engine, backend, "year ledger, 党支部", [ledger(o) for o in branch_sample], repeat),

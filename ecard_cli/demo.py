@@ -72,8 +72,8 @@ def _card_for(n: int) -> TUnionCard:
 
 def seed(env: dict[str, str]) -> Seeded:
     """Migrate and fill the demo database through the same services the admin CLI uses."""
-    from server.audit.service import CLI_ACTOR
     from server.auth.service import create_token
+    from server.caller import CLI_CALLER
     from server.cards.service import bind_card
     from server.config import ServerSettings, load_secret_key
     from server.db import make_engine, unit_of_work
@@ -140,6 +140,7 @@ def seed(env: dict[str, str]) -> Seeded:
                 end_at=now + timedelta(hours=2),
                 late_after=now + timedelta(minutes=15),  # the usual grace period: demo taps are on time
                 now=now,
+                caller=CLI_CALLER,
             )
             assert event.id is not None
             issued = add_kiosk(
@@ -149,7 +150,7 @@ def seed(env: dict[str, str]) -> Seeded:
                 venue_id=venue.id,
                 now=now,
                 code_ttl=settings.enrollment_code_ttl,
-                actor=CLI_ACTOR,
+                caller=CLI_CALLER,
             )
             token = create_token(
                 session, keyring=keyring, role=TokenRole.ADMIN, org_id=None, label="demo", now=now
@@ -163,7 +164,7 @@ def seed(env: dict[str, str]) -> Seeded:
                 role=UserRole.SECRETARY,
                 org_id=committee.id,
                 now=now,
-                actor=CLI_ACTOR,
+                caller=CLI_CALLER,
             )
             return Seeded(event.id, title, issued.code, token.token, password, members)
     finally:

@@ -14,13 +14,13 @@ from server.attendance.routes import router as attendance_router
 from server.attendance.unmatched import purge_periodically
 from server.cards.checks import CardCheckPolicy
 from server.cards.issuer import HttpIssuerVerifier, IssuerVerifier
+from server.cards.routes import router as cards_router
 from server.clock import Clock, utc_now
 from server.config import ServerSettings, load_secret_key
 from server.db import describe_url, make_engine
 from server.deps import ClockDep
 from server.errors import register_error_handlers
 from server.keyring import Keyring
-from server.kiosks.routes import enrol_router
 from server.kiosks.routes import router as kiosks_router
 from server.leave.routes import router as leave_router
 from server.ledgers.routes import router as ledgers_router
@@ -78,7 +78,7 @@ def create_app(
     app = FastAPI(title="党员e通卡 check-in server", version="1", lifespan=lifespan)
     register_error_handlers(app)
     app.include_router(kiosks_router)
-    app.include_router(enrol_router)
+    app.include_router(cards_router)
     app.include_router(taps_router)
     app.include_router(attendance_router)
     app.include_router(leave_router)

@@ -20,7 +20,7 @@ from server.cards.cli import card_app
 from server.events.cli import event_app
 from server.kiosks.cli import kiosk_app
 from server.leave.cli import leave_app
-from server.ledgers.cli import ledger_app
+from server.ledgers.cli import event_sheet, ledger_app, member_history
 from server.orgs.cli import member_app, org_app
 from server.reminders.cli import reminders
 from server.roster.cli import roster_import
@@ -49,3 +49,10 @@ admin_app.add_typer(kiosk_app, name="kiosk")
 admin_app.add_typer(token_app, name="token")
 admin_app.add_typer(user_app, name="user")
 admin_app.add_typer(transfer_app, name="transfer")
+
+# Aliases: the same verbs as ``ledger event`` and ``ledger member``; operators' scripts use both
+# names. They are registered here, not in the lower domains, so orgs and events never import ledgers.
+event_app.command(
+    "attendance", help="Print an event's sign-in sheet (签到表), or export it with --format/--out."
+)(event_sheet)
+member_app.command("history")(member_history)

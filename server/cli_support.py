@@ -19,6 +19,7 @@ import typer
 if TYPE_CHECKING:
     from sqlmodel import Session
 
+    from server.caller import Caller
     from server.config import ServerSettings
     from server.keyring import Keyring
 
@@ -36,10 +37,14 @@ EXIT_USAGE = 2
 
 @dataclass(frozen=True)
 class AdminContext:
+    """What a verb works with; ``caller`` is :data:`server.caller.CLI_CALLER` (unscoped: whoever
+    runs ``ecard admin`` on the server already holds the database)."""
+
     session: Session
     keyring: Keyring
     settings: ServerSettings
     now: datetime
+    caller: Caller
 
 
 @dataclass(frozen=True)
@@ -53,12 +58,6 @@ class Outcome:
 def effective_time(ctx: AdminContext, at: str | None) -> datetime:
     """The --at time, or now."""
     return parse_time(at, "--at", ctx.settings.tz) if at else ctx.now
-
-
-def cli_actor() -> Any:
-    from server.audit.service import CLI_ACTOR
-
-    return CLI_ACTOR
 
 
 def comma_list(text: str | None, parse: Callable[[str], Any], option: str) -> list[Any]:
@@ -81,6 +80,7 @@ def run_admin(action: Callable[[AdminContext], Outcome], *, db: str | None, json
 
 @contextmanager
 def admin_context(db: str | None, json_output: bool) -> Iterator[AdminContext]:
+    from server.caller import CLI_CALLER
     from server.clock import utc_now
     from server.config import load_secret_key
     from server.db import make_engine, unit_of_work
@@ -93,7 +93,9 @@ def admin_context(db: str | None, json_output: bool) -> Iterator[AdminContext]:
     try:
         migrate(engine)
         with unit_of_work(engine) as session:
-            yield AdminContext(session=session, keyring=keyring, settings=settings, now=utc_now())
+            yield AdminContext(
+                session=session, keyring=keyring, settings=settings, now=utc_now(), caller=CLI_CALLER
+            )
     finally:
         engine.dispose()
 

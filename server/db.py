@@ -8,18 +8,20 @@ and rolls back on any exception, so a service's writes land together or not at a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Dialect, Engine, Enum, create_engine, event, make_url
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, SQLModel
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Named constraints let later migrations (and SQLite batch mode) address them by name. Set before
 # any table is declared: names are fixed when a constraint attaches to its table.
@@ -32,6 +34,22 @@ SQLModel.metadata.naming_convention = {
 }
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+# Bind parameters per ``IN (...)`` list: SQLite allows 32,766 per statement, and PostgreSQL plans
+# long lists no better than a few shorter ones.
+IN_CHUNK_SIZE = 5000
+
+
+def in_chunks(values: Iterable[T], size: int = IN_CHUNK_SIZE) -> Iterator[list[T]]:
+    """``values`` in lists short enough for one ``IN (...)`` each, in their order."""
+    batch: list[T] = []
+    for value in values:
+        batch.append(value)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -2,19 +2,25 @@
 
 Everything comes from ``app.state``, filled by :func:`server.app.create_app`'s lifespan, so tests
 build an app with their own settings and clock instead of patching globals.
+
+API routes take ``ctx: RequestDep``: one :class:`RequestContext` with the unit of work, the caller
+behind the bearer token, the instant of the request and the settings. Web pages get the same
+context with the signed-in user's caller (``server.web.deps.PageDep``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
-from server.auth.service import Principal, authenticate_token
-from server.cards.checks import CardCheckPolicy
+from server.auth.service import authenticate_token
+from server.caller import Caller
 from server.clock import Clock
 from server.config import ServerSettings
 from server.db import unit_of_work
@@ -44,11 +50,6 @@ def get_clock(request: Request) -> Clock:
     return clock
 
 
-def get_card_policy(request: Request) -> CardCheckPolicy:
-    policy: CardCheckPolicy = request.app.state.card_policy
-    return policy
-
-
 def get_tap_feed(request: Request) -> TapFeed:
     feed: TapFeed = request.app.state.tap_feed
     return feed
@@ -62,20 +63,47 @@ KeyringDep = Annotated[Keyring, Depends(get_keyring)]
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 TapFeedDep = Annotated[TapFeed, Depends(get_tap_feed)]
-CardPolicyDep = Annotated[CardCheckPolicy, Depends(get_card_policy)]
 
 _bearer = HTTPBearer(auto_error=False)
 
 
-def get_principal(
+def get_caller(
     session: SessionDep,
     keyring: KeyringDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
+) -> Caller:
     """The caller behind the bearer token; raises NotAuthenticated or InvalidToken."""
     if credentials is None:
         raise NotAuthenticated()
     return authenticate_token(session, keyring=keyring, token=credentials.credentials)
 
 
-PrincipalDep = Annotated[Principal, Depends(get_principal, scope="function")]
+CallerDep = Annotated[Caller, Depends(get_caller, scope="function")]
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What one request works with: its unit of work, who asks, and when.
+
+    ``now`` is read once per request, so a change and what is shown after it are judged at the
+    same instant.
+    """
+
+    session: Session
+    caller: Caller
+    now: datetime
+    settings: ServerSettings
+
+    @property
+    def tz(self) -> tzinfo:
+        return self.settings.tz
+
+
+def get_request_context(
+    session: SessionDep, caller: CallerDep, clock: ClockDep, settings: SettingsDep
+) -> RequestContext:
+    return RequestContext(session=session, caller=caller, now=clock(), settings=settings)
+
+
+# scope="function" like the session it holds (see SessionDep).
+RequestDep = Annotated[RequestContext, Depends(get_request_context, scope="function")]

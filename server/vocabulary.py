@@ -70,8 +70,9 @@ class EventKind(StrEnum):
 
 
 class ExemptionReason(StrEnum):
-    """Why a member is temporarily not expected at organisational life (domain §1.4): approved by
-    the branch, each has a period. Exempt members are left out of 应到 and of the vote basis."""
+    """Why a member is temporarily not expected at organisational life (docs/domain-rules.md §1.4):
+    approved by the branch, each has a period. Exempt members are left out of 应到 and of the vote
+    basis."""
 
     ILLNESS = "illness"  # 患病住院或病休
     MATERNITY = "maternity"  # 孕产期、哺乳期
@@ -167,7 +168,8 @@ class RejectionCode(StrEnum):
 
 
 class CardCheckLevel(StrEnum):
-    """How strongly a tapped card was shown to be the bound card, weakest first (card-protocols §6)."""
+    """How strongly a tapped card was shown to be the bound card, weakest first
+    (docs/card-protocols.md §6.2)."""
 
     UID = "uid"  # the UID alone: copyable onto magic cards, low assurance
     CARD_NUMBER = "card-number"  # T-Union card number and UID both match the binding

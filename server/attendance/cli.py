@@ -11,7 +11,6 @@ from server.cli_support import (
     DbOption,
     JsonOption,
     Outcome,
-    cli_actor,
     iso,
     parse_time,
     run_admin,
@@ -42,7 +41,7 @@ def attendance_add(
             member_id=member,
             reason=reason,
             at=parse_time(at, "--at", tz) if at else None,
-            actor=cli_actor(),
+            caller=ctx.caller,
             now=ctx.now,
         )
         data = {
@@ -73,7 +72,7 @@ def taps_unmatched(
 
         rows = list_unmatched_taps(
             ctx.session,
-            viewer=None,
+            caller=ctx.caller,
             org_id=org,
             since=ctx.now - timedelta(days=days),
             until=ctx.now + timedelta(days=1),
@@ -110,8 +109,7 @@ def taps_assign(
             tap_id=tap_id,
             event_id=event,
             reason=reason,
-            actor=cli_actor(),
-            viewer=None,
+            caller=ctx.caller,
             now=ctx.now,
         )
         data = {"attendance_id": attendance.id, "event_id": event, "member_id": attendance.member_id}

@@ -8,7 +8,7 @@ everywhere:
 
 * members (at the start) of the holding organisations and everything below them; for an event
   that is only a 支委会, the committee seated at the start instead;
-* less members exempt at the start (domain §1.4);
+* less members exempt at the start (docs/domain-rules.md §1.4);
 * less members on approved leave who did not come anyway.
 
 A present member outside the holding organisations is a guest (列席): recorded, and counted for
@@ -26,12 +26,13 @@ from sqlalchemy import or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from server.attendance.models import Attendance
-from server.events.models import Event
+from server.db import in_chunks
 from server.events.service import event_kinds, event_organisations
-from server.leave.models import LeaveRequest
-from server.orgs.models import CommitteeSeat, MemberExemption, MembershipPeriod
 from server.orgs.tree import subtree_cte
+from server.records.attendance import Attendance
+from server.records.events import Event
+from server.records.leave import LeaveRequest
+from server.records.orgs import CommitteeSeat, MemberExemption, MembershipPeriod
 from server.vocabulary import AttendanceSource, EventKind, LeaveStatus, MemberCategory
 
 
@@ -188,7 +189,7 @@ def _load_exemptions(
     if not member_ids:
         return
     exemptions: dict[int, list[MemberExemption]] = defaultdict(list)
-    for chunk in _chunks(sorted(member_ids)):
+    for chunk in in_chunks(sorted(member_ids)):
         for exemption in session.exec(
             select(MemberExemption).where(
                 col(MemberExemption.member_id).in_(chunk),
@@ -234,7 +235,7 @@ def _load_seats(
 def _load_leave_and_presence(
     session: Session, rolls: dict[int, EventRoll], event_ids: list[int], only_member_id: int | None
 ) -> None:
-    for chunk in _chunks(event_ids):
+    for chunk in in_chunks(event_ids):
         leave_query = select(LeaveRequest).where(
             col(LeaveRequest.event_id).in_(chunk), LeaveRequest.status == LeaveStatus.APPROVED
         )
@@ -266,7 +267,7 @@ def _load_guest_standing(
     if not guest_ids:
         return
     periods: dict[int, list[MembershipPeriod]] = defaultdict(list)
-    for chunk in _chunks(sorted(guest_ids)):
+    for chunk in in_chunks(sorted(guest_ids)):
         for period in session.exec(
             select(MembershipPeriod).where(
                 col(MembershipPeriod.member_id).in_(chunk),
@@ -285,8 +286,3 @@ def _load_guest_standing(
                     standing = Standing(period.org_id, period.category)
                     break
             roll.guests[member_id] = standing
-
-
-def _chunks(values: Sequence[int], size: int = 5000) -> list[list[int]]:
-    # Bound the number of bind parameters per statement (SQLite's limit is 32766).
-    return [list(values[index : index + size]) for index in range(0, len(values), size)]

@@ -1,20 +1,17 @@
-"""Attendance endpoints: the sign-in sheet (签到表, also as a file), manual entries by the recorder,
-and out-of-window taps a secretary may assign to an event."""
+"""Attendance endpoints: manual entries by the recorder, and out-of-window taps a secretary may
+assign to an event. (The sign-in sheet itself is a ledger: ``server.ledgers.routes``.)"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
-from server.attendance.models import AttendanceSheet
-from server.attendance.service import build_attendance_sheet, record_manual_attendance
+from server.attendance.service import record_manual_attendance
 from server.attendance.unmatched import UnmatchedTap, assign_unmatched_tap, list_unmatched_taps
-from server.deps import ClockDep, PrincipalDep, SessionDep, SettingsDep
-from server.ledgers.http import FormatQuery, ledger_response, token_actor
-from server.ledgers.render import ExportFormat
+from server.deps import RequestDep
 from server.vocabulary import AttendanceSource
 
 router = APIRouter(prefix="/api/v1", tags=["attendance"])
@@ -41,71 +38,48 @@ class AttendancePublic(BaseModel):
     note: str
 
 
-@router.get("/events/{event_id}/attendance", response_model=AttendanceSheet)
-def event_attendance(
-    event_id: int,
-    session: SessionDep,
-    principal: PrincipalDep,
-    settings: SettingsDep,
-    fmt: FormatQuery = ExportFormat.JSON,
-) -> Response:
-    """The event's sign-in sheet: 应到/实到/请假/缺席 (正式/预备), 签到/签退 times, quorum."""
-    sheet = build_attendance_sheet(session, event_id=event_id, viewer=principal, tz=settings.tz)
-    return ledger_response(sheet, fmt)
-
-
 @router.post("/events/{event_id}/attendance", status_code=201)
-def add_manual_attendance(
-    event_id: int, body: ManualAttendanceCreate, session: SessionDep, principal: PrincipalDep, clock: ClockDep
-) -> AttendancePublic:
+def add_manual_attendance(event_id: int, body: ManualAttendanceCreate, ctx: RequestDep) -> AttendancePublic:
     """The recorder records a presence without a tap, with a reason (audited)."""
     attendance = record_manual_attendance(
-        session,
+        ctx.session,
         event_id=event_id,
         member_id=body.member_id,
         reason=body.reason,
         at=body.arrived_at,
-        actor=token_actor(principal),
-        now=clock(),
-        viewer=principal,
+        caller=ctx.caller,
+        now=ctx.now,
     )
     return AttendancePublic.model_validate(attendance, from_attributes=True)
 
 
 @router.get("/taps/unmatched")
 def unmatched_taps(
-    session: SessionDep,
-    principal: PrincipalDep,
-    settings: SettingsDep,
-    clock: ClockDep,
+    ctx: RequestDep,
     org: Annotated[int | None, Query(description="Organisation id; default: the token's")] = None,
     days: Annotated[int, Query(ge=1, le=3650, description="How far back to look")] = 7,
 ) -> list[UnmatchedTap]:
     """Taps outside every check-in window at the organisation's venues (card holder masked)."""
-    now = clock()
     return list_unmatched_taps(
-        session,
-        viewer=principal,
-        org_id=org if org is not None else principal.org_id,
-        since=now - timedelta(days=days),
-        until=now + timedelta(days=1),
-        retention=settings.unmatched_retention,
-        tz=settings.tz,
+        ctx.session,
+        caller=ctx.caller,
+        org_id=org if org is not None else ctx.caller.org_id,
+        since=ctx.now - timedelta(days=days),
+        until=ctx.now + timedelta(days=1),
+        retention=ctx.settings.unmatched_retention,
+        tz=ctx.tz,
     )
 
 
 @router.post("/taps/{tap_id}/assign", status_code=201)
-def assign_tap(
-    tap_id: int, body: TapAssignment, session: SessionDep, principal: PrincipalDep, clock: ClockDep
-) -> AttendancePublic:
+def assign_tap(tap_id: int, body: TapAssignment, ctx: RequestDep) -> AttendancePublic:
     """A secretary files an out-of-window tap as the card holder's presence at an event (audited)."""
     attendance = assign_unmatched_tap(
-        session,
+        ctx.session,
         tap_id=tap_id,
         event_id=body.event_id,
         reason=body.reason,
-        actor=token_actor(principal),
-        viewer=principal,
-        now=clock(),
+        caller=ctx.caller,
+        now=ctx.now,
     )
     return AttendancePublic.model_validate(attendance, from_attributes=True)

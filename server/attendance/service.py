@@ -8,8 +8,8 @@ from enum import StrEnum
 
 from sqlmodel import Session, select
 
-from server.attendance.models import (
-    Attendance,
+from server.attendance.rolls import EventRoll, Presence, Standing, compute_rolls
+from server.attendance.schemas import (
     AttendanceSheet,
     NamedRef,
     Quorum,
@@ -20,17 +20,17 @@ from server.attendance.models import (
     SheetMember,
     SheetPresence,
 )
-from server.attendance.rolls import EventRoll, Presence, Standing, compute_rolls
-from server.audit.service import Actor, record
-from server.auth.service import OrgViewer
-from server.errors import AlreadyPresent, EventNotFound, InvalidTimeRange
-from server.events.models import Event
-from server.events.service import event_organisations, require_event
+from server.audit.service import record
+from server.caller import Caller
+from server.errors import AlreadyPresent, InvalidTimeRange
+from server.events.service import require_visible_event
 from server.inputs import required_reason
-from server.ledgers.labels import EXEMPTION_LABELS
-from server.orgs.models import Member
+from server.labels import EXEMPTION_LABELS
 from server.orgs.service import members_by_id, organisation_names, require_member
-from server.venues.models import Venue
+from server.records.attendance import Attendance
+from server.records.events import Event
+from server.records.orgs import Member
+from server.records.venues import Venue
 from server.vocabulary import AttendanceSource, EventKind, MemberCategory
 
 SIGN_OUT_MIN_GAP = timedelta(minutes=10)
@@ -100,9 +100,8 @@ def record_manual_attendance(
     member_id: int,
     reason: str,
     at: datetime | None,
-    actor: Actor,
+    caller: Caller,
     now: datetime,
-    viewer: OrgViewer | None = None,
 ) -> Attendance:
     """The recorder enters a presence without a tap (forgotten card, broken kiosk), with a reason.
 
@@ -110,12 +109,12 @@ def record_manual_attendance(
     and the end. Audited.
 
     Raises:
-        EventNotFound (also outside the viewer's scope), MemberNotFound.
+        EventNotFound (also outside the caller's scope), MemberNotFound.
         ReasonRequired: no reason given.
         InvalidTimeRange: ``at`` outside the event.
         AlreadyPresent: the member is already recorded as present.
     """
-    event = require_visible_event(session, event_id, viewer)
+    event = require_visible_event(session, event_id, caller=caller)
     require_member(session, member_id)
     text = required_reason(reason, missing="补录须填写理由（如：忘带卡、签到机故障）")
     arrived = at or event.start_at
@@ -131,13 +130,13 @@ def record_manual_attendance(
         tap_count=0,
         source=AttendanceSource.MANUAL,
         note=text,
-        recorded_by=actor.ref,
+        recorded_by=caller.actor.ref,
     )
     session.add(attendance)
     session.flush()
     record(
         session,
-        actor=actor,
+        actor=caller.actor,
         action="attendance.manual",
         object_type="attendance",
         object_id=attendance.id or 0,
@@ -158,37 +157,20 @@ def sign_out_of(attendance: Attendance | Presence) -> datetime | None:
     return attendance.last_tap_at
 
 
-def build_attendance_sheet(
-    session: Session, *, event_id: int, viewer: OrgViewer | None, tz: tzinfo
-) -> AttendanceSheet:
+def build_attendance_sheet(session: Session, *, event_id: int, caller: Caller, tz: tzinfo) -> AttendanceSheet:
     """The event's sign-in sheet: expected (应到), present (签到/签退, late), on leave, exempt and
     absent members, counts split 正式/预备, and the quorum of a 党员大会 or 支委会.
 
     Expectation follows :mod:`server.attendance.rolls` (membership at the event's start, less
-    exemptions and approved leave). ``viewer`` None means the caller is trusted (the admin CLI); a
-    scoped viewer only sees events held by its subtree, and others look as if they did not exist.
+    exemptions and approved leave). The caller only sees events held by their scope; others look
+    as if they did not exist.
 
     Raises:
-        EventNotFound: no such event, or outside the viewer's scope.
+        EventNotFound: no such event, or outside the caller's scope.
     """
-    event = require_visible_event(session, event_id, viewer)
+    event = require_visible_event(session, event_id, caller=caller)
     roll = compute_rolls(session, [event])[event_id]
     return sheet_from_roll(session, roll, tz=tz)
-
-
-def require_visible_event(session: Session, event_id: int, viewer: OrgViewer | None) -> Event:
-    """The event, if one of its holding organisations is in the viewer's subtree (None: anyone).
-
-    Raises:
-        EventNotFound: no such event, or not visible (indistinguishable on purpose).
-    """
-    event = require_event(session, event_id)
-    if viewer is None:
-        return event
-    holders = event_organisations(session, [event_id])[event_id]
-    if not any(viewer.can_see_org(session, org_id) for org_id in holders):
-        raise EventNotFound(f"活动 {event_id} 不存在")
-    return event
 
 
 def sheet_from_roll(session: Session, roll: EventRoll, *, tz: tzinfo) -> AttendanceSheet:

@@ -20,10 +20,10 @@ from sqlalchemy import Engine, and_, exists, or_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from server.attendance.models import Attendance, NamedRef
-from server.attendance.service import lock_attendance, merge_tap, require_visible_event
-from server.audit.service import Actor, record
-from server.auth.service import OrgViewer
+from server.attendance.schemas import NamedRef
+from server.attendance.service import lock_attendance, merge_tap
+from server.audit.service import record
+from server.caller import Caller
 from server.cards.lifecycle import member_id_for_card_at
 from server.clock import Clock
 from server.db import unit_of_work
@@ -33,11 +33,13 @@ from server.errors import (
     TapNotUnmatched,
     TapPurged,
 )
+from server.events.service import require_visible_event
 from server.inputs import required_reason
-from server.kiosks.models import Kiosk
 from server.orgs.tree import subtree_cte
-from server.taps.models import Tap
-from server.venues.models import Venue
+from server.records.attendance import Attendance
+from server.records.kiosks import Kiosk
+from server.records.taps import Tap
+from server.records.venues import Venue
 from server.vocabulary import AttendanceSource, RejectionCode
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,7 @@ class UnmatchedTap(BaseModel):
 def list_unmatched_taps(
     session: Session,
     *,
-    viewer: OrgViewer | None,
+    caller: Caller,
     org_id: int | None,
     since: datetime,
     until: datetime,
@@ -71,10 +73,11 @@ def list_unmatched_taps(
     tz: tzinfo,
     limit: int = 500,
 ) -> list[UnmatchedTap]:
-    """Unmatched taps of bound cards at venues of ``org_id``'s subtree (None: everywhere, for a
-    trusted caller only), newest first: the taps a secretary may assign."""
+    """Unmatched taps of bound cards at venues of ``org_id``'s subtree (None: everywhere, for an
+    unscoped caller only), newest first: the taps a secretary may assign. An organisation outside
+    the caller's scope has none."""
     root = org_id
-    if root is None and viewer is not None:
+    if root is None and caller.scope.org_ids is not None:
         return []
     query = (
         select(Tap, Venue)
@@ -90,7 +93,7 @@ def list_unmatched_taps(
         .limit(limit)
     )
     if root is not None:
-        if viewer is not None and not viewer.can_see_org(session, root):
+        if not caller.sees_org(root):
             return []
         tree = subtree_cte([root])
         query = query.where(col(Venue.org_id).in_(select(tree.c.org_id)))
@@ -121,8 +124,7 @@ def assign_unmatched_tap(
     tap_id: int,
     event_id: int,
     reason: str,
-    actor: Actor,
-    viewer: OrgViewer | None,
+    caller: Caller,
     now: datetime,
 ) -> Attendance:
     """A secretary files an out-of-window tap as the card holder's presence at an event (the
@@ -130,7 +132,7 @@ def assign_unmatched_tap(
     the tap's time. Audited; the tap is then kept past the retention period.
 
     Raises:
-        TapNotFound, EventNotFound (also outside the viewer's scope).
+        TapNotFound, EventNotFound (also outside the caller's scope).
         ReasonRequired.
         TapNotUnmatched: the tap was not rejected as ``no_event``.
         TapPurged: its card digests were already erased.
@@ -139,7 +141,7 @@ def assign_unmatched_tap(
     tap = session.get(Tap, tap_id)
     if tap is None:
         raise TapNotFound(f"刷卡记录 {tap_id} 不存在")
-    event = require_visible_event(session, event_id, viewer)
+    event = require_visible_event(session, event_id, caller=caller)
     text = required_reason(reason, missing="归入活动须说明理由")
     if tap.code != RejectionCode.NO_EVENT or tap.occurred_at is None:
         raise TapNotUnmatched()
@@ -162,7 +164,7 @@ def assign_unmatched_tap(
             last_tap_id=tap_id,
             source=AttendanceSource.ASSIGNED,
             note=text,
-            recorded_by=actor.ref,
+            recorded_by=caller.actor.ref,
         )
     else:
         merge_tap(attendance, tap_id=tap_id, at=tap.occurred_at)
@@ -170,7 +172,7 @@ def assign_unmatched_tap(
     session.flush()
     record(
         session,
-        actor=actor,
+        actor=caller.actor,
         action="tap.assign",
         object_type="tap",
         object_id=tap_id,

@@ -4,28 +4,17 @@ change they audit, so an action and its audit entry are committed (or rolled bac
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from sqlmodel import Session, col, select
 
-from server.audit.models import AuditEntry
+from server.caller import Actor, Scope
+from server.records.audit import AuditEntry
 
 GENESIS_HASH = "0" * 64
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who acts: ``ref`` is stable ('user:7', 'cli', 'kiosk:K-000001'), ``name`` is for people."""
-
-    ref: str
-    name: str = ""
-
-
-CLI_ACTOR = Actor("cli", "命令行管理员")
 
 
 def _content(entry: AuditEntry) -> bytes:
@@ -95,17 +84,17 @@ def record(
 def list_entries(
     session: Session,
     *,
-    org_ids: Collection[int] | None,
+    scope: Scope,
     object_type: str | None = None,
     object_id: str | int | None = None,
     limit: int = 200,
     before_id: int | None = None,
 ) -> Sequence[AuditEntry]:
-    """Newest first. ``org_ids=None`` means everything (an administrator); otherwise only entries
-    of those organisations."""
+    """Newest first, only entries of the scope's organisations (entries without an organisation,
+    such as failed sign-ins of unknown names, only for an unscoped caller)."""
     query = select(AuditEntry).order_by(col(AuditEntry.id).desc()).limit(limit)
-    if org_ids is not None:
-        query = query.where(col(AuditEntry.org_id).in_(list(org_ids)))
+    if scope.org_ids is not None:
+        query = query.where(col(AuditEntry.org_id).in_(sorted(scope.org_ids)))
     if object_type is not None:
         query = query.where(AuditEntry.object_type == object_type)
     if object_id is not None:

@@ -5,36 +5,28 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
 from sqlmodel import Session, select
 
-from server.auth.models import ApiToken
+from server.caller import Actor, Caller
 from server.errors import InvalidToken, OrgRequired
 from server.keyring import Keyring, Purpose
-from server.orgs.service import organisation_subtree_ids, require_organisation
-from server.vocabulary import TokenRole
+from server.orgs.service import require_organisation, subtree_scope
+from server.records.auth import ApiToken
+from server.vocabulary import TokenRole, UserRole
 
 TOKEN_PREFIX = "ecard_"  # recognisable in a leaked config file or a secret scanner
 
+TOKEN_ROLES: dict[TokenRole, UserRole] = {
+    TokenRole.ADMIN: UserRole.ADMIN,
+    TokenRole.SECRETARY: UserRole.SECRETARY,
+}
+"""The caller role a token acts with (one role vocabulary for tokens, web users and the CLI)."""
 
-class OrgViewer(Protocol):
-    """Whoever sees only part of the organisation tree: an API token or a signed-in web user."""
 
-    def can_see_org(self, session: Session, org_id: int) -> bool: ...
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling the API: a token's role and, when scoped, its organisation."""
-
-    token_id: int
-    role: TokenRole
-    org_id: int | None
-
-    def can_see_org(self, session: Session, org_id: int) -> bool:
-        """Whether ``org_id`` is inside this principal's organisation subtree."""
-        return self.org_id is None or org_id in organisation_subtree_ids(session, self.org_id)
+def token_actor(token_id: int) -> Actor:
+    """How the audit log names a token's caller (one spelling for every domain)."""
+    return Actor(f"token:{token_id}", f"API令牌 {token_id}")
 
 
 @dataclass(frozen=True)
@@ -65,14 +57,22 @@ def create_token(
     return CreatedToken(record=record, token=token)
 
 
-def authenticate_token(session: Session, *, keyring: Keyring, token: str) -> Principal:
-    """The principal for a bearer token. Raises InvalidToken (unknown or revoked)."""
+def authenticate_token(session: Session, *, keyring: Keyring, token: str) -> Caller:
+    """The caller behind a bearer token, with its scope resolved (the token's organisation
+    subtree, or everything). Raises InvalidToken (unknown or revoked)."""
     record = session.exec(
         select(ApiToken).where(ApiToken.token_hash == _token_digest(keyring, token))
     ).first()
     if record is None or record.revoked_at is not None or record.id is None:
         raise InvalidToken()
-    return Principal(token_id=record.id, role=record.role, org_id=record.org_id)
+    return Caller(
+        actor=token_actor(record.id),
+        role=TOKEN_ROLES[record.role],
+        org_id=record.org_id,
+        scope=subtree_scope(session, record.org_id),
+        # Tokens have always taken committee-level transfer actions inside their subtree.
+        may_approve=True,
+    )
 
 
 def _token_digest(keyring: Keyring, token: str) -> str:

@@ -5,7 +5,7 @@ Levels (:class:`~server.vocabulary.CardCheckLevel`), weakest first, and what def
 * ``uid`` — the UID matches the binding. A "magic" card or an emulator copies a UID, so this is
   low assurance; the level is stored on the tap for the ledger to show.
 * ``card-number`` — the T-Union card number matches the binding, *and* the UID too when the
-  binding recorded one. An emulator can replay both (card-protocols §6), but a cloned UID with
+  binding recorded one. An emulator can replay both (docs/card-protocols.md §6.1), but a cloned UID with
   another number, or a copied number on a card with another UID, is refused: ``card_mismatch``.
 * ``issuer-mac`` — and the card answered the kiosk's fresh challenge with a MAC under its
   issuer-diversified key, which the issuer confirmed (:mod:`server.cards.issuer`). A copy of the
@@ -53,9 +53,9 @@ from sqlmodel import Session, col, select
 
 from schemas.messages import CardFacts, card_auth_challenge
 from server.cards.issuer import IssuerMacCheck, IssuerUnavailable, IssuerVerifier, OutageMemo
-from server.cards.models import CardBinding
-from server.orgs.models import Member
-from server.taps.models import Tap
+from server.records.cards import CardBinding
+from server.records.orgs import Member
+from server.records.taps import Tap
 from server.vocabulary import BindingStatus, CardCheckLevel, CardCheckNote, RejectionCode
 
 log = logging.getLogger(__name__)

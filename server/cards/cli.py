@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from server.cli_support import AdminContext, DbOption, JsonOption, Outcome, ReasonOption, cli_actor, run_admin
+from server.cli_support import AdminContext, DbOption, JsonOption, Outcome, ReasonOption, run_admin
 
 card_app = typer.Typer(no_args_is_help=True, help="Card bindings (易通卡).")
 
@@ -30,15 +30,16 @@ def card_bind(
     """Bind a card (by number, UID or both) to a member. Only masked forms are ever shown."""
 
     def action(ctx: AdminContext) -> Outcome:
-        from server.cards.service import bind_card
+        from server.cards.service import bind_member_card
 
-        binding = bind_card(
+        binding = bind_member_card(
             ctx.session,
             keyring=ctx.keyring,
             member_id=member_id,
             card_no=card_no,
             uid=uid,
             now=ctx.now,
+            caller=ctx.caller,
             issuer_mac=issuer_mac,
         )
         data = {**_binding_data(binding), "issuer_mac": binding.issuer_mac_since is not None}
@@ -68,7 +69,7 @@ def card_lost(
         from server.cards.lifecycle import report_card_lost
 
         binding = report_card_lost(
-            ctx.session, binding_id=binding_id, actor=cli_actor(), now=ctx.now, reason=reason
+            ctx.session, binding_id=binding_id, caller=ctx.caller, now=ctx.now, reason=reason
         )
         return Outcome(_binding_data(binding), f"binding {binding.id} reported lost")
 
@@ -85,7 +86,7 @@ def card_revoke(
         from server.cards.lifecycle import revoke_card
 
         binding = revoke_card(
-            ctx.session, binding_id=binding_id, actor=cli_actor(), now=ctx.now, reason=reason
+            ctx.session, binding_id=binding_id, caller=ctx.caller, now=ctx.now, reason=reason
         )
         return Outcome(_binding_data(binding), f"binding {binding.id} revoked")
 
@@ -111,7 +112,7 @@ def card_replace(
             binding_id=binding_id,
             card_no=card_no,
             uid=uid,
-            actor=cli_actor(),
+            caller=ctx.caller,
             now=ctx.now,
         )
         return Outcome(_binding_data(binding), f"binding {binding.id} replaces binding {binding_id}")
@@ -126,7 +127,7 @@ def card_list(member_id: int, json_output: JsonOption = False, db: DbOption = No
     def action(ctx: AdminContext) -> Outcome:
         from server.cards.lifecycle import card_history
 
-        bindings = card_history(ctx.session, member_id=member_id)
+        bindings = card_history(ctx.session, member_id=member_id, caller=ctx.caller)
         rows = [_binding_data(b) for b in bindings]
         lines = [
             f"{r['id']}  {r['status']:<8} "

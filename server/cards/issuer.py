@@ -1,6 +1,6 @@
 """Asking the card issuer whether a card's answer to a kiosk challenge is genuine.
 
-Real T-Union card keys live in the issuer's secure module (card-protocols.md §6): neither kiosks
+Real T-Union card keys live in the issuer's secure module (docs/card-protocols.md §6.3): neither kiosks
 nor this server can check an answer themselves, so the check sits behind :class:`IssuerVerifier`.
 Production talks to the card company's service with :class:`HttpIssuerVerifier`;
 ``firmware_sim.issuer`` serves the same HTTP API for tests and demos (this module never imports it).

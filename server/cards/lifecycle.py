@@ -13,12 +13,13 @@ from datetime import datetime
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
-from server.audit.service import Actor, record
-from server.cards.models import CardBinding
+from server.audit.service import record
+from server.caller import Caller
 from server.cards.service import bind_card
 from server.errors import BindingNotActive, CardBindingNotFound
 from server.keyring import Keyring
-from server.orgs.service import require_member
+from server.orgs.service import require_member, require_visible_member
+from server.records.cards import CardBinding
 from server.vocabulary import BindingStatus, RejectionCode
 
 RETIRED_CARD_REJECTIONS: dict[BindingStatus, RejectionCode] = {
@@ -28,34 +29,42 @@ RETIRED_CARD_REJECTIONS: dict[BindingStatus, RejectionCode] = {
 }
 
 
-def require_binding(session: Session, binding_id: int) -> CardBinding:
+def require_binding(session: Session, binding_id: int, *, caller: Caller) -> CardBinding:
+    """The binding, if its member is in the caller's scope. Raises CardBindingNotFound (also
+    when outside it)."""
     binding = session.get(CardBinding, binding_id)
     if binding is None:
+        raise CardBindingNotFound(f"卡绑定 {binding_id} 不存在")
+    member = require_member(session, binding.member_id)
+    if not caller.sees_org(member.org_id):
         raise CardBindingNotFound(f"卡绑定 {binding_id} 不存在")
     return binding
 
 
 def report_card_lost(
-    session: Session, *, binding_id: int, actor: Actor, now: datetime, reason: str = ""
+    session: Session, *, binding_id: int, caller: Caller, now: datetime, reason: str = ""
 ) -> CardBinding:
     """挂失: from now on the card's taps are refused with ``card_lost``.
 
     Raises:
-        CardBindingNotFound; BindingNotActive (already lost, replaced or revoked).
+        CardBindingNotFound (also outside the caller's scope); BindingNotActive (already lost,
+        replaced or revoked).
     """
-    return _retire(session, binding_id, BindingStatus.LOST, "card.lost", actor=actor, now=now, reason=reason)
+    return _retire(
+        session, binding_id, BindingStatus.LOST, "card.lost", caller=caller, now=now, reason=reason
+    )
 
 
 def revoke_card(
-    session: Session, *, binding_id: int, actor: Actor, now: datetime, reason: str
+    session: Session, *, binding_id: int, caller: Caller, now: datetime, reason: str
 ) -> CardBinding:
     """Revoke a binding (consent withdrawn, member left): its taps are refused with ``card_revoked``.
 
     Raises:
-        CardBindingNotFound; BindingNotActive.
+        CardBindingNotFound (also outside the caller's scope); BindingNotActive.
     """
     return _retire(
-        session, binding_id, BindingStatus.REVOKED, "card.revoke", actor=actor, now=now, reason=reason
+        session, binding_id, BindingStatus.REVOKED, "card.revoke", caller=caller, now=now, reason=reason
     )
 
 
@@ -66,7 +75,7 @@ def replace_card(
     binding_id: int,
     card_no: str | None,
     uid: str | None,
-    actor: Actor,
+    caller: Caller,
     now: datetime,
     issuer_mac: bool = False,
 ) -> CardBinding:
@@ -76,10 +85,10 @@ def replace_card(
     turns up at a kiosk, that is worth knowing). Returns the new binding.
 
     Raises:
-        CardBindingNotFound; BindingNotActive (the old binding was revoked or already replaced);
-        InvalidCardIdentifier, CardAlreadyBound (the new card).
+        CardBindingNotFound (also outside the caller's scope); BindingNotActive (the old binding
+        was revoked or already replaced); InvalidCardIdentifier, CardAlreadyBound (the new card).
     """
-    old = require_binding(session, binding_id)
+    old = require_binding(session, binding_id, caller=caller)
     if old.status not in (BindingStatus.ACTIVE, BindingStatus.LOST):
         raise BindingNotActive("该卡已被补换或注销，不能再次补换")
     if old.status == BindingStatus.ACTIVE:
@@ -100,7 +109,7 @@ def replace_card(
     member = require_member(session, old.member_id)
     record(
         session,
-        actor=actor,
+        actor=caller.actor,
         action="card.replace",
         object_type="card_binding",
         object_id=old.id or 0,
@@ -111,9 +120,10 @@ def replace_card(
     return new
 
 
-def card_history(session: Session, *, member_id: int) -> list[CardBinding]:
-    """Every card the member has had, newest first. Raises MemberNotFound."""
-    require_member(session, member_id)
+def card_history(session: Session, *, member_id: int, caller: Caller) -> list[CardBinding]:
+    """Every card the member has had, newest first. Raises MemberNotFound (also outside the
+    caller's scope)."""
+    require_visible_member(session, member_id, caller=caller)
     return list(
         session.exec(
             select(CardBinding)
@@ -147,11 +157,11 @@ def _retire(
     status: BindingStatus,
     action: str,
     *,
-    actor: Actor,
+    caller: Caller,
     now: datetime,
     reason: str,
 ) -> CardBinding:
-    binding = require_binding(session, binding_id)
+    binding = require_binding(session, binding_id, caller=caller)
     if binding.status != BindingStatus.ACTIVE:
         raise BindingNotActive()
     binding.status = status
@@ -160,7 +170,7 @@ def _retire(
     member = require_member(session, binding.member_id)
     record(
         session,
-        actor=actor,
+        actor=caller.actor,
         action=action,
         object_type="card_binding",
         object_id=binding_id,

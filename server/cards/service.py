@@ -1,4 +1,9 @@
-"""Binding cards to members, and finding the member behind a tapped card."""
+"""Binding cards to members, and finding the member behind a tapped card.
+
+:func:`bind_member_card` is what a caller (API, web page, CLI) binds with: scoped and audited.
+:func:`bind_card` is the storing step under it, shared with the paths that audit in their own
+words (a 刷卡绑定 tap, 补换卡, a received transfer) and act for a kiosk rather than a caller.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,58 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from schemas.messages import CardFacts
+from server.audit.service import record
+from server.caller import Caller
 from server.cards.identifiers import card_no_digest, normalise_card_no, normalise_uid, uid_digest
-from server.cards.models import CardBinding
 from server.errors import CardAlreadyBound, InvalidCardIdentifier
 from server.keyring import Keyring
 from server.masking import mask_card_no, mask_uid
-from server.orgs.models import Member
-from server.orgs.service import require_member
+from server.orgs.service import require_member, require_visible_member
+from server.records.cards import CardBinding
+from server.records.orgs import Member
 from server.vocabulary import BindingStatus
+
+
+def bind_member_card(
+    session: Session,
+    *,
+    keyring: Keyring,
+    member_id: int,
+    card_no: str | None,
+    uid: str | None,
+    now: datetime,
+    caller: Caller,
+    issuer_mac: bool = False,
+) -> CardBinding:
+    """:func:`bind_card` for a caller: the member must be in their scope. Audited (``card.bind``,
+    also when an identical binding already existed: the caller asked for it again).
+
+    Raises:
+        MemberNotFound: no such member, or outside the caller's scope.
+        InvalidCardIdentifier, CardAlreadyBound: as :func:`bind_card`.
+    """
+    member = require_visible_member(session, member_id, caller=caller)
+    binding = bind_card(
+        session,
+        keyring=keyring,
+        member_id=member_id,
+        card_no=card_no,
+        uid=uid,
+        now=now,
+        issuer_mac=issuer_mac,
+    )
+    assert binding.id is not None
+    record(
+        session,
+        actor=caller.actor,
+        action="card.bind",
+        object_type="card_binding",
+        object_id=binding.id,
+        org_id=member.org_id,
+        at=now,
+        detail={"member_id": member_id, "card": binding.card_no_masked or binding.uid_masked or ""},
+    )
+    return binding
 
 
 def bind_card(

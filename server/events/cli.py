@@ -16,7 +16,6 @@ from server.cli_support import (
     parse_time,
     run_admin,
 )
-from server.ledgers.cli import event_sheet
 from server.vocabulary import EventKind
 
 event_app = typer.Typer(no_args_is_help=True, help="Events (会议/活动) and their sign-in sheets.")
@@ -75,6 +74,7 @@ def event_add(
             checkin_opens_at=parse_time(checkin_opens, "--checkin-opens", tz) if checkin_opens else None,
             checkin_closes_at=parse_time(checkin_closes, "--checkin-closes", tz) if checkin_closes else None,
             now=ctx.now,
+            caller=ctx.caller,
         )
         data = {
             "id": event.id,
@@ -97,9 +97,3 @@ def event_add(
         return Outcome(data, f"event {event.id} added: {event.title} (check-in {window})")
 
     run_admin(action, db=db, json_output=json_output)
-
-
-# The same verb as ``ecard admin ledger event``; operators' scripts use both names.
-event_app.command(
-    "attendance", help="Print an event's sign-in sheet (签到表), or export it with --format/--out."
-)(event_sheet)

@@ -8,14 +8,16 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from server.attendance.models import Attendance
-from server.errors import EventNotFound, InvalidInput, InvalidTimeRange
-from server.events.models import Event, EventKindTag, EventOrganisation
+from server.audit.service import record
+from server.caller import Caller
+from server.errors import EventNotFound, InvalidInput, InvalidTimeRange, OrganisationNotFound
 from server.inputs import clean_text
-from server.orgs.models import CommitteeSeat
 from server.orgs.service import require_member, require_organisation
 from server.orgs.tree import ancestor_ids
-from server.venues.service import require_venue
+from server.records.attendance import Attendance
+from server.records.events import Event, EventKindTag, EventOrganisation
+from server.records.orgs import CommitteeSeat
+from server.venues.service import require_usable_venue
 from server.vocabulary import EventKind
 
 DEFAULT_CHECKIN_LEAD = timedelta(minutes=30)
@@ -44,19 +46,24 @@ def add_event(
     recorder_member_id: int | None = None,
     topic: str = "",
     now: datetime,
+    caller: Caller,
 ) -> Event:
     """Schedule an event; the check-in window defaults to [start - 30 min, end), lateness to the start.
 
     ``also_counts_as`` adds kinds (a 主题党日 that holds a 党员大会), ``joint_org_ids`` the partner
     organisations of a joint event: their members are expected too, and the event appears in
-    their ledgers.
+    their ledgers. Audited (``event.create``).
 
     Raises:
-        OrganisationNotFound, VenueNotFound, MemberNotFound (chair or recorder).
+        OrganisationNotFound: no such organisation, or outside the caller's scope.
+        VenueNotFound: no such venue, or not one the caller's events may use.
+        MemberNotFound (chair or recorder).
         InvalidTimeRange: end not after start, an empty check-in window, or lateness outside it.
     """
     require_organisation(session, org_id)
-    require_venue(session, venue_id)
+    if not caller.sees_org(org_id):
+        raise OrganisationNotFound(f"党组织 {org_id} 不存在")
+    require_usable_venue(session, venue_id, caller=caller)
     for partner in joint_org_ids:
         require_organisation(session, partner)
     for person in (chair_member_id, recorder_member_id):
@@ -92,6 +99,16 @@ def add_event(
     for tag in dict.fromkeys([kind, *also_counts_as]):
         session.add(EventKindTag(event_id=event.id, kind=tag))
     session.flush()
+    record(
+        session,
+        actor=caller.actor,
+        action="event.create",
+        object_type="event",
+        object_id=event.id,
+        org_id=event.org_id,
+        at=now,
+        detail={"title": event.title, "kind": event.kind.value},
+    )
     return event
 
 
@@ -104,15 +121,18 @@ def update_event_details(
     chair_member_id: int | None = None,
     recorder_member_id: int | None = None,
     also_counts_as: Sequence[EventKind] | None = None,
+    now: datetime,
+    caller: Caller,
 ) -> Event:
     """Change what the record says about an event (title, topic, chair, recorder, extra kinds).
 
     Times, venue and organisations stay fixed once scheduled: taps were matched against them.
+    Audited (``event.update``).
 
     Raises:
-        EventNotFound, MemberNotFound.
+        EventNotFound (also outside the caller's scope), MemberNotFound.
     """
-    event = require_event(session, event_id)
+    event = require_visible_event(session, event_id, caller=caller)
     if title is not None:
         event.title = clean_text(title, field="标题", max_length=200)
     if topic is not None:
@@ -136,12 +156,38 @@ def update_event_details(
             session.add(EventKindTag(event_id=event_id, kind=kind))
     session.add(event)
     session.flush()
+    record(
+        session,
+        actor=caller.actor,
+        action="event.update",
+        object_type="event",
+        object_id=event_id,
+        org_id=event.org_id,
+        at=now,
+        detail={"title": event.title},
+    )
     return event
 
 
 def require_event(session: Session, event_id: int) -> Event:
+    """The event, whoever asks (the kiosk ingest path); callers use :func:`require_visible_event`."""
     event = session.get(Event, event_id)
     if event is None:
+        raise EventNotFound(f"活动 {event_id} 不存在")
+    return event
+
+
+def require_visible_event(session: Session, event_id: int, *, caller: Caller) -> Event:
+    """The event, if one of its holding organisations is in the caller's scope.
+
+    Raises:
+        EventNotFound: no such event, or not visible (indistinguishable on purpose).
+    """
+    event = require_event(session, event_id)
+    if caller.scope.org_ids is None:
+        return event  # no need to read the holders
+    holders = event_organisations(session, [event_id])[event_id] or [event.org_id]
+    if not caller.scope.sees_any(holders):
         raise EventNotFound(f"活动 {event_id} 不存在")
     return event
 

@@ -1,2 +1,2 @@
-"""Kiosks: enrollment codes, enrollment, key history and rotation, signed heartbeats and health,
-revocation, and 刷卡绑定 (binding a card by tapping it at a kiosk in enrol mode)."""
+"""Kiosks: enrollment codes, enrollment, key history and rotation, authentication of signed kiosk
+messages (taps, heartbeats, rotations), heartbeats and health, and revocation."""

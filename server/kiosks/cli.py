@@ -22,7 +22,6 @@ def kiosk_add(
     """Register a kiosk and print its one-time enrollment code."""
 
     def action(ctx: AdminContext) -> Outcome:
-        from server.audit.service import CLI_ACTOR
         from server.kiosks.service import add_kiosk
 
         issued = add_kiosk(
@@ -32,7 +31,7 @@ def kiosk_add(
             venue_id=venue,
             now=ctx.now,
             code_ttl=ctx.settings.enrollment_code_ttl,
-            actor=CLI_ACTOR,
+            caller=ctx.caller,
         )
         return _issued_code_outcome(
             issued.kiosk.id, issued.kiosk.name, venue, issued.code, issued.expires_at, ctx
@@ -46,7 +45,6 @@ def kiosk_code(kiosk_id: str, json_output: JsonOption = False, db: DbOption = No
     """Issue a new enrollment code for a kiosk (e.g. replaced hardware); older codes stop working."""
 
     def action(ctx: AdminContext) -> Outcome:
-        from server.audit.service import CLI_ACTOR
         from server.kiosks.service import issue_enrollment_code
 
         issued = issue_enrollment_code(
@@ -55,7 +53,7 @@ def kiosk_code(kiosk_id: str, json_output: JsonOption = False, db: DbOption = No
             kiosk_id=kiosk_id,
             now=ctx.now,
             code_ttl=ctx.settings.enrollment_code_ttl,
-            actor=CLI_ACTOR,
+            caller=ctx.caller,
         )
         kiosk = issued.kiosk
         return _issued_code_outcome(kiosk.id, kiosk.name, kiosk.venue_id, issued.code, issued.expires_at, ctx)
@@ -68,10 +66,9 @@ def kiosk_revoke(kiosk_id: str, json_output: JsonOption = False, db: DbOption = 
     """Stop accepting taps from a kiosk."""
 
     def action(ctx: AdminContext) -> Outcome:
-        from server.audit.service import CLI_ACTOR
         from server.kiosks.service import revoke_kiosk
 
-        kiosk = revoke_kiosk(ctx.session, kiosk_id=kiosk_id, now=ctx.now, actor=CLI_ACTOR, org_ids=None)
+        kiosk = revoke_kiosk(ctx.session, kiosk_id=kiosk_id, now=ctx.now, caller=ctx.caller)
         return Outcome({"id": kiosk.id, "status": kiosk.status.value}, f"kiosk {kiosk.id} revoked")
 
     run_admin(action, db=db, json_output=json_output)

@@ -24,33 +24,17 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pydantic import ValidationError
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
 from schemas.messages import HeartbeatAck, HeartbeatPayload, ReaderState, SignedEnvelope
-from server.errors import (
-    KeyRetired,
-    KioskMismatch,
-    KioskNotFound,
-    KioskRevoked,
-    MalformedMessage,
-    StaleHeartbeat,
-)
-from server.kiosks.models import (
-    HealthProblem,
-    Kiosk,
-    KioskDetail,
-    KioskHealth,
-    KioskHeartbeat,
-    KioskKey,
-    KioskKeyPublic,
-    SeqRange,
-)
-from server.kiosks.service import verify_envelope
-from server.taps.models import Tap
-from server.venues.models import Venue
+from server.errors import KioskNotFound, StaleHeartbeat
+from server.kiosks.authentication import Rejection, authenticate, refusal
+from server.kiosks.schemas import HealthProblem, KioskDetail, KioskHealth, KioskKeyPublic, SeqRange
+from server.records.kiosks import Kiosk, KioskHeartbeat, KioskKey
+from server.records.taps import Tap
+from server.records.venues import Venue
 from server.vocabulary import KioskStatus
 
 _READER_PROBLEMS: dict[ReaderState, str] = {
@@ -83,22 +67,18 @@ def record_heartbeat(
         UnknownKioskKey, BadSignature: the signature is not a kiosk's.
         MalformedMessage: the payload is not a HeartbeatPayload.
         KioskMismatch: the payload names another kiosk than the key's.
-        KeyRetired: signed with a key the kiosk has rotated out.
         KioskRevoked: the kiosk is revoked.
+        KeyRetired: signed with a key the kiosk has rotated out.
         StaleHeartbeat: not newer than the stored heartbeat (see the module docstring).
     """
-    verified = verify_envelope(session, envelope)
-    kiosk = verified.kiosk
-    try:
-        payload = HeartbeatPayload.model_validate_json(verified.payload)
-    except ValidationError as exc:
-        raise MalformedMessage() from exc
-    if payload.kiosk_id != kiosk.id:
-        raise KioskMismatch()
-    if verified.key.retired_at is not None:
-        raise KeyRetired()
-    if kiosk.status == KioskStatus.REVOKED:
-        raise KioskRevoked("终端已停用")
+    # Steps 1–6 of server.kiosks.authentication; the staleness check below is this message's own
+    # guard against replays, as the (kiosk, seq) checks are a tap's.
+    signed = authenticate(
+        session, envelope, HeartbeatPayload.model_validate_json, now=received_at, refuse_retired_key=True
+    )
+    if isinstance(signed, Rejection):
+        raise refusal(signed, revoked_message="终端已停用")
+    kiosk, payload = signed.kiosk, signed.payload
 
     latest = session.get(KioskHeartbeat, kiosk.id)
     if latest is not None and not _is_newer(payload, latest, received_at, max_clock_skew):
@@ -130,7 +110,6 @@ def record_heartbeat(
     else:
         latest.sqlmodel_update(report.model_dump())
         session.add(latest)
-    kiosk.last_seen_at = received_at
     kiosk.agent_version = payload.agent_version
     session.add(kiosk)
     session.flush()

@@ -1,11 +1,10 @@
-"""Kiosk endpoints: enrollment, signed heartbeats and key rotation (kiosk-signed), and health,
-revocation and 刷卡绑定 requests (bearer token, scoped to the token's organisation subtree)."""
+"""Kiosk endpoints: enrollment, signed heartbeats and key rotation (kiosk-signed), and health and
+revocation (bearer token, scoped to the token's organisation subtree). 刷卡绑定 requests are in
+``server.cards.routes``."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from schemas.messages import (
@@ -16,32 +15,16 @@ from schemas.messages import (
     KeyRotationResponse,
     SignedEnvelope,
 )
-from server.deps import ClockDep, KeyringDep, PrincipalDep, SessionDep, SettingsDep
-from server.kiosks.enrol import cancel_enrol_session, read_enrol_session, start_enrol_session
+from server.deps import ClockDep, KeyringDep, RequestDep, SessionDep, SettingsDep
 from server.kiosks.health import kiosk_detail, list_kiosk_health, record_heartbeat
-from server.kiosks.models import EnrolSessionPublic, KioskDetail, KioskHealth, KioskStatusPublic
+from server.kiosks.schemas import KioskDetail, KioskHealth, KioskStatusPublic
 from server.kiosks.service import enroll_kiosk, revoke_kiosk, rotate_kiosk_key
-from server.ledgers.http import token_actor
-from server.orgs.service import organisation_subtree_ids
 
 router = APIRouter(prefix="/api/v1/kiosks", tags=["kiosks"])
-enrol_router = APIRouter(prefix="/api/v1", tags=["kiosks"])
-
-
-def visible_org_ids(session: SessionDep, principal: PrincipalDep) -> set[int] | None:
-    """The organisations the caller may see (None: all of them)."""
-    return None if principal.org_id is None else organisation_subtree_ids(session, principal.org_id)
-
-
-VisibleOrgsDep = Annotated[set[int] | None, Depends(visible_org_ids)]
 
 
 class RevokeRequest(BaseModel):
     reason: str = Field(default="", max_length=500)
-
-
-class EnrolSessionCreate(BaseModel):
-    kiosk_id: str | None = Field(default=None, description="Only a tap at this kiosk binds the card.")
 
 
 @router.post("/enroll")
@@ -69,81 +52,19 @@ def rotate_key(request: KeyRotationRequest, session: SessionDep, clock: ClockDep
 
 
 @router.get("")
-def list_kiosks(session: SessionDep, org_ids: VisibleOrgsDep, clock: ClockDep) -> list[KioskHealth]:
+def list_kiosks(ctx: RequestDep) -> list[KioskHealth]:
     """Kiosks with their health (last seen, outbox, clock offset, seq gaps); problems first."""
-    return list_kiosk_health(session, now=clock(), org_ids=org_ids)
+    return list_kiosk_health(ctx.session, now=ctx.now, org_ids=ctx.caller.scope.org_ids)
 
 
 @router.get("/{kiosk_id}")
-def show_kiosk(kiosk_id: str, session: SessionDep, org_ids: VisibleOrgsDep, clock: ClockDep) -> KioskDetail:
+def show_kiosk(kiosk_id: str, ctx: RequestDep) -> KioskDetail:
     """One kiosk's health, missing seq ranges and key history."""
-    return kiosk_detail(session, kiosk_id=kiosk_id, now=clock(), org_ids=org_ids)
+    return kiosk_detail(ctx.session, kiosk_id=kiosk_id, now=ctx.now, org_ids=ctx.caller.scope.org_ids)
 
 
 @router.post("/{kiosk_id}/revoke")
-def revoke(
-    kiosk_id: str,
-    body: RevokeRequest,
-    session: SessionDep,
-    principal: PrincipalDep,
-    org_ids: VisibleOrgsDep,
-    clock: ClockDep,
-) -> KioskStatusPublic:
+def revoke(kiosk_id: str, body: RevokeRequest, ctx: RequestDep) -> KioskStatusPublic:
     """Stop accepting taps and heartbeats from a kiosk."""
-    kiosk = revoke_kiosk(
-        session,
-        kiosk_id=kiosk_id,
-        reason=body.reason,
-        actor=token_actor(principal),
-        now=clock(),
-        org_ids=org_ids,
-    )
+    kiosk = revoke_kiosk(ctx.session, kiosk_id=kiosk_id, reason=body.reason, now=ctx.now, caller=ctx.caller)
     return KioskStatusPublic(kiosk_id=kiosk.id, status=kiosk.status, revoked_at=kiosk.revoked_at)
-
-
-@enrol_router.post("/members/{member_id}/enrol-sessions")
-def start_enrol(
-    member_id: int,
-    body: EnrolSessionCreate,
-    session: SessionDep,
-    principal: PrincipalDep,
-    org_ids: VisibleOrgsDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-) -> EnrolSessionPublic:
-    """Start waiting for the member's card at a kiosk in enrol mode (刷卡绑定)."""
-    return start_enrol_session(
-        session,
-        member_id=member_id,
-        kiosk_id=body.kiosk_id,
-        actor=token_actor(principal),
-        now=clock(),
-        ttl=settings.enrol_session_ttl,
-        org_ids=org_ids,
-    )
-
-
-@enrol_router.get("/enrol-sessions/{enrol_session_id}")
-def show_enrol(
-    enrol_session_id: int, session: SessionDep, org_ids: VisibleOrgsDep, clock: ClockDep
-) -> EnrolSessionPublic:
-    """A 刷卡绑定 request: still waiting, bound (with the masked card), cancelled or expired."""
-    return read_enrol_session(session, enrol_session_id=enrol_session_id, now=clock(), org_ids=org_ids)
-
-
-@enrol_router.post("/enrol-sessions/{enrol_session_id}/cancel")
-def cancel_enrol(
-    enrol_session_id: int,
-    session: SessionDep,
-    principal: PrincipalDep,
-    org_ids: VisibleOrgsDep,
-    clock: ClockDep,
-) -> EnrolSessionPublic:
-    """Stop waiting for a card."""
-    return cancel_enrol_session(
-        session,
-        enrol_session_id=enrol_session_id,
-        actor=token_actor(principal),
-        now=clock(),
-        org_ids=org_ids,
-    )

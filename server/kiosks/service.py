@@ -1,7 +1,7 @@
-"""Kiosks: creation with a one-time enrollment code, enrollment of the kiosk's key, key rotation,
-revocation, and finding the kiosk key behind a signature.
+"""Kiosks: creation with a one-time enrollment code, enrollment of the kiosk's key, key rotation
+and revocation. Finding the kiosk key behind a signature is :mod:`server.kiosks.authentication`.
 
-Every key a kiosk was ever given stays in :class:`~server.kiosks.models.KioskKey`. A rotated-out
+Every key a kiosk was ever given stays in :class:`~server.records.kiosks.KioskKey`. A rotated-out
 key still verifies the taps it signed before the rotation (seq up to the ``last_seq`` the kiosk
 declared when rotating), so an outbox that was offline across the rotation still uploads.
 """
@@ -9,13 +9,10 @@ declared when rotating), so an outbox that was offline across the rotation still
 from __future__ import annotations
 
 import secrets
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import ValidationError
 from sqlmodel import Session, col, delete, select
 
 from schemas.messages import (
@@ -24,11 +21,11 @@ from schemas.messages import (
     KeyRotationPayload,
     KeyRotationRequest,
     KeyRotationResponse,
-    SignedEnvelope,
     b64url_decode,
     key_id,
 )
-from server.audit.service import Actor, record
+from server.audit.service import record
+from server.caller import Actor, Caller
 from server.errors import (
     BadPublicKey,
     BadSignature,
@@ -36,17 +33,16 @@ from server.errors import (
     EnrollmentCodeInvalid,
     EnrollmentCodeUsed,
     KeyRetired,
-    KioskMismatch,
     KioskNotFound,
     KioskRevoked,
-    MalformedMessage,
     PublicKeyInUse,
-    UnknownKioskKey,
+    VenueNotFound,
 )
 from server.inputs import clean_text
 from server.keyring import Keyring, Purpose
-from server.kiosks.models import EnrollmentCode, Kiosk, KioskKey
-from server.venues.models import Venue
+from server.kiosks.authentication import Rejection, authenticate, refusal, verify_signature
+from server.records.kiosks import EnrollmentCode, Kiosk, KioskKey
+from server.records.venues import Venue
 from server.venues.service import require_venue
 from server.vocabulary import KioskStatus
 
@@ -73,14 +69,16 @@ def add_kiosk(
     venue_id: int,
     now: datetime,
     code_ttl: timedelta,
-    actor: Actor,
+    caller: Caller,
 ) -> IssuedCode:
     """Create a kiosk at a venue, waiting for enrollment, and issue its first code.
 
     Raises:
-        VenueNotFound: no such venue.
+        VenueNotFound: no such venue, or outside the caller's scope.
     """
     venue = require_venue(session, venue_id)
+    if not caller.sees_org(venue.org_id):
+        raise VenueNotFound(f"场地 {venue_id} 不存在")
     kiosk = Kiosk(
         id=f"kiosk-{secrets.token_hex(6)}",
         name=clean_text(name, field="名称", max_length=200),
@@ -92,7 +90,7 @@ def add_kiosk(
     session.flush()
     record(
         session,
-        actor=actor,
+        actor=caller.actor,
         action="kiosk.create",
         object_type="kiosk",
         object_id=kiosk.id,
@@ -101,19 +99,19 @@ def add_kiosk(
         detail={"name": kiosk.name, "venue_id": venue_id},
     )
     return issue_enrollment_code(
-        session, keyring=keyring, kiosk_id=kiosk.id, now=now, code_ttl=code_ttl, actor=actor
+        session, keyring=keyring, kiosk_id=kiosk.id, now=now, code_ttl=code_ttl, caller=caller
     )
 
 
 def issue_enrollment_code(
-    session: Session, *, keyring: Keyring, kiosk_id: str, now: datetime, code_ttl: timedelta, actor: Actor
+    session: Session, *, keyring: Keyring, kiosk_id: str, now: datetime, code_ttl: timedelta, caller: Caller
 ) -> IssuedCode:
     """A new code for a kiosk (first install or a replaced device); earlier unused codes stop working.
 
     Raises:
-        KioskNotFound, KioskRevoked.
+        KioskNotFound (also outside the caller's scope), KioskRevoked.
     """
-    kiosk = require_kiosk(session, kiosk_id)
+    kiosk = require_visible_kiosk(session, kiosk_id, caller=caller)
     if kiosk.status == KioskStatus.REVOKED:
         raise KioskRevoked()
     _discard_unused_codes(session, kiosk_id)
@@ -131,7 +129,7 @@ def issue_enrollment_code(
     # The code itself is a credential: the audit says one was issued, never what it was.
     record(
         session,
-        actor=actor,
+        actor=caller.actor,
         action="kiosk.enrollment_code",
         object_type="kiosk",
         object_id=kiosk_id,
@@ -227,18 +225,16 @@ def rotate_kiosk_key(session: Session, *, request: KeyRotationRequest, now: date
         BadPublicKey: the new key is not an Ed25519 key, or is the old key.
         PublicKeyInUse: the new key belongs to (or belonged to) some kiosk already.
     """
-    verified = verify_envelope(session, request.envelope)
-    kiosk, old_key = verified.kiosk, verified.key
-    try:
-        payload = KeyRotationPayload.model_validate_json(verified.payload)
-    except ValidationError as exc:
-        raise MalformedMessage() from exc
-    if payload.kiosk_id != kiosk.id:
-        raise KioskMismatch()
-    if kiosk.status == KioskStatus.REVOKED:
-        raise KioskRevoked("终端已停用，不能轮换密钥")
+    # Steps 1–5 of server.kiosks.authentication; its step 6, the old key's retirement, comes last
+    # here, so that a rotation sent again after it happened is answered again.
+    signed = authenticate(
+        session, request.envelope, KeyRotationPayload.model_validate_json, now=now, refuse_retired_key=False
+    )
+    if isinstance(signed, Rejection):
+        raise refusal(signed, revoked_message="终端已停用，不能轮换密钥")
+    kiosk, old_key, payload = signed.kiosk, signed.key, signed.payload
     new_raw = _parse_public_key(payload.new_public_key)
-    if not verify_signature(payload.new_public_key, verified.payload, request.new_key_sig):
+    if not verify_signature(payload.new_public_key, signed.raw, request.new_key_sig):
         raise BadSignature("新密钥的签名无效")
     new_kid = key_id(new_raw)
     if new_kid == old_key.kid:
@@ -272,67 +268,6 @@ def rotate_kiosk_key(session: Session, *, request: KeyRotationRequest, now: date
     return KeyRotationResponse(kiosk_id=kiosk.id, kid=new_kid, previous_kid=old_key.kid, server_time=now)
 
 
-@dataclass(frozen=True)
-class SigningKey:
-    """A kiosk key found by its kid, with its kiosk (locked for the rest of the transaction)."""
-
-    kiosk: Kiosk
-    key: KioskKey
-
-    def covers_seq(self, seq: int) -> bool:
-        """Whether this key may have signed tap *seq*: always while current, up to last_seq once retired."""
-        return self.key.retired_at is None or seq <= (self.key.last_seq or 0)
-
-
-@dataclass(frozen=True)
-class VerifiedEnvelope:
-    kiosk: Kiosk
-    key: KioskKey
-    payload: bytes
-
-
-def find_signing_key(session: Session, kid: str) -> SigningKey | None:
-    """The kiosk key named *kid* (current or retired) and its kiosk, or None.
-
-    The kiosk row is locked: one kiosk's messages are then decided one at a time on PostgreSQL,
-    which keeps seq checks, last_seq and heartbeat ordering honest when requests overlap.
-    """
-    key = session.get(KioskKey, kid)
-    if key is None:
-        return None
-    kiosk = session.exec(select(Kiosk).where(Kiosk.id == key.kiosk_id).with_for_update()).one()
-    return SigningKey(kiosk=kiosk, key=key)
-
-
-def verify_envelope(session: Session, envelope: SignedEnvelope) -> VerifiedEnvelope:
-    """The exact signed bytes of an envelope, once its kiosk key and signature check out.
-
-    Raises:
-        UnknownKioskKey: no kiosk ever had this kid.
-        MalformedMessage: the payload is not base64url.
-        BadSignature: the signature does not verify over the payload bytes.
-    """
-    found = find_signing_key(session, envelope.kid)
-    if found is None:
-        raise UnknownKioskKey()
-    try:
-        raw = envelope.payload_bytes()
-    except ValueError as exc:
-        raise MalformedMessage() from exc
-    if not verify_signature(found.key.public_key, raw, envelope.sig):
-        raise BadSignature()
-    return VerifiedEnvelope(kiosk=found.kiosk, key=found.key, payload=raw)
-
-
-def verify_signature(public_key: str, data: bytes, signature: str) -> bool:
-    """Whether *signature* (base64url) is the Ed25519 signature of *data* by *public_key* (base64url)."""
-    try:
-        Ed25519PublicKey.from_public_bytes(b64url_decode(public_key)).verify(b64url_decode(signature), data)
-    except (InvalidSignature, ValueError):
-        return False
-    return True
-
-
 def kiosk_actor(kiosk: Kiosk) -> Actor:
     return Actor(f"kiosk:{kiosk.id}", kiosk.name)
 
@@ -349,18 +284,15 @@ def revoke_kiosk(
     *,
     kiosk_id: str,
     now: datetime,
-    actor: Actor,
-    org_ids: Collection[int] | None,
+    caller: Caller,
     reason: str = "",
 ) -> Kiosk:
     """Stop accepting taps and heartbeats from a kiosk (its taps are then rejected as ``revoked_kiosk``).
 
     Raises:
-        KioskNotFound: no such kiosk at a venue of *org_ids* (None: any).
+        KioskNotFound: no such kiosk at a venue in the caller's scope.
     """
-    kiosk = require_kiosk(session, kiosk_id)
-    if org_ids is not None and kiosk_org_id(session, kiosk) not in org_ids:
-        raise KioskNotFound(f"终端 {kiosk_id} 不存在")
+    kiosk = require_visible_kiosk(session, kiosk_id, caller=caller)
     if kiosk.status != KioskStatus.REVOKED:
         kiosk.status = KioskStatus.REVOKED
         kiosk.revoked_at = now
@@ -369,7 +301,7 @@ def revoke_kiosk(
         session.flush()
         record(
             session,
-            actor=actor,
+            actor=caller.actor,
             action="kiosk.revoke",
             object_type="kiosk",
             object_id=kiosk.id,
@@ -387,6 +319,15 @@ def list_kiosks(session: Session) -> list[Kiosk]:
 def require_kiosk(session: Session, kiosk_id: str) -> Kiosk:
     kiosk = session.get(Kiosk, kiosk_id)
     if kiosk is None:
+        raise KioskNotFound(f"终端 {kiosk_id} 不存在")
+    return kiosk
+
+
+def require_visible_kiosk(session: Session, kiosk_id: str, *, caller: Caller) -> Kiosk:
+    """The kiosk, if its venue's organisation is in the caller's scope. Raises KioskNotFound
+    (also outside it)."""
+    kiosk = require_kiosk(session, kiosk_id)
+    if not caller.sees_org(kiosk_org_id(session, kiosk)):
         raise KioskNotFound(f"终端 {kiosk_id} 不存在")
     return kiosk
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from server.cli_support import AdminContext, DbOption, JsonOption, Outcome, cli_actor, iso, run_admin
+from server.cli_support import AdminContext, DbOption, JsonOption, Outcome, iso, run_admin
 
 leave_app = typer.Typer(no_args_is_help=True, help="Leave requests (请假).")
 
@@ -38,7 +38,7 @@ def leave_request(
         from server.leave.service import request_leave
 
         leave = request_leave(
-            ctx.session, event_id=event_id, member_id=member, reason=reason, actor=cli_actor(), now=ctx.now
+            ctx.session, event_id=event_id, member_id=member, reason=reason, caller=ctx.caller, now=ctx.now
         )
         return Outcome(_leave_data(leave, ctx.settings.tz), f"leave request {leave.id} pending")
 
@@ -58,7 +58,7 @@ def leave_approve(
         from server.leave.service import decide_leave
 
         leave = decide_leave(
-            ctx.session, leave_id=leave_id, approve=True, note=note, actor=cli_actor(), now=ctx.now
+            ctx.session, leave_id=leave_id, approve=True, note=note, caller=ctx.caller, now=ctx.now
         )
         return Outcome(_leave_data(leave, ctx.settings.tz), f"leave request {leave.id} approved")
 
@@ -78,7 +78,7 @@ def leave_reject(
         from server.leave.service import decide_leave
 
         leave = decide_leave(
-            ctx.session, leave_id=leave_id, approve=False, note=note, actor=cli_actor(), now=ctx.now
+            ctx.session, leave_id=leave_id, approve=False, note=note, caller=ctx.caller, now=ctx.now
         )
         return Outcome(_leave_data(leave, ctx.settings.tz), f"leave request {leave.id} refused")
 
@@ -94,7 +94,7 @@ def leave_list(event_id: int, json_output: JsonOption = False, db: DbOption = No
 
         rows = [
             _leave_data(leave, ctx.settings.tz)
-            for leave in leave_requests_for_event(ctx.session, event_id=event_id)
+            for leave in leave_requests_for_event(ctx.session, event_id=event_id, caller=ctx.caller)
         ]
         lines = [f"{r['id']}  member {r['member_id']}  {r['status']:<9} {r['reason']}" for r in rows]
         return Outcome({"leave": rows}, "\n".join(lines) or "no leave requests")

@@ -7,10 +7,9 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from server.deps import ClockDep, PrincipalDep, SessionDep
-from server.leave.models import LeaveRequest
+from server.deps import RequestDep
 from server.leave.service import decide_leave, leave_requests_for_event, request_leave, withdraw_leave
-from server.ledgers.http import token_actor
+from server.records.leave import LeaveRequest
 from server.vocabulary import LeaveStatus
 
 router = APIRouter(prefix="/api/v1", tags=["leave"])
@@ -42,51 +41,41 @@ def _public(leave: LeaveRequest) -> LeavePublic:
 
 
 @router.post("/events/{event_id}/leave", status_code=201)
-def create_leave(
-    event_id: int, body: LeaveCreate, session: SessionDep, principal: PrincipalDep, clock: ClockDep
-) -> LeavePublic:
+def create_leave(event_id: int, body: LeaveCreate, ctx: RequestDep) -> LeavePublic:
     """Ask leave for a member (before the event starts)."""
     leave = request_leave(
-        session,
+        ctx.session,
         event_id=event_id,
         member_id=body.member_id,
         reason=body.reason,
-        actor=token_actor(principal),
-        now=clock(),
-        viewer=principal,
+        caller=ctx.caller,
+        now=ctx.now,
     )
     return _public(leave)
 
 
 @router.get("/events/{event_id}/leave")
-def list_leave(event_id: int, session: SessionDep, principal: PrincipalDep) -> list[LeavePublic]:
+def list_leave(event_id: int, ctx: RequestDep) -> list[LeavePublic]:
     """Every leave request for the event."""
-    return [
-        _public(leave) for leave in leave_requests_for_event(session, event_id=event_id, viewer=principal)
-    ]
+    leave = leave_requests_for_event(ctx.session, event_id=event_id, caller=ctx.caller)
+    return [_public(request) for request in leave]
 
 
 @router.post("/leave/{leave_id}/decision")
-def decide(
-    leave_id: int, body: LeaveDecision, session: SessionDep, principal: PrincipalDep, clock: ClockDep
-) -> LeavePublic:
+def decide(leave_id: int, body: LeaveDecision, ctx: RequestDep) -> LeavePublic:
     """Approve or refuse (with a note) a pending request."""
     leave = decide_leave(
-        session,
+        ctx.session,
         leave_id=leave_id,
         approve=body.approve,
         note=body.note,
-        actor=token_actor(principal),
-        now=clock(),
-        viewer=principal,
+        caller=ctx.caller,
+        now=ctx.now,
     )
     return _public(leave)
 
 
 @router.post("/leave/{leave_id}/withdraw")
-def withdraw(leave_id: int, session: SessionDep, principal: PrincipalDep, clock: ClockDep) -> LeavePublic:
+def withdraw(leave_id: int, ctx: RequestDep) -> LeavePublic:
     """Withdraw a pending or approved request."""
-    leave = withdraw_leave(
-        session, leave_id=leave_id, actor=token_actor(principal), now=clock(), viewer=principal
-    )
-    return _public(leave)
+    return _public(withdraw_leave(ctx.session, leave_id=leave_id, caller=ctx.caller, now=ctx.now))

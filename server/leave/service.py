@@ -8,9 +8,8 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from server.attendance.rolls import compute_rolls
-from server.attendance.service import require_visible_event
-from server.audit.service import Actor, record
-from server.auth.service import OrgViewer
+from server.audit.service import record
+from server.caller import Caller
 from server.errors import (
     EventNotFound,
     LeaveAlreadyRequested,
@@ -20,10 +19,10 @@ from server.errors import (
     MemberNotExpected,
     ReasonRequired,
 )
-from server.events.service import require_event
+from server.events.service import require_event, require_visible_event
 from server.inputs import clean_text, required_reason
-from server.leave.models import LeaveRequest
 from server.orgs.service import require_member
+from server.records.leave import LeaveRequest
 from server.vocabulary import LeaveStatus
 
 _OPEN = (LeaveStatus.PENDING, LeaveStatus.APPROVED)
@@ -35,21 +34,20 @@ def request_leave(
     event_id: int,
     member_id: int,
     reason: str,
-    actor: Actor,
+    caller: Caller,
     now: datetime,
-    viewer: OrgViewer | None = None,
 ) -> LeaveRequest:
     """A member (or a secretary for them) asks to be excused from an event.
 
     Raises:
-        EventNotFound (also outside the viewer's scope), MemberNotFound.
+        EventNotFound (also outside the caller's scope), MemberNotFound.
         ReasonRequired: no reason.
         LeaveTooLate: the event has already started.
         MemberNotExpected: the member is not invited (not in the holding organisations, or not on
             the committee of a 支委会), or is exempt anyway.
         LeaveAlreadyRequested: a pending or approved request exists.
     """
-    event = require_visible_event(session, event_id, viewer)
+    event = require_visible_event(session, event_id, caller=caller)
     require_member(session, member_id)
     text = required_reason(reason, missing="请假须说明理由", field="请假理由")
     if now >= event.start_at:
@@ -72,13 +70,13 @@ def request_leave(
         reason=text,
         status=LeaveStatus.PENDING,
         requested_at=now,
-        requested_by=actor.ref,
+        requested_by=caller.actor.ref,
     )
     session.add(leave)
     session.flush()
     record(
         session,
-        actor=actor,
+        actor=caller.actor,
         action="leave.request",
         object_type="leave_request",
         object_id=leave.id or 0,
@@ -96,17 +94,16 @@ def decide_leave(
     leave_id: int,
     approve: bool,
     note: str,
-    actor: Actor,
+    caller: Caller,
     now: datetime,
-    viewer: OrgViewer | None = None,
 ) -> LeaveRequest:
     """A secretary approves or refuses a pending request (a refusal needs a note). Audited.
 
     Raises:
-        LeaveRequestNotFound (also outside the viewer's scope); LeaveNotPending;
+        LeaveRequestNotFound (also outside the caller's scope); LeaveNotPending;
         ReasonRequired (refusal without a note).
     """
-    leave = _require_leave(session, leave_id, viewer)
+    leave = _require_leave(session, leave_id, caller)
     if leave.status != LeaveStatus.PENDING:
         raise LeaveNotPending()
     if not approve and not note.strip():
@@ -114,28 +111,25 @@ def decide_leave(
     leave.decision_note = clean_text(note, field="审批意见", max_length=500) if note.strip() else ""
     status = LeaveStatus.APPROVED if approve else LeaveStatus.REJECTED
     action = "leave.approve" if approve else "leave.reject"
-    return _settle(session, leave, status, action=action, actor=actor, now=now, reason=leave.decision_note)
+    return _settle(session, leave, status, action=action, caller=caller, now=now, reason=leave.decision_note)
 
 
-def withdraw_leave(
-    session: Session, *, leave_id: int, actor: Actor, now: datetime, viewer: OrgViewer | None = None
-) -> LeaveRequest:
+def withdraw_leave(session: Session, *, leave_id: int, caller: Caller, now: datetime) -> LeaveRequest:
     """The member withdraws a pending or approved request (they will come after all).
 
     Raises:
-        LeaveRequestNotFound; LeaveNotPending (already refused or withdrawn).
+        LeaveRequestNotFound (also outside the caller's scope); LeaveNotPending (already refused
+        or withdrawn).
     """
-    leave = _require_leave(session, leave_id, viewer)
+    leave = _require_leave(session, leave_id, caller)
     if leave.status not in _OPEN:
         raise LeaveNotPending("该请假申请已结束，不能撤回")
-    return _settle(session, leave, LeaveStatus.WITHDRAWN, action="leave.withdraw", actor=actor, now=now)
+    return _settle(session, leave, LeaveStatus.WITHDRAWN, action="leave.withdraw", caller=caller, now=now)
 
 
-def leave_requests_for_event(
-    session: Session, *, event_id: int, viewer: OrgViewer | None = None
-) -> list[LeaveRequest]:
+def leave_requests_for_event(session: Session, *, event_id: int, caller: Caller) -> list[LeaveRequest]:
     """Every request for the event, oldest first. Raises EventNotFound (also out of scope)."""
-    require_visible_event(session, event_id, viewer)
+    require_visible_event(session, event_id, caller=caller)
     return list(
         session.exec(
             select(LeaveRequest)
@@ -151,19 +145,19 @@ def _settle(
     status: LeaveStatus,
     *,
     action: str,
-    actor: Actor,
+    caller: Caller,
     now: datetime,
     reason: str = "",
 ) -> LeaveRequest:
     """Move a request to its decided *status* (who and when are kept on it) and audit *action*."""
     leave.status = status
     leave.decided_at = now
-    leave.decided_by = actor.ref
+    leave.decided_by = caller.actor.ref
     session.add(leave)
     event = require_event(session, leave.event_id)
     record(
         session,
-        actor=actor,
+        actor=caller.actor,
         action=action,
         object_type="leave_request",
         object_id=leave.id or 0,
@@ -176,12 +170,12 @@ def _settle(
     return leave
 
 
-def _require_leave(session: Session, leave_id: int, viewer: OrgViewer | None) -> LeaveRequest:
+def _require_leave(session: Session, leave_id: int, caller: Caller) -> LeaveRequest:
     leave = session.exec(select(LeaveRequest).where(LeaveRequest.id == leave_id).with_for_update()).first()
     if leave is None:
         raise LeaveRequestNotFound(f"请假申请 {leave_id} 不存在")
     try:
-        require_visible_event(session, leave.event_id, viewer)
+        require_visible_event(session, leave.event_id, caller=caller)
     except EventNotFound as exc:
         raise LeaveRequestNotFound(f"请假申请 {leave_id} 不存在") from exc
     return leave

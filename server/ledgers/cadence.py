@@ -1,7 +1,7 @@
 """Cadence compliance (三会一课 frequencies): which meetings each organisation must hold in which
 periods, and whether it did.
 
-Rules (支部工作条例 第十一至十七条; domain §1.1, §6.6):
+Rules (支部工作条例 第十一至十七条; docs/domain-rules.md §1.1, §1.2):
 
 ==================  ===========================  ==========================================
 kind                cadence                      applies to
@@ -33,10 +33,11 @@ from enum import StrEnum
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, exists, func, select
 
-from server.attendance.models import Attendance
-from server.events.models import Event, EventKindTag, EventOrganisation
+from server.db import in_chunks
 from server.ledgers.periods import Period, periods_overlapping
-from server.orgs.models import CommitteeSeat, Member, Organisation
+from server.records.attendance import Attendance
+from server.records.events import Event, EventKindTag, EventOrganisation
+from server.records.orgs import CommitteeSeat, Member, Organisation
 from server.vocabulary import Cadence, EventKind, MemberCategory, MemberStatus, OrgKind
 
 BRANCH_KINDS = frozenset({OrgKind.BRANCH, OrgKind.JOINT_BRANCH, OrgKind.TEMPORARY_BRANCH})
@@ -162,8 +163,7 @@ def _events_by_org_and_kind(
     """(org, kind) → [(event id, start, held)] for events starting in [start, end)."""
     held = exists().where(col(Attendance.event_id) == col(Event.id))
     found: dict[tuple[int, EventKind], list[tuple[int, datetime, bool]]] = defaultdict(list)
-    for index in range(0, len(org_ids), 5000):
-        chunk = org_ids[index : index + 5000]
+    for chunk in in_chunks(org_ids):
         # Plain SQL rows (five columns is past sqlmodel's typed select overloads).
         rows = (
             session.connection()

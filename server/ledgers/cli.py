@@ -12,7 +12,7 @@ import typer
 from server.cli_support import AdminContext, DbOption, JsonOption, Outcome, effective_time, run_admin
 
 if TYPE_CHECKING:
-    from server.attendance.models import AttendanceSheet
+    from server.attendance.schemas import AttendanceSheet
 
 
 ledger_app = typer.Typer(no_args_is_help=True, help="Ledgers (电子台账): print or export.")
@@ -46,7 +46,7 @@ def event_sheet(
     def action(ctx: AdminContext) -> Outcome:
         from server.attendance.service import build_attendance_sheet
 
-        sheet = build_attendance_sheet(ctx.session, event_id=event_id, viewer=None, tz=ctx.settings.tz)
+        sheet = build_attendance_sheet(ctx.session, event_id=event_id, caller=ctx.caller, tz=ctx.settings.tz)
         return _ledger_outcome(sheet, fmt, out, _sheet_table(sheet))
 
     run_admin(action, db=db, json_output=json_output)
@@ -79,7 +79,7 @@ def ledger_org(
             ctx.session,
             org_id=org_id,
             period=parse_period(period, tz),
-            viewer=None,
+            caller=ctx.caller,
             now=effective_time(ctx, at),
             tz=tz,
             policy=CadencePolicy(lecture=ctx.settings.lecture_cadence),
@@ -121,7 +121,7 @@ def member_history(
             ctx.session,
             member_id=member_id,
             period=parse_period(period, tz) if period else None,
-            viewer=None,
+            caller=ctx.caller,
             now=ctx.now,
             tz=tz,
         )
@@ -162,7 +162,7 @@ def _ledger_outcome(ledger: Any, fmt: ExportChoice | None, out: Path | None, tex
 
 
 def _sheet_table(sheet: AttendanceSheet) -> str:
-    from server.ledgers.labels import CATEGORY_LABELS
+    from server.labels import CATEGORY_LABELS
 
     event, counts = sheet.event, sheet.counts
     lines = [

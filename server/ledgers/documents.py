@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from server.attendance.models import AttendanceSheet, SheetMember
-from server.ledgers.labels import CATEGORY_LABELS, SOURCE_LABELS, kinds_label
-from server.ledgers.models import MemberHistory, OrgLedger
+from server.attendance.schemas import AttendanceSheet, SheetMember
+from server.labels import CATEGORY_LABELS, SOURCE_LABELS, kinds_label
+from server.ledgers.schemas import MemberHistory, OrgLedger
 
 Cell = str | int | float | None
 

@@ -7,8 +7,6 @@ from urllib.parse import quote
 
 from fastapi import Query, Response
 
-from server.audit.service import Actor
-from server.auth.service import Principal
 from server.ledgers.render import ExportFormat, Ledger, render_ledger
 
 FormatQuery = Annotated[ExportFormat, Query(alias="format", description="json, csv, xlsx or pdf")]
@@ -24,7 +22,3 @@ def ledger_response(ledger: Ledger, fmt: ExportFormat) -> Response:
             f"attachment; filename=\"{rendered.filename}\"; filename*=UTF-8''{name}"
         )
     return Response(content=rendered.content, media_type=rendered.media_type, headers=headers)
-
-
-def token_actor(principal: Principal) -> Actor:
-    return Actor(f"token:{principal.token_id}", f"API令牌 {principal.token_id}")

@@ -1,7 +1,14 @@
 """Exports of every ledger as CSV (UTF-8 with BOM, so Excel opens it), XLSX (openpyxl: a summary
 sheet and one sheet per section, bold header row, widths, frozen panes) or A4 PDF in Chinese
-(reportlab with its built-in CID font ``STSong-Light``, which PDF readers supply, so nothing is
-embedded; signature lines for the chair and the recorder).
+(reportlab; signature lines for the chair and the recorder).
+
+The PDF embeds the subset of WenQuanYi Micro Hei it uses (Debian ``fonts-wqy-microhei``, installed
+with the system packages by ``make demo``/``make test``): a TrueType-outline CJK font, which reportlab
+can subset, covering GBK (names too) as well as Latin and digits. An embedded font prints anywhere; a
+built-in CID font such as ``STSong-Light`` is left to the reader and comes out blank in a reader
+without Asian fonts (poppler without ``poppler-data``, Acrobat without its font pack). The font is
+found in :data:`PDF_FONT_PATHS` and registered at the first PDF export; if it is not installed the
+export fails with :class:`PdfFontMissing`, which says what to install.
 
 :func:`render_ledger` is the one entry point for the API, the CLI and the web app. The libraries
 are imported when a file is made, not at import time.
@@ -11,12 +18,16 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
-from server.attendance.models import AttendanceSheet
+from server.attendance.schemas import AttendanceSheet
+from server.config import ConfigError
 from server.ledgers.documents import (
     Cell,
     LedgerDocument,
@@ -25,11 +36,25 @@ from server.ledgers.documents import (
     org_ledger_document,
     sheet_document,
 )
-from server.ledgers.models import MemberHistory, OrgLedger
+from server.ledgers.schemas import MemberHistory, OrgLedger
 
 Ledger = AttendanceSheet | OrgLedger | MemberHistory
 
-PDF_FONT = "STSong-Light"
+# The PDF font: WenQuanYi Micro Hei, face 0 of the .ttc (face 1 is its monospaced sibling). It has
+# TrueType (glyf) outlines; reportlab cannot subset CFF-based OpenType such as Noto CJK.
+PDF_FONT = "WenQuanYiMicroHei"
+PDF_FONT_PACKAGE = "fonts-wqy-microhei"
+PDF_FONT_SUBFONT = 0
+PDF_FONT_PATHS: tuple[Path, ...] = (
+    Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),  # Debian, Ubuntu
+    Path("/usr/share/fonts/wqy-microhei/wqy-microhei.ttc"),  # Fedora
+    Path("/usr/share/fonts/wenquanyi/wqy-microhei/wqy-microhei.ttc"),  # Arch
+)
+_pdf_font_lock = threading.Lock()
+
+
+class PdfFontMissing(ConfigError):
+    """The PDF font is not installed; the message names the package and the files looked for."""
 
 
 class ExportFormat(StrEnum):
@@ -142,12 +167,9 @@ def render_pdf(document: LedgerDocument) -> bytes:
     from reportlab.lib.pagesizes import A4, landscape
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.lib.units import mm
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
     from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-    if PDF_FONT not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(UnicodeCIDFont(PDF_FONT))
+    register_pdf_font()
     page = landscape(A4) if document.landscape else A4
     margin = 15 * mm
     usable = page[0] - 2 * margin
@@ -159,8 +181,12 @@ def render_pdf(document: LedgerDocument) -> bytes:
     def para(value: Cell, style: ParagraphStyle = small) -> Any:
         return Paragraph(_escape(_text(value)), style)
 
+    # Cells hold paragraphs, but a table still sets its cell font (Helvetica unless told): name ours,
+    # so no font other than the embedded one ends up in the file.
+    cell_font = ("FONTNAME", (0, 0), (-1, -1), PDF_FONT)
     grid = TableStyle(
         [
+            cell_font,
             ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
             ("VALIGN", (0, 0), (-1, -1), "TOP"),
             ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#DDE4EE")),
@@ -175,6 +201,7 @@ def render_pdf(document: LedgerDocument) -> bytes:
         table.setStyle(
             TableStyle(
                 [
+                    cell_font,
                     ("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
                     ("BACKGROUND", (0, 0), (0, -1), colors.HexColor("#F2F4F7")),
                     ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -198,9 +225,13 @@ def render_pdf(document: LedgerDocument) -> bytes:
     if document.signatures:
         story.append(Spacer(1, 12 * mm))
         cells = [f"{role}（签字）：____________" for role in document.signatures] + ["日期：____________"]
+        # Widths by length, so a long role and name keeps its line on one row.
+        lengths = [display_width(cell) for cell in cells]
         signature_table = Table(
-            [[para(cell, body) for cell in cells]], colWidths=[usable / len(cells)] * len(cells)
+            [[para(cell, body) for cell in cells]],
+            colWidths=[usable * length / sum(lengths) for length in lengths],
         )
+        signature_table.setStyle(TableStyle([cell_font]))
         story.append(signature_table)
 
     def footer(canvas: Any, doc: Any) -> None:
@@ -220,9 +251,47 @@ def render_pdf(document: LedgerDocument) -> bytes:
         bottomMargin=margin,
         title=document.title,
         author="党员e通卡",
+        # Not reportlab's default Helvetica, so every font in the file is the embedded one.
+        initialFontName=PDF_FONT,
     )
     pdf.build(story, onFirstPage=footer, onLaterPages=footer)
     return buffer.getvalue()
+
+
+def find_pdf_font(candidates: Sequence[Path] = PDF_FONT_PATHS) -> Path:
+    """The first of ``candidates`` that is a file.
+
+    Raises:
+        PdfFontMissing: none is; the message says which package to install.
+    """
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise PdfFontMissing(
+        f"PDF export needs the font WenQuanYi Micro Hei: install the Debian package {PDF_FONT_PACKAGE} "
+        f"(apt-get install {PDF_FONT_PACKAGE}; make demo and make test do it). "
+        f"Looked for: {', '.join(str(path) for path in candidates)}"
+    )
+
+
+def register_pdf_font() -> str:
+    """Register :data:`PDF_FONT` with reportlab once (at the first PDF export) and return its name.
+
+    Bold and italic map to the same face: the font has no bold, and reportlab would otherwise
+    fail on ``<b>`` in a paragraph.
+    """
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    # Locked: two first exports at once must not each register (and subset) their own copy.
+    with _pdf_font_lock:
+        if PDF_FONT not in pdfmetrics.getRegisteredFontNames():
+            font = TTFont(PDF_FONT, str(find_pdf_font()), subfontIndex=PDF_FONT_SUBFONT)
+            pdfmetrics.registerFont(font)
+            pdfmetrics.registerFontFamily(
+                PDF_FONT, normal=PDF_FONT, bold=PDF_FONT, italic=PDF_FONT, boldItalic=PDF_FONT
+            )
+    return PDF_FONT
 
 
 def _text(cell: Cell) -> str:

@@ -1,4 +1,5 @@
-"""Ledger endpoints: an organisation's ledger for a period and a member's history, as JSON or a file."""
+"""Ledger endpoints: an event's sign-in sheet (签到表), an organisation's ledger for a period and a
+member's history, each as JSON or a file."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from server.deps import ClockDep, PrincipalDep, SessionDep, SettingsDep
+from server.attendance.schemas import AttendanceSheet
+from server.attendance.service import build_attendance_sheet
+from server.deps import RequestDep
 from server.ledgers.cadence import CadencePolicy
 from server.ledgers.http import FormatQuery, ledger_response
-from server.ledgers.models import MemberHistory, OrgLedger
 from server.ledgers.periods import parse_period
 from server.ledgers.render import ExportFormat
+from server.ledgers.schemas import MemberHistory, OrgLedger
 from server.ledgers.service import build_member_history, build_org_ledger
 
 router = APIRouter(prefix="/api/v1", tags=["ledgers"])
@@ -19,25 +22,26 @@ router = APIRouter(prefix="/api/v1", tags=["ledgers"])
 PeriodQuery = Annotated[str, Query(description="2026 (year), 2026-Q3 (quarter) or 2026-07 (month)")]
 
 
+@router.get("/events/{event_id}/attendance", response_model=AttendanceSheet)
+def event_attendance(event_id: int, ctx: RequestDep, fmt: FormatQuery = ExportFormat.JSON) -> Response:
+    """The event's sign-in sheet: 应到/实到/请假/缺席 (正式/预备), 签到/签退 times, quorum."""
+    sheet = build_attendance_sheet(ctx.session, event_id=event_id, caller=ctx.caller, tz=ctx.tz)
+    return ledger_response(sheet, fmt)
+
+
 @router.get("/orgs/{org_id}/ledger", response_model=OrgLedger)
 def org_ledger(
-    org_id: int,
-    period: PeriodQuery,
-    session: SessionDep,
-    principal: PrincipalDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    fmt: FormatQuery = ExportFormat.JSON,
+    org_id: int, period: PeriodQuery, ctx: RequestDep, fmt: FormatQuery = ExportFormat.JSON
 ) -> Response:
     """The organisation's ledger: events with counts and rates, 三会一课 compliance, participation."""
     ledger = build_org_ledger(
-        session,
+        ctx.session,
         org_id=org_id,
-        period=parse_period(period, settings.tz),
-        viewer=principal,
-        now=clock(),
-        tz=settings.tz,
-        policy=CadencePolicy(lecture=settings.lecture_cadence),
+        period=parse_period(period, ctx.tz),
+        caller=ctx.caller,
+        now=ctx.now,
+        tz=ctx.tz,
+        policy=CadencePolicy(lecture=ctx.settings.lecture_cadence),
     )
     return ledger_response(ledger, fmt)
 
@@ -45,20 +49,17 @@ def org_ledger(
 @router.get("/members/{member_id}/history", response_model=MemberHistory)
 def member_history(
     member_id: int,
-    session: SessionDep,
-    principal: PrincipalDep,
-    settings: SettingsDep,
-    clock: ClockDep,
+    ctx: RequestDep,
     period: Annotated[str | None, Query(description="Optional: 2026, 2026-Q3 or 2026-07")] = None,
     fmt: FormatQuery = ExportFormat.JSON,
 ) -> Response:
     """A member's history: memberships, cards, events (present, absent, leave), exemptions."""
     history = build_member_history(
-        session,
+        ctx.session,
         member_id=member_id,
-        period=parse_period(period, settings.tz) if period else None,
-        viewer=principal,
-        now=clock(),
-        tz=settings.tz,
+        period=parse_period(period, ctx.tz) if period else None,
+        caller=ctx.caller,
+        now=ctx.now,
+        tz=ctx.tz,
     )
     return ledger_response(history, fmt)

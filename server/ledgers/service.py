@@ -16,16 +16,13 @@ from sqlalchemy import ColumnElement, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, func, select
 
-from server.attendance.models import Attendance, NamedRef
 from server.attendance.rolls import EventRoll, compute_rolls
+from server.attendance.schemas import NamedRef
 from server.attendance.service import quorums_of, roll_counts, sign_out_of
-from server.auth.service import OrgViewer
+from server.caller import Caller
 from server.cards.lifecycle import card_history
-from server.errors import MemberNotFound, OrganisationNotFound
-from server.events.models import Event, EventOrganisation
-from server.leave.models import LeaveRequest
-from server.ledgers.cadence import CADENCE_STATUS_LABELS, CadencePolicy, CadenceStatus, check_cadence
-from server.ledgers.labels import (
+from server.db import in_chunks
+from server.labels import (
     CADENCE_LABELS,
     CATEGORY_LABELS,
     EVENT_KIND_LABELS,
@@ -35,7 +32,9 @@ from server.ledgers.labels import (
     STATUS_LABELS,
     kinds_label,
 )
-from server.ledgers.models import (
+from server.ledgers.cadence import CADENCE_STATUS_LABELS, CadencePolicy, CadenceStatus, check_cadence
+from server.ledgers.periods import Period
+from server.ledgers.schemas import (
     CadenceRow,
     HistoryCard,
     HistoryEventRow,
@@ -51,11 +50,18 @@ from server.ledgers.models import (
     OrgLedger,
     ParticipationRow,
 )
-from server.ledgers.periods import Period
-from server.orgs.models import Member, MemberExemption, MembershipPeriod, Organisation
-from server.orgs.service import members_by_id, organisation_names, require_member, require_organisation
+from server.orgs.service import (
+    members_by_id,
+    organisation_names,
+    require_visible_member,
+    require_visible_organisation,
+)
 from server.orgs.tree import ancestor_ids, own_and_group_ids, subtree_cte
-from server.venues.models import Venue
+from server.records.attendance import Attendance
+from server.records.events import Event, EventOrganisation
+from server.records.leave import LeaveRequest
+from server.records.orgs import Member, MemberExemption, MembershipPeriod, Organisation
+from server.records.venues import Venue
 from server.vocabulary import BindingStatus
 
 _OUTCOME_LABELS = {
@@ -80,7 +86,7 @@ def build_org_ledger(
     *,
     org_id: int,
     period: Period,
-    viewer: OrgViewer | None,
+    caller: Caller,
     now: datetime,
     tz: tzinfo,
     policy: CadencePolicy,
@@ -88,12 +94,12 @@ def build_org_ledger(
     """The organisation's ledger for ``period``: every event with counts and rate, cadence
     compliance per required kind, and each member's participation.
 
-    ``viewer`` None is the trusted CLI; a scoped viewer sees only its subtree (others: not found).
+    The caller sees only their scope (others: not found).
 
     Raises:
-        OrganisationNotFound: no such organisation, or outside the viewer's scope.
+        OrganisationNotFound: no such organisation, or outside the caller's scope.
     """
-    org = _visible_organisation(session, org_id, viewer)
+    org = require_visible_organisation(session, org_id, caller=caller)
     ledger_orgs = own_and_group_ids(session, org_id)
     events = list(
         session.exec(
@@ -187,7 +193,7 @@ def build_member_history(
     *,
     member_id: int,
     period: Period | None,
-    viewer: OrgViewer | None,
+    caller: Caller,
     now: datetime,
     tz: tzinfo,
 ) -> MemberHistory:
@@ -195,11 +201,9 @@ def build_member_history(
     (in ``period``, or ever), with leave and exemptions.
 
     Raises:
-        MemberNotFound: no such member, or outside the viewer's scope (their current organisation).
+        MemberNotFound: no such member, or outside the caller's scope (their current organisation).
     """
-    member = require_member(session, member_id)
-    if viewer is not None and not viewer.can_see_org(session, member.org_id):
-        raise MemberNotFound(f"党员 {member_id} 不存在")
+    member = require_visible_member(session, member_id, caller=caller)
     start = period.start if period else None
     end = period.end if period else None
     memberships = list(
@@ -272,7 +276,7 @@ def build_member_history(
             bound_at=binding.bound_at.astimezone(tz),
             ended_at=binding.ended_at.astimezone(tz) if binding.ended_at else None,
         )
-        for binding in card_history(session, member_id=member_id)
+        for binding in card_history(session, member_id=member_id, caller=caller)
     ]
     last_query = select(func.max(Attendance.first_tap_at)).where(Attendance.member_id == member_id)
     if end is not None:
@@ -313,13 +317,6 @@ def build_member_history(
             last_org_life_at=last.astimezone(tz) if last else None,
         ),
     )
-
-
-def _visible_organisation(session: Session, org_id: int, viewer: OrgViewer | None) -> Organisation:
-    org = require_organisation(session, org_id)
-    if viewer is not None and not viewer.can_see_org(session, org_id):
-        raise OrganisationNotFound(f"党组织 {org_id} 不存在")
-    return org
 
 
 def _ledger_period(period: Period, tz: tzinfo) -> LedgerPeriod:
@@ -420,8 +417,7 @@ def _participation(
     ledger_event_ids = set(rolls)
     elsewhere: dict[int, int] = defaultdict(int)
     last_seen: dict[int, datetime] = {}
-    for index in range(0, len(member_ids), 5000):
-        chunk = member_ids[index : index + 5000]
+    for chunk in in_chunks(member_ids):
         # The members' attendance, then the start of the other events it is for, matched here.
         # As one join with the period condition on event, both planners may start from the
         # period's events (every event of the city that year): at city scale a 基层党委 ledger
@@ -433,11 +429,9 @@ def _participation(
         attended = session.connection().execute(attendance_query).all()
         other_events = sorted({event_id for _, event_id in attended} - ledger_event_ids)
         in_period: set[int] = set()
-        for start in range(0, len(other_events), 5000):
+        for events_chunk in in_chunks(other_events):
             starts = session.connection().execute(
-                sa_select(col(Event.id), col(Event.start_at)).where(
-                    col(Event.id).in_(other_events[start : start + 5000])
-                )
+                sa_select(col(Event.id), col(Event.start_at)).where(col(Event.id).in_(events_chunk))
             )
             in_period.update(e for e, at in starts if e is not None and period.start <= at < period.end)
         for member_id, event_id in attended:

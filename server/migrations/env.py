@@ -16,7 +16,7 @@ from sqlmodel.sql.sqltypes import AutoString
 
 from server.config import ServerSettings
 from server.db import UtcDateTime, make_engine
-from server.tables import metadata
+from server.records import metadata
 
 
 def render_item(type_: str, obj: Any, _context: AutogenContext) -> str | Literal[False]:

@@ -13,13 +13,11 @@ from server.cli_support import (
     JsonOption,
     Outcome,
     ReasonOption,
-    cli_actor,
     effective_time,
     iso,
     parse_time,
     run_admin,
 )
-from server.ledgers.cli import member_history
 from server.vocabulary import CommitteeRole, ExemptionReason, MemberCategory, MemberStatus, OrgKind
 
 org_app = typer.Typer(no_args_is_help=True, help="Organisations (党组织).")
@@ -66,7 +64,7 @@ def org_committee(
             member_id=member,
             role=role,
             at=effective_time(ctx, at),
-            actor=cli_actor(),
+            caller=ctx.caller,
         )
         data = {"id": seat.id, "org_id": org_id, "member_id": member, "role": role.value}
         return Outcome(data, f"committee seat {seat.id}: member {member} as {role.value}")
@@ -83,7 +81,7 @@ def org_committee_end(
     def action(ctx: AdminContext) -> Outcome:
         from server.orgs.membership import end_committee_seat
 
-        seat = end_committee_seat(ctx.session, seat_id=seat_id, at=effective_time(ctx, at), actor=cli_actor())
+        seat = end_committee_seat(ctx.session, seat_id=seat_id, at=effective_time(ctx, at), caller=ctx.caller)
         return Outcome({"id": seat.id, "ended": True}, f"committee seat {seat.id} ended")
 
     run_admin(action, db=db, json_output=json_output)
@@ -139,7 +137,7 @@ def member_category(
             member_id=member_id,
             category=category,
             at=effective_time(ctx, at),
-            actor=cli_actor(),
+            caller=ctx.caller,
             reason=reason,
         )
         return Outcome(
@@ -169,7 +167,7 @@ def member_status(
             member_id=member_id,
             status=status,
             at=effective_time(ctx, at),
-            actor=cli_actor(),
+            caller=ctx.caller,
             reason=reason,
         )
         return Outcome(
@@ -199,7 +197,7 @@ def member_move(
             member_id=member_id,
             to_org_id=org,
             at=effective_time(ctx, at),
-            actor=cli_actor(),
+            caller=ctx.caller,
             reason=reason,
         )
         return Outcome(
@@ -232,7 +230,7 @@ def member_exempt(
             starts_at=parse_time(since, "--from", tz) if since else ctx.now,
             ends_at=parse_time(until, "--until", tz) if until else None,
             note=note,
-            actor=cli_actor(),
+            caller=ctx.caller,
             now=ctx.now,
         )
         data = {
@@ -257,12 +255,8 @@ def member_exempt_end(
         from server.orgs.membership import end_exemption
 
         exemption = end_exemption(
-            ctx.session, exemption_id=exemption_id, at=effective_time(ctx, at), actor=cli_actor()
+            ctx.session, exemption_id=exemption_id, at=effective_time(ctx, at), caller=ctx.caller
         )
         return Outcome({"id": exemption.id, "ended": True}, f"exemption {exemption.id} ended")
 
     run_admin(action, db=db, json_output=json_output)
-
-
-# The same verb as ``ecard admin ledger member``.
-member_app.command("history")(member_history)

@@ -1,9 +1,13 @@
 """A member's history: moves between organisations, 转正, status changes, exemptions from
 organisational life, and committee seats.
 
-Each change closes the open :class:`~server.orgs.models.MembershipPeriod` and opens the next, so
+Each change closes the open :class:`~server.records.orgs.MembershipPeriod` and opens the next, so
 ledgers of earlier periods keep showing the member where and as what they were then. Every change
-is audited in the same unit of work.
+is audited in the same unit of work, in the caller's name.
+
+Scope: what a change acts on must be in the caller's scope (else it is not found), except the
+member a transfer brings in from elsewhere (:func:`move_member`, :func:`change_member_status`),
+whose receiving organisation the transfer service has already checked.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from server.audit.service import Actor, record
+from server.audit.service import record
+from server.caller import Caller
 from server.errors import (
     AlreadyEnded,
     CommitteeSeatNotFound,
@@ -21,25 +26,30 @@ from server.errors import (
     MemberNotActive,
 )
 from server.inputs import clean_text
-from server.orgs.models import CommitteeSeat, Member, MemberExemption, MembershipPeriod
-from server.orgs.service import require_member, require_organisation
+from server.orgs.service import (
+    require_member,
+    require_visible_member,
+    require_visible_organisation,
+)
+from server.records.orgs import CommitteeSeat, Member, MemberExemption, MembershipPeriod
 from server.vocabulary import CommitteeRole, ExemptionReason, MemberCategory, MemberStatus
 
 
 def move_member(
-    session: Session, *, member_id: int, to_org_id: int, at: datetime, actor: Actor, reason: str = ""
+    session: Session, *, member_id: int, to_org_id: int, at: datetime, caller: Caller, reason: str = ""
 ) -> Member:
     """Move an active member to another organisation from ``at`` on (e.g. a transfer received).
 
     Their attendance stays theirs; events before ``at`` keep them in the old organisation's 应到.
+    The member may come from outside the caller's scope (a transfer in); the destination may not.
 
     Raises:
-        MemberNotFound, OrganisationNotFound.
+        MemberNotFound, OrganisationNotFound (also outside the caller's scope).
         MemberNotActive: the member is not currently active.
         InvalidTimeRange: ``at`` is before the start of their current period.
     """
     member = require_member(session, member_id)
-    require_organisation(session, to_org_id)
+    require_visible_organisation(session, to_org_id, caller=caller)
     if member.status != MemberStatus.ACTIVE:
         raise MemberNotActive()
     from_org_id = member.org_id
@@ -49,7 +59,7 @@ def move_member(
     session.add(member)
     _audit(
         session,
-        actor,
+        caller,
         "member.move",
         member,
         at,
@@ -66,15 +76,16 @@ def change_member_category(
     member_id: int,
     category: MemberCategory,
     at: datetime,
-    actor: Actor,
+    caller: Caller,
     reason: str = "",
 ) -> Member:
     """Record 转正 (probationary → full) or a correction, effective from ``at``.
 
     Raises:
-        MemberNotFound; MemberNotActive; InvalidTimeRange (``at`` before the current period).
+        MemberNotFound (also outside the caller's scope); MemberNotActive; InvalidTimeRange
+        (``at`` before the current period).
     """
-    member = require_member(session, member_id)
+    member = require_visible_member(session, member_id, caller=caller)
     if member.status != MemberStatus.ACTIVE:
         raise MemberNotActive()
     if member.category == category:
@@ -84,19 +95,21 @@ def change_member_category(
     member.category = category
     session.add(member)
     _audit(
-        session, actor, "member.category", member, at, reason, {"from": before.value, "to": category.value}
+        session, caller, "member.category", member, at, reason, {"from": before.value, "to": category.value}
     )
     session.flush()
     return member
 
 
 def change_member_status(
-    session: Session, *, member_id: int, status: MemberStatus, at: datetime, actor: Actor, reason: str = ""
+    session: Session, *, member_id: int, status: MemberStatus, at: datetime, caller: Caller, reason: str = ""
 ) -> Member:
     """Change a member's status from ``at``: leaving ``active`` ends their membership period,
     returning to it opens a new one in their organisation.
 
     The system never does this on its own (reminders only warn); a person decides and is audited.
+    Not scoped: a member transferred out earlier and now received back stands outside the
+    receiving caller's scope until the transfer moves them in.
 
     Raises:
         MemberNotFound; InvalidTimeRange (``at`` before the current period).
@@ -111,7 +124,7 @@ def change_member_status(
         _open_period(session, member, org_id=member.org_id, category=member.category, at=at)
     member.status = status
     session.add(member)
-    _audit(session, actor, "member.status", member, at, reason, {"from": before.value, "to": status.value})
+    _audit(session, caller, "member.status", member, at, reason, {"from": before.value, "to": status.value})
     session.flush()
     return member
 
@@ -124,15 +137,15 @@ def add_exemption(
     starts_at: datetime,
     ends_at: datetime | None,
     note: str,
-    actor: Actor,
+    caller: Caller,
     now: datetime,
 ) -> MemberExemption:
     """Record an approved exemption from organisational life over [starts_at, ends_at).
 
     Raises:
-        MemberNotFound; InvalidTimeRange (ends before it starts).
+        MemberNotFound (also outside the caller's scope); InvalidTimeRange (ends before it starts).
     """
-    member = require_member(session, member_id)
+    member = require_visible_member(session, member_id, caller=caller)
     if ends_at is not None and ends_at <= starts_at:
         raise InvalidTimeRange("结束时间须晚于开始时间")
     exemption = MemberExemption(
@@ -141,14 +154,14 @@ def add_exemption(
         note=note.strip()[:500],
         starts_at=starts_at,
         ends_at=ends_at,
-        approved_by=actor.ref,
+        approved_by=caller.actor.ref,
         created_at=now,
     )
     session.add(exemption)
     session.flush()
     _audit(
         session,
-        actor,
+        caller,
         "member.exemption.add",
         member,
         now,
@@ -158,10 +171,11 @@ def add_exemption(
     return exemption
 
 
-def end_exemption(session: Session, *, exemption_id: int, at: datetime, actor: Actor) -> MemberExemption:
-    """End an exemption early (the member is back). Raises ExemptionNotFound, AlreadyEnded."""
+def end_exemption(session: Session, *, exemption_id: int, at: datetime, caller: Caller) -> MemberExemption:
+    """End an exemption early (the member is back). Raises ExemptionNotFound (also outside the
+    caller's scope), AlreadyEnded."""
     exemption = session.get(MemberExemption, exemption_id)
-    if exemption is None:
+    if exemption is None or not caller.sees_org(require_member(session, exemption.member_id).org_id):
         raise ExemptionNotFound()
     if exemption.ends_at is not None and exemption.ends_at <= at:
         raise AlreadyEnded()
@@ -170,20 +184,20 @@ def end_exemption(session: Session, *, exemption_id: int, at: datetime, actor: A
     exemption.ends_at = at
     session.add(exemption)
     member = require_member(session, exemption.member_id)
-    _audit(session, actor, "member.exemption.end", member, at, "", {"exemption_id": exemption_id})
+    _audit(session, caller, "member.exemption.end", member, at, "", {"exemption_id": exemption_id})
     session.flush()
     return exemption
 
 
 def appoint_committee_member(
-    session: Session, *, org_id: int, member_id: int, role: CommitteeRole, at: datetime, actor: Actor
+    session: Session, *, org_id: int, member_id: int, role: CommitteeRole, at: datetime, caller: Caller
 ) -> CommitteeSeat:
     """Seat a member on the organisation's committee from ``at``.
 
     Raises:
-        OrganisationNotFound, MemberNotFound; MemberNotActive.
+        OrganisationNotFound (also outside the caller's scope), MemberNotFound; MemberNotActive.
     """
-    require_organisation(session, org_id)
+    require_visible_organisation(session, org_id, caller=caller)
     member = require_member(session, member_id)
     if member.status != MemberStatus.ACTIVE:
         raise MemberNotActive()
@@ -192,7 +206,7 @@ def appoint_committee_member(
     session.flush()
     record(
         session,
-        actor=actor,
+        actor=caller.actor,
         action="committee.appoint",
         object_type="committee_seat",
         object_id=seat.id or 0,
@@ -203,10 +217,11 @@ def appoint_committee_member(
     return seat
 
 
-def end_committee_seat(session: Session, *, seat_id: int, at: datetime, actor: Actor) -> CommitteeSeat:
-    """End a committee seat (换届, resignation). Raises CommitteeSeatNotFound, AlreadyEnded."""
+def end_committee_seat(session: Session, *, seat_id: int, at: datetime, caller: Caller) -> CommitteeSeat:
+    """End a committee seat (换届, resignation). Raises CommitteeSeatNotFound (also outside the
+    caller's scope), AlreadyEnded."""
     seat = session.get(CommitteeSeat, seat_id)
-    if seat is None:
+    if seat is None or not caller.sees_org(seat.org_id):
         raise CommitteeSeatNotFound()
     if seat.ended_at is not None:
         raise AlreadyEnded()
@@ -216,7 +231,7 @@ def end_committee_seat(session: Session, *, seat_id: int, at: datetime, actor: A
     session.add(seat)
     record(
         session,
-        actor=actor,
+        actor=caller.actor,
         action="committee.end",
         object_type="committee_seat",
         object_id=seat_id,
@@ -279,7 +294,7 @@ def _start_next_period(
 
 def _audit(
     session: Session,
-    actor: Actor,
+    caller: Caller,
     action: str,
     member: Member,
     at: datetime,
@@ -289,7 +304,7 @@ def _audit(
     assert member.id is not None
     record(
         session,
-        actor=actor,
+        actor=caller.actor,
         action=action,
         object_type="member",
         object_id=member.id,

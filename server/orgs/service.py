@@ -7,10 +7,12 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from server.caller import UNSCOPED, Caller, Scope
+from server.db import in_chunks
 from server.errors import MemberNotFound, OrganisationNotFound
 from server.inputs import clean_text
-from server.orgs.models import Member, MembershipPeriod, Organisation
 from server.orgs.tree import subtrees
+from server.records.orgs import Member, MembershipPeriod, Organisation
 from server.vocabulary import MemberCategory, MemberStatus, OrgKind
 
 
@@ -35,12 +37,19 @@ def require_organisation(session: Session, org_id: int) -> Organisation:
     return organisation
 
 
+def require_visible_organisation(session: Session, org_id: int, *, caller: Caller) -> Organisation:
+    """The organisation, if it is in the caller's scope. Raises OrganisationNotFound (also when
+    outside it: indistinguishable on purpose)."""
+    organisation = require_organisation(session, org_id)
+    if not caller.sees_org(org_id):
+        raise OrganisationNotFound(f"党组织 {org_id} 不存在")
+    return organisation
+
+
 def organisation_names(session: Session, org_ids: Collection[int]) -> dict[int, str]:
     """Each organisation's name, by id (queried in chunks, so any number of ids will do)."""
     found: dict[int, str] = {}
-    ordered = sorted(org_ids)
-    for index in range(0, len(ordered), 5000):
-        chunk = ordered[index : index + 5000]
+    for chunk in in_chunks(sorted(org_ids)):
         for org_id, name in session.exec(
             select(Organisation.id, Organisation.name).where(col(Organisation.id).in_(chunk))
         ).all():
@@ -52,9 +61,8 @@ def organisation_names(session: Session, org_ids: Collection[int]) -> dict[int, 
 def members_by_id(session: Session, member_ids: Collection[int]) -> dict[int, Member]:
     """The members with these ids (queried in chunks, so any number of ids will do)."""
     found: dict[int, Member] = {}
-    ordered = sorted(member_ids)
-    for index in range(0, len(ordered), 5000):
-        for member in session.exec(select(Member).where(col(Member.id).in_(ordered[index : index + 5000]))):
+    for chunk in in_chunks(sorted(member_ids)):
+        for member in session.exec(select(Member).where(col(Member.id).in_(chunk))):
             assert member.id is not None
             found[member.id] = member
     return found
@@ -63,6 +71,14 @@ def members_by_id(session: Session, member_ids: Collection[int]) -> dict[int, Me
 def organisation_subtree_ids(session: Session, root_id: int) -> set[int]:
     """The organisation and everything below it (recursive query, so depth does not matter)."""
     return subtrees(session, [root_id])[root_id]
+
+
+def subtree_scope(session: Session, org_id: int | None) -> Scope:
+    """The scope of a caller placed at ``org_id``: it and everything below it (None: everything).
+    Resolved once, when a token or web session is authenticated."""
+    if org_id is None:
+        return UNSCOPED
+    return Scope(frozenset(organisation_subtree_ids(session, org_id)))
 
 
 def add_member(
@@ -97,5 +113,14 @@ def add_member(
 def require_member(session: Session, member_id: int) -> Member:
     member = session.get(Member, member_id)
     if member is None:
+        raise MemberNotFound(f"党员 {member_id} 不存在")
+    return member
+
+
+def require_visible_member(session: Session, member_id: int, *, caller: Caller) -> Member:
+    """The member, if their current organisation is in the caller's scope. Raises MemberNotFound
+    (also when outside it)."""
+    member = require_member(session, member_id)
+    if not caller.sees_org(member.org_id):
         raise MemberNotFound(f"党员 {member_id} 不存在")
     return member

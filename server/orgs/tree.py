@@ -8,7 +8,7 @@ from sqlalchemy import CTE, literal_column
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select, SelectOfScalar
 
-from server.orgs.models import Organisation
+from server.records.orgs import Organisation
 from server.vocabulary import OrgKind
 
 

@@ -24,7 +24,7 @@ def reminders(
         report = build_reminders(
             ctx.session,
             org_id=org,
-            viewer=None,
+            caller=ctx.caller,
             now=effective_time(ctx, at),
             tz=ctx.settings.tz,
             policy=CadencePolicy(lecture=ctx.settings.lecture_cadence),

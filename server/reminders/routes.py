@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from server.deps import ClockDep, PrincipalDep, SessionDep, SettingsDep
+from server.deps import RequestDep
 from server.errors import OrgRequired
 from server.ledgers.cadence import CadencePolicy
-from server.reminders.models import ReminderReport
+from server.reminders.schemas import ReminderReport
 from server.reminders.service import build_reminders
 
 router = APIRouter(prefix="/api/v1", tags=["reminders"])
@@ -17,21 +17,18 @@ router = APIRouter(prefix="/api/v1", tags=["reminders"])
 
 @router.get("/reminders")
 def reminders(
-    session: SessionDep,
-    principal: PrincipalDep,
-    settings: SettingsDep,
-    clock: ClockDep,
+    ctx: RequestDep,
     org: Annotated[int | None, Query(description="Organisation id; default: the token's")] = None,
 ) -> ReminderReport:
     """Cadence gaps and the six-month rule for the organisation and everything below it."""
-    org_id = org if org is not None else principal.org_id
+    org_id = org if org is not None else ctx.caller.org_id
     if org_id is None:
         raise OrgRequired("请指定党组织：?org=ID")
     return build_reminders(
-        session,
+        ctx.session,
         org_id=org_id,
-        viewer=principal,
-        now=clock(),
-        tz=settings.tz,
-        policy=CadencePolicy(lecture=settings.lecture_cadence),
+        caller=ctx.caller,
+        now=ctx.now,
+        tz=ctx.tz,
+        policy=CadencePolicy(lecture=ctx.settings.lecture_cadence),
     )

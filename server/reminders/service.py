@@ -1,4 +1,4 @@
-"""Reminders for an organisation's subtree (domain §4.4, §6.6), computed on demand with set-based
+"""Reminders for an organisation's subtree (docs/domain-rules.md §4), computed on demand with set-based
 queries; nothing is stored and nothing is changed.
 
 * Cadence gaps: for every organisation below (and including) the one asked about, each required
@@ -19,16 +19,17 @@ from datetime import datetime, timedelta, tzinfo
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, func, or_, select
 
-from server.attendance.models import Attendance, NamedRef
-from server.auth.service import OrgViewer
-from server.errors import OrganisationNotFound
+from server.attendance.schemas import NamedRef
+from server.caller import Caller
+from server.db import in_chunks
+from server.labels import EVENT_KIND_LABELS, EXEMPTION_LABELS, REMINDER_LEVEL_LABELS
 from server.ledgers.cadence import CadencePolicy, CadenceStatus, check_cadence
-from server.ledgers.labels import EVENT_KIND_LABELS, EXEMPTION_LABELS, REMINDER_LEVEL_LABELS
 from server.ledgers.periods import months_before, months_between
-from server.orgs.models import Member, MemberExemption, Organisation
-from server.orgs.service import require_organisation
+from server.orgs.service import require_visible_organisation
 from server.orgs.tree import subtree_cte
-from server.reminders.models import CadenceReminder, InactivityReminder, ReminderCounts, ReminderReport
+from server.records.attendance import Attendance
+from server.records.orgs import Member, MemberExemption, Organisation
+from server.reminders.schemas import CadenceReminder, InactivityReminder, ReminderCounts, ReminderReport
 from server.vocabulary import Cadence, MemberStatus, ReminderLevel
 
 DUE_SOON: dict[Cadence, timedelta] = {
@@ -51,7 +52,7 @@ def build_reminders(
     session: Session,
     *,
     org_id: int,
-    viewer: OrgViewer | None,
+    caller: Caller,
     now: datetime,
     tz: tzinfo,
     policy: CadencePolicy,
@@ -59,11 +60,9 @@ def build_reminders(
     """Reminders for ``org_id`` and everything below it, as of ``now``.
 
     Raises:
-        OrganisationNotFound: no such organisation, or outside the viewer's scope.
+        OrganisationNotFound: no such organisation, or outside the caller's scope.
     """
-    root = require_organisation(session, org_id)
-    if viewer is not None and not viewer.can_see_org(session, org_id):
-        raise OrganisationNotFound(f"党组织 {org_id} 不存在")
+    root = require_visible_organisation(session, org_id, caller=caller)
     tree = subtree_cte([org_id])
     organisations = list(
         session.exec(select(Organisation).where(col(Organisation.id).in_(select(tree.c.org_id)))).all()
@@ -200,8 +199,7 @@ def _inactivity_reminders(
 
 def _current_exemptions(session: Session, member_ids: list[int], now: datetime) -> dict[int, str]:
     found: dict[int, str] = {}
-    for index in range(0, len(member_ids), 5000):
-        chunk = member_ids[index : index + 5000]
+    for chunk in in_chunks(member_ids):
         for exemption in session.exec(
             select(MemberExemption).where(
                 col(MemberExemption.member_id).in_(chunk),

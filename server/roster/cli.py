@@ -35,7 +35,6 @@ def roster_import(
     Columns are found by header (姓名, 性别, 党员类别, 所在支部, 易通卡号, optional UID). Any bad row
     refuses the whole file and lists every problem by row (exit 1); large files show a progress bar.
     """
-    from server.audit.service import CLI_ACTOR
     from server.errors import RosterInvalid
     from server.roster.console import problems_text, progress_bars, report_text
     from server.roster.service import import_roster
@@ -48,8 +47,8 @@ def roster_import(
                     ctx.session,
                     keyring=ctx.keyring,
                     data=data,
-                    scope_org_id=org,
-                    actor=CLI_ACTOR,
+                    caller=ctx.caller,
+                    org_id=org,
                     now=ctx.now,
                     dry_run=dry_run,
                     track=progress_bars(),

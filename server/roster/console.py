@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sized
 from typing import TextIO, TypeVar
 
 from server.errors import RosterInvalid
-from server.roster.models import RosterReport
+from server.roster.schemas import RosterReport
 from server.roster.sheet import Tracker
 
 _T = TypeVar("_T")

@@ -6,10 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, UploadFile
 
-from server.deps import ClockDep, KeyringDep, PrincipalDep, SessionDep
+from server.deps import KeyringDep, RequestDep
 from server.errors import RosterTooLarge
-from server.ledgers.http import token_actor
-from server.roster.models import RosterReport
+from server.roster.schemas import RosterReport
 from server.roster.service import import_roster
 
 router = APIRouter(prefix="/api/v1/imports", tags=["imports"])
@@ -20,10 +19,8 @@ MAX_ROSTER_BYTES = 32 * 1024 * 1024  # a 250,000-member city roster is about 10 
 @router.post("/roster")
 def upload_roster(
     file: UploadFile,
-    session: SessionDep,
+    ctx: RequestDep,
     keyring: KeyringDep,
-    principal: PrincipalDep,
-    clock: ClockDep,
     dry_run: Annotated[bool, Query(description="Check and report, write nothing.")] = False,
 ) -> RosterReport:
     """Import a 花名册 (.xlsx): every row or none; the same file again changes nothing."""
@@ -31,11 +28,11 @@ def upload_roster(
     if len(data) > MAX_ROSTER_BYTES:
         raise RosterTooLarge(f"花名册文件不能超过{MAX_ROSTER_BYTES // (1024 * 1024)} MB")
     return import_roster(
-        session,
+        ctx.session,
         keyring=keyring,
         data=data,
-        scope_org_id=principal.org_id,
-        actor=token_actor(principal),
-        now=clock(),
+        caller=ctx.caller,
+        org_id=None,
+        now=ctx.now,
         dry_run=dry_run,
     )

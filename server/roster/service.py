@@ -38,15 +38,16 @@ from sqlalchemy import ColumnElement, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from server.audit.service import Actor, record
+from server.audit.service import record
+from server.caller import Caller
 from server.cards.identifiers import card_no_digest, uid_digest
-from server.cards.models import CardBinding
 from server.errors import OrganisationNotFound, RosterInvalid
 from server.keyring import Keyring
 from server.masking import mask_card_no, mask_uid
 from server.orgs.membership import change_member_category
-from server.orgs.models import Member, MembershipPeriod, Organisation
-from server.roster.models import MemberUpdate, ProblemCode, RosterProblem, RosterReport
+from server.records.cards import CardBinding
+from server.records.orgs import Member, MembershipPeriod, Organisation
+from server.roster.schemas import MemberUpdate, ProblemCode, RosterProblem, RosterReport
 from server.roster.sheet import (
     RosterContent,
     RosterField,
@@ -82,22 +83,25 @@ def import_roster(
     *,
     keyring: Keyring,
     data: bytes,
-    scope_org_id: int | None,
-    actor: Actor,
+    caller: Caller,
+    org_id: int | None,
     now: datetime,
     dry_run: bool = False,
     track: Tracker = untracked,
 ) -> RosterReport:
     """Check a 花名册 workbook and, unless ``dry_run``, write its members and cards.
 
-    ``scope_org_id`` limits the branches rows may name to that organisation's subtree (a scoped
-    token); None allows every organisation (an administrator).
+    Rows may name branches in ``org_id``'s subtree, or (None) in the caller's: their
+    organisation's subtree, or every organisation for an unscoped caller.
 
     Raises:
         RosterUnreadable: not an .xlsx workbook.
         RosterInvalid: one or more problems; ``problems`` lists them and nothing was written.
-        OrganisationNotFound: ``scope_org_id`` does not exist.
+        OrganisationNotFound: ``org_id`` does not exist or is outside the caller's scope.
     """
+    if org_id is not None and not caller.sees_org(org_id):
+        raise OrganisationNotFound(f"党组织 {org_id} 不存在")
+    scope_org_id = org_id if org_id is not None else caller.org_id
     content = read_roster(data, track=track)
     directory = _OrgDirectory.load(session, scope_org_id)
     plan = _plan(session, keyring, content, directory, track)
@@ -122,10 +126,10 @@ def import_roster(
     if dry_run or not (plan.creates or plan.updates):
         return report
     file_id = hashlib.sha256(data).hexdigest()[:16]
-    _apply(session, plan, now=now, actor=actor, reason=f"花名册导入 {file_id}", track=track)
+    _apply(session, plan, now=now, caller=caller, reason=f"花名册导入 {file_id}", track=track)
     record(
         session,
-        actor=actor,
+        actor=caller.actor,
         action="roster.import",
         object_type="roster",
         object_id=file_id,
@@ -673,7 +677,7 @@ def _load_bindings(
 
 
 def _apply(
-    session: Session, plan: _Plan, *, now: datetime, actor: Actor, reason: str, track: Tracker
+    session: Session, plan: _Plan, *, now: datetime, caller: Caller, reason: str, track: Tracker
 ) -> None:
     created_ids: list[int] = []
     for chunk in _chunks(track(plan.creates, label="写入党员", total=len(plan.creates))):
@@ -715,7 +719,7 @@ def _apply(
                 member_id=change.member_id,
                 category=change.category,
                 at=now,
-                actor=actor,
+                caller=caller,
                 reason=reason,
             )
     gender_changes = [u for u in plan.updates if "gender" in u.changed]

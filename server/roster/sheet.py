@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 
 from server.cards.identifiers import normalise_card_no, normalise_uid
 from server.errors import InvalidCardIdentifier, RosterUnreadable
-from server.roster.models import ProblemCode, RosterProblem
+from server.roster.schemas import ProblemCode, RosterProblem
 from server.vocabulary import Gender, MemberCategory
 
 _T = TypeVar("_T")

@@ -23,8 +23,8 @@ from sqlalchemy import Connection, Index, Integer, Table, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.db import UtcDateTime
+from server.records import metadata
 from server.synth.generate import COLUMNS, Row
-from server.tables import metadata
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The synthetic city, row by row: deterministic for a (scale, seed, year), independent of the
 database it is written to.
 
-What it models (domain.md §1–§2):
+What it models (docs/domain-rules.md §1–§2):
 
 * **Tree.** Each 基层党委 has 0–4 党总支 and 3–11 党支部 of its own; each 党总支 3–7 党支部; about one
   branch in twelve is a 联合党支部 (3–15 members), the others have 5–50 members (mostly 25–40);
@@ -46,6 +46,7 @@ from typing import Any, Protocol
 from server.cards.identifiers import card_no_digest
 from server.keyring import Keyring
 from server.masking import mask_card_no, mask_name
+from server.records import metadata
 from server.roster.sheet import Tracker
 from server.synth.scales import Scale
 from server.vocabulary import (
@@ -64,117 +65,30 @@ from server.vocabulary import (
     TapOutcome,
 )
 
-# Columns written per table, in dependency order (a table only refers to tables above it).
+# Tables written, in dependency order (a table only refers to tables above it).
+SYNTH_TABLES: tuple[str, ...] = (
+    "organisation",
+    "member",
+    "membership_period",
+    "member_exemption",
+    "committee_seat",
+    "card_binding",
+    "venue",
+    "kiosk",
+    "kiosk_key",
+    "event",
+    "event_organisation",
+    "event_kind",
+    "leave_request",
+    "tap",
+    "attendance",
+)
+
+# Each table's columns in the order the generator's row tuples carry them: the table's own column
+# order, so a column added to a table shows up here (and a generator that forgets it fails the
+# synth tests) instead of silently drifting.
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "organisation": ("id", "name", "kind", "parent_id", "created_at"),
-    "member": ("id", "name", "org_id", "category", "status", "gender", "joined_org_at", "created_at"),
-    "membership_period": ("id", "member_id", "org_id", "category", "started_at", "ended_at"),
-    "member_exemption": (
-        "id",
-        "member_id",
-        "reason",
-        "note",
-        "starts_at",
-        "ends_at",
-        "approved_by",
-        "created_at",
-    ),
-    "committee_seat": ("id", "org_id", "member_id", "role", "started_at", "ended_at"),
-    "card_binding": (
-        "id",
-        "member_id",
-        "card_no_hmac",
-        "uid_hmac",
-        "card_no_masked",
-        "uid_masked",
-        "status",
-        "bound_at",
-        "ended_at",
-        "issuer_mac_since",
-    ),
-    "venue": ("id", "name", "org_id", "created_at"),
-    "kiosk": (
-        "id",
-        "name",
-        "venue_id",
-        "status",
-        "public_key",
-        "kid",
-        "agent_version",
-        "enrolled_at",
-        "revoked_at",
-        "last_seq",
-        "last_seen_at",
-        "created_at",
-    ),
-    "kiosk_key": ("kid", "kiosk_id", "public_key", "valid_from", "retired_at", "last_seq"),
-    "event": (
-        "id",
-        "title",
-        "org_id",
-        "venue_id",
-        "kind",
-        "start_at",
-        "end_at",
-        "checkin_opens_at",
-        "checkin_closes_at",
-        "late_after",
-        "chair_member_id",
-        "recorder_member_id",
-        "topic",
-        "created_at",
-    ),
-    "event_organisation": ("event_id", "org_id"),
-    "event_kind": ("event_id", "kind"),
-    "leave_request": (
-        "id",
-        "event_id",
-        "member_id",
-        "reason",
-        "status",
-        "requested_at",
-        "requested_by",
-        "decided_at",
-        "decided_by",
-        "decision_note",
-    ),
-    "tap": (
-        "id",
-        "received_at",
-        "kid",
-        "kiosk_id",
-        "seq",
-        "claimed_seq",
-        "payload_digest",
-        "occurred_at",
-        "mode",
-        "card_no_hmac",
-        "uid_hmac",
-        "reader_backend",
-        "card_check",
-        "card_check_note",
-        "auth_challenge",
-        "member_id",
-        "event_id",
-        "outcome",
-        "code",
-        "display_member_name",
-        "display_event_title",
-        "display_message",
-    ),
-    "attendance": (
-        "id",
-        "event_id",
-        "member_id",
-        "first_tap_at",
-        "last_tap_at",
-        "tap_count",
-        "first_tap_id",
-        "last_tap_id",
-        "source",
-        "note",
-        "recorded_by",
-    ),
+    name: tuple(column.name for column in metadata.tables[name].columns) for name in SYNTH_TABLES
 }
 
 Row = tuple[Any, ...]

@@ -18,11 +18,12 @@ from typing import Any
 from sqlalchemy import Engine, func, text
 from sqlmodel import Session, col, select
 
-from server.audit.models import AuditEntry
-from server.audit.service import Actor, record
+from server.audit.service import record
+from server.caller import Actor
 from server.errors import DatabaseNotEmpty
 from server.keyring import Keyring
-from server.orgs.models import Organisation
+from server.records.audit import AuditEntry
+from server.records.orgs import Organisation
 from server.roster.sheet import Tracker, untracked
 from server.synth.bulk import (
     BufferedSink,

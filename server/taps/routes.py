@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 
 from schemas.messages import BatchReceipt, TapBatch
-from server.deps import CardPolicyDep, ClockDep, KeyringDep, SessionDep, SettingsDep, TapFeedDep
+from server.cards.checks import CardCheckPolicy
+from server.deps import ClockDep, KeyringDep, SessionDep, SettingsDep, TapFeedDep
 from server.taps.service import ingest_batch
 
 router = APIRouter(prefix="/api/v1", tags=["taps"])
+
+
+def get_card_policy(request: Request) -> CardCheckPolicy:
+    # Beside its only user: server.deps stays free of domain imports other than the caller's.
+    policy: CardCheckPolicy = request.app.state.card_policy
+    return policy
+
+
+CardPolicyDep = Annotated[CardCheckPolicy, Depends(get_card_policy)]
 
 
 @router.post("/taps")

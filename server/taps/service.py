@@ -1,35 +1,42 @@
 """Ingest of signed tap batches.
 
 Each envelope is decided on its own and always gets a receipt; only a batch that does not parse
-at all is an HTTP error. The checks run in this order, and the first that fails decides:
+at all is an HTTP error. The checks run in this order, and the first that fails decides. Steps
+1–7 authenticate the tap (``authenticate_tap`` in ``server.kiosks.authentication``, the same
+checks heartbeats and key rotations pass); step 8 picks the mode's handler from
+:data:`MODE_HANDLERS`; steps 9 and 10 are the handlers' own.
 
-1. ``kid`` names a kiosk key, current or rotated out ............. else ``unknown_kiosk``
-2. the Ed25519 signature verifies over the exact payload bytes .. else ``bad_signature``
-3. the bytes parse as a ``TapPayload`` .......................... else ``malformed``
-4. the payload names the key's kiosk ............................ else ``kiosk_mismatch``
-5. the kiosk is not revoked ..................................... else ``revoked_kiosk``
-6. (kiosk, seq) seen with the same bytes ........................ ``duplicate``: the stored receipt
+1. ``kid`` names a kiosk key, current or rotated out (``find_signing_key``) .. else ``unknown_kiosk``
+2. the Ed25519 signature verifies over the exact payload bytes (``signed_bytes``)
+   ................................................................ else ``bad_signature``
+3. the bytes parse as a ``TapPayload`` (``read_tap_payload``) ........ else ``malformed``
+4. the payload names the key's kiosk (``check_kiosk_match``) ........ else ``kiosk_mismatch``
+5. the kiosk is not revoked (``check_not_revoked``) ................. else ``revoked_kiosk``
+6. (kiosk, seq) seen with the same bytes (``claim_seq``) ...... ``duplicate``: the stored receipt
    (kiosk, seq) seen with other bytes ........................... ``seq_conflict``
    a rotated-out key, seq after its rotation .................... ``retired_key``
-7. the tap is not from the future (beyond the allowed skew) ..... else ``clock_skew``
-8. enrol mode: the card is bound for the secretary waiting at this kiosk (never attendance;
-   see ``server.kiosks.enrol``) ......... else ``no_enrol_session``, ``enrol_ambiguous``,
-   ``card_already_bound``; the receipt says 「已绑定到 张*明」
-   transfer-in mode: after the card check below (a clone is refused; an unknown card is not),
-   files or refers to a 组织关系转入 request at the venue's organisation (``server.transfers``;
-   never attendance) ........................................... else ``already_member``
-   the mode is check-in ......................................... else ``unsupported_mode``
-9. the card is bound to a member and passes its card check (``server.cards.checks``: the
-   strongest of uid / card-number / issuer-mac its binding and card support, at least
-   ``ECARD_MIN_CARD_CHECK``) ........ else ``unknown_card``, ``card_mismatch``,
+7. the tap is not from the future, beyond the allowed skew (``check_clock``) .. else ``clock_skew``
+8. the mode has a handler (:data:`MODE_HANDLERS`) ............... else ``unsupported_mode``
+   enrol (:func:`_bind_card`): the card is bound for the secretary waiting at this kiosk (never
+   attendance; see ``server.cards.tap_binding``) ......... else ``no_enrol_session``,
+   ``enrol_ambiguous``, ``card_already_bound``; the receipt says 「已绑定到 张*明」
+   transfer-in (:func:`_transfer_in`): after the card check (9; a clone is refused, an unknown
+   card is not), files or refers to a 组织关系转入 request at the venue's organisation
+   (``server.transfers``; never attendance) ..................... else ``already_member``
+   check-in (:func:`_check_in`): steps 9 and 10
+9. the card is bound to a member and passes its card check (:func:`_check_card`, with
+   ``server.cards.checks``: the strongest of uid / card-number / issuer-mac its binding and card
+   support, at least ``ECARD_MIN_CARD_CHECK``) ........ else ``unknown_card``, ``card_mismatch``,
    ``issuer_mac_invalid``, ``issuer_mac_replayed``, ``issuer_unavailable``, ``weak_card_check``;
-   a card whose binding was retired: ``card_lost``, ``card_replaced``, ``card_revoked``
-10. an event at the kiosk's venue has its check-in window open ... else ``no_event``
-    (several open windows: the member's own meeting first, then the nearest start; just after
-    the end, a member who checked in still signs out: ``server.events.service``). The first
-    tap is 签到, one at least 10 minutes later 签退 (``server.attendance.service``).
+   a card whose binding was retired (:func:`_retired_or`): ``card_lost``, ``card_replaced``,
+   ``card_revoked``
+10. an event at the kiosk's venue has its check-in window open (:func:`_find_event`) .. else
+    ``no_event`` (several open windows: the member's own meeting first, then the nearest start;
+    just after the end, a member who checked in still signs out: ``server.events.service``). The
+    first tap is 签到, one at least 10 minutes later 签退 (:func:`_accept_checkin`, with
+    ``server.attendance.service``).
 
-Every envelope except a duplicate is stored as an immutable :class:`~server.taps.models.Tap` row.
+Every envelope except a duplicate is stored as an immutable :class:`~server.records.taps.Tap` row.
 """
 
 from __future__ import annotations
@@ -39,9 +46,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, or_, select
+from sqlmodel import Session
 
 from schemas.messages import (
     BatchReceipt,
@@ -55,25 +61,24 @@ from schemas.messages import (
     b64url_decode,
 )
 from server.attendance.service import CheckinResult, record_checkin
-from server.cards.checks import CardCheckPolicy, check_card
+from server.cards.checks import CardCheck, CardCheckPolicy, check_card
 from server.cards.lifecycle import retired_card_rejection
 from server.cards.service import card_digests
+from server.cards.tap_binding import bind_card_from_tap
 from server.events.service import find_event_for_sign_out, find_event_for_tap
 from server.keyring import Keyring, Purpose
-from server.kiosks.enrol import bind_card_from_tap
-from server.kiosks.models import Kiosk
-from server.kiosks.service import find_signing_key, verify_signature
+from server.kiosks.authentication import Duplicate, Rejection, SignedTap, authenticate_tap
 from server.live import AcceptedTap, announce_after_commit
 from server.masking import mask_card_no, mask_name, mask_uid
-from server.orgs.models import Member
-from server.taps.models import Tap
+from server.records.events import Event
+from server.records.kiosks import Kiosk
+from server.records.orgs import Member
+from server.records.taps import Tap
+from server.records.venues import Venue
 from server.transfers.service import TapFiling, check_tap_filing, file_from_tap
-from server.venues.models import Venue
-from server.vocabulary import KioskStatus, RejectionCode, TapOutcome
+from server.vocabulary import RejectionCode, TapOutcome
 
 log = logging.getLogger(__name__)
-
-MAX_SEQ = 2**63 - 1  # the seq column is a signed 64-bit integer
 
 CHECKED_IN_MESSAGE = "签到成功"
 CHECKED_IN_AGAIN_MESSAGE = "已签到，无需重复刷卡"
@@ -115,6 +120,22 @@ class IngestContext:
     # Told about each accepted check-in after the commit (the web app's live boards).
     on_accepted: Callable[[AcceptedTap], None] | None = None
     card_policy: CardCheckPolicy = field(default_factory=CardCheckPolicy)
+
+
+@dataclass(frozen=True)
+class Deciding:
+    """An authenticated tap on its way through steps 8–10: the row that will store it (filled in
+    as the checks go), its receipt index, and what authentication established."""
+
+    row: Tap
+    index: int
+    kiosk: Kiosk
+    payload: TapPayload
+    card_no_hmac: str | None
+    uid_hmac: str
+
+
+ModeHandler = Callable[[Session, Deciding, IngestContext], TapReceipt]
 
 
 def ingest_batch(
@@ -164,109 +185,213 @@ def _ingest_with_retry(
 def _ingest_envelope(
     session: Session, envelope: SignedEnvelope, index: int, context: IngestContext
 ) -> TapReceipt:
-    raw = _decode(envelope.payload)
-    digest = context.keyring.digest(
-        Purpose.TAP_PAYLOAD, raw if raw is not None else envelope.payload.encode()
+    row = _new_row(envelope, context)
+    authenticated = authenticate_tap(  # steps 1–7
+        session,
+        envelope,
+        digest=row.payload_digest,
+        now=context.received_at,
+        max_clock_skew=context.max_clock_skew,
     )
-    row = Tap(
+    if isinstance(authenticated, Duplicate):
+        return _duplicate_receipt(authenticated.earlier, index)
+    if isinstance(authenticated, Rejection):
+        _note_rejected(row, authenticated, context.keyring)
+        return _reject(session, row, index, authenticated.code)
+    tap = _note_signed(row, index, authenticated, context.keyring)
+    handler = MODE_HANDLERS.get(tap.payload.mode)  # step 8
+    if handler is None:
+        return _reject(session, row, index, RejectionCode.UNSUPPORTED_MODE)
+    return handler(session, tap, context)
+
+
+def _new_row(envelope: SignedEnvelope, context: IngestContext) -> Tap:
+    # Bytes that are not base64url are digested as sent, so that they too are stored and answered.
+    try:
+        raw = b64url_decode(envelope.payload)
+    except ValueError:
+        raw = envelope.payload.encode()
+    return Tap(
         received_at=context.received_at,
         kid=envelope.kid,
-        payload_digest=digest,
+        payload_digest=context.keyring.digest(Purpose.TAP_PAYLOAD, raw),
         outcome=TapOutcome.REJECTED,
         display_message="",
     )
 
-    # The kid may name the kiosk's current key or one it rotated out (see server.kiosks.service).
-    # The kiosk row is locked: one kiosk's envelopes are then decided one at a time on PostgreSQL,
-    # which keeps the (kiosk, seq) checks and last_seq honest when uploads overlap.
-    signing_key = find_signing_key(session, envelope.kid)
-    if signing_key is None:
-        return _reject(session, row, index, RejectionCode.UNKNOWN_KIOSK)
-    kiosk = signing_key.kiosk
-    row.kiosk_id = kiosk.id
-    if raw is None:
-        return _reject(session, row, index, RejectionCode.MALFORMED)
-    if not verify_signature(signing_key.key.public_key, raw, envelope.sig):
-        return _reject(session, row, index, RejectionCode.BAD_SIGNATURE)
 
-    kiosk.last_seen_at = context.received_at
-    session.add(kiosk)
-    try:
-        payload = TapPayload.model_validate_json(raw)
-    except ValidationError:
-        return _reject(session, row, index, RejectionCode.MALFORMED)
-    if payload.seq > MAX_SEQ:
-        return _reject(session, row, index, RejectionCode.MALFORMED)
-    card_no_hmac, uid_hmac = card_digests(context.keyring, payload.card)
+def _note_rejected(row: Tap, rejection: Rejection[TapPayload], keyring: Keyring) -> None:
+    # A refused tap's row keeps whatever authentication had learnt: its kiosk, and once the
+    # payload parsed, the tap's facts (the seq stays claimed only for a tap from the future).
+    row.kiosk_id = rejection.kiosk.id if rejection.kiosk is not None else None
+    if rejection.payload is not None:
+        _copy_payload(row, rejection.payload, keyring)
+        row.claimed_seq = rejection.claimed_seq
+
+
+def _note_signed(row: Tap, index: int, tap: SignedTap, keyring: Keyring) -> Deciding:
+    row.kiosk_id = tap.kiosk.id
+    card_no_hmac, uid_hmac = _copy_payload(row, tap.payload, keyring)
+    row.claimed_seq = tap.payload.seq
+    return Deciding(
+        row=row,
+        index=index,
+        kiosk=tap.kiosk,
+        payload=tap.payload,
+        card_no_hmac=card_no_hmac,
+        uid_hmac=uid_hmac,
+    )
+
+
+def _copy_payload(row: Tap, payload: TapPayload, keyring: Keyring) -> tuple[str | None, str]:
+    card_no_hmac, uid_hmac = card_digests(keyring, payload.card)
     row.seq = payload.seq
     row.occurred_at = payload.occurred_at
     row.mode = payload.mode
     row.card_no_hmac, row.uid_hmac = card_no_hmac, uid_hmac
     row.reader_backend = payload.reader.backend.value
+    return card_no_hmac, uid_hmac
 
-    if payload.kiosk_id != kiosk.id:
-        return _reject(session, row, index, RejectionCode.KIOSK_MISMATCH)
-    if kiosk.status == KioskStatus.REVOKED:
-        return _reject(session, row, index, RejectionCode.REVOKED_KIOSK)
-    earlier = _earlier_answer(session, kiosk_id=kiosk.id, seq=payload.seq, digest=digest)
-    if earlier is not None:
-        return _duplicate_receipt(earlier, index)
-    if _seq_taken(session, kiosk_id=kiosk.id, seq=payload.seq):
-        return _reject(session, row, index, RejectionCode.SEQ_CONFLICT)
-    if not signing_key.covers_seq(payload.seq):
-        # A rotated-out key signing a seq after the rotation: a stolen old key, not an old tap.
-        return _reject(session, row, index, RejectionCode.RETIRED_KEY)
 
-    row.claimed_seq = payload.seq
-    kiosk.last_seq = max(kiosk.last_seq or 0, payload.seq)
-    if payload.occurred_at > context.received_at + context.max_clock_skew:
-        return _reject(session, row, index, RejectionCode.CLOCK_SKEW)
-    if payload.mode == TapMode.ENROL:
-        return _enrol(session, row, index, kiosk, payload, context)
-    if payload.mode not in (TapMode.CHECKIN, TapMode.TRANSFER_IN):
-        return _reject(session, row, index, RejectionCode.UNSUPPORTED_MODE)
+# --- step 8: one handler per mode -----------------------------------------------------------
+
+
+def _check_in(session: Session, tap: Deciding, context: IngestContext) -> TapReceipt:
+    checked = _check_card(session, tap, context)  # step 9
+    if checked.rejection is not None:
+        rejection = _retired_or(session, tap, checked.rejection)
+        return _reject(session, tap.row, tap.index, rejection, card=_masked_card(tap.payload))
+    member = checked.member
+    assert member is not None
+    event = _find_event(session, tap, member)  # step 10
+    if event is None:
+        # Outside any meeting a tap is not filed against the member (privacy): no member_id.
+        member_name = mask_name(member.name)
+        return _reject(session, tap.row, tap.index, RejectionCode.NO_EVENT, member_name=member_name)
+    return _accept_checkin(session, tap, member, event, context)
+
+
+def _transfer_in(session: Session, tap: Deciding, context: IngestContext) -> TapReceipt:
+    # A transfer-in tap is the member's application, so it is filed against them (member_id), but
+    # it is never attendance (no event_id). An unknown card is a person we do not know yet: the
+    # request is keyed by the card's digests. Any other card-check failure (a clone) is refused.
+    checked = _check_card(session, tap, context)  # step 9
+    row, member = tap.row, checked.member
+    card = _masked_card(tap.payload)
+    if checked.rejection is not None and checked.rejection != RejectionCode.UNKNOWN_CARD:
+        return _reject(session, row, tap.index, checked.rejection, card=card)
+    venue = session.get(Venue, tap.kiosk.venue_id)
+    assert venue is not None  # a foreign key
+    member_name = mask_name(member.name) if member is not None else None
+    filing = check_tap_filing(
+        session, org_id=venue.org_id, member=member, card_no_hmac=row.card_no_hmac, uid_hmac=row.uid_hmac
+    )
+    if filing == TapFiling.ALREADY_MEMBER:
+        return _reject(session, row, tap.index, RejectionCode.ALREADY_MEMBER, member_name=member_name)
+    row.outcome = TapOutcome.ACCEPTED
+    row.member_id = member.id if member is not None else None
+    row.display_member_name = member_name
+    row.display_message = TRANSFER_FILED_MESSAGE if filing == TapFiling.FILED else TRANSFER_PENDING_MESSAGE
+    session.add(row)
+    session.flush()
+    assert row.id is not None
+    if filing == TapFiling.FILED:
+        file_from_tap(
+            session,
+            org_id=venue.org_id,
+            member=member,
+            card_no_hmac=row.card_no_hmac,
+            uid_hmac=row.uid_hmac,
+            card_masked=card,
+            tap_id=row.id,
+            kiosk_id=tap.kiosk.id,
+            now=row.received_at,
+        )
+    log.info("transfer-in tap %s: kiosk=%s seq=%d card=%s", filing, tap.kiosk.id, tap.payload.seq, card)
+    return _receipt(row, tap.index, TapStatus.ACCEPTED)
+
+
+def _bind_card(session: Session, tap: Deciding, context: IngestContext) -> TapReceipt:
+    # An enrol tap binds a card for a secretary's waiting request; it is never attendance, so it
+    # carries no member_id or event_id (the binding and its audit entry record who got the card).
+    row, payload = tap.row, tap.payload
+    outcome = bind_card_from_tap(
+        session,
+        keyring=context.keyring,
+        kiosk=tap.kiosk,
+        card=payload.card,
+        occurred_at=payload.occurred_at,
+        received_at=context.received_at,
+        max_clock_skew=context.max_clock_skew,
+    )
+    if outcome.rejection is not None:
+        return _reject(session, row, tap.index, outcome.rejection, card=_masked_card(payload))
+    row.outcome = TapOutcome.ACCEPTED
+    row.display_member_name = outcome.member_name
+    row.display_message = f"已绑定到 {outcome.member_name}"
+    session.add(row)
+    session.flush()
+    log.info(
+        "enrol tap bound a card: kiosk=%s seq=%d card=%s", tap.kiosk.id, payload.seq, _masked_card(payload)
+    )
+    return _receipt(row, tap.index, TapStatus.ACCEPTED)
+
+
+MODE_HANDLERS: dict[TapMode, ModeHandler] = {
+    TapMode.CHECKIN: _check_in,
+    TapMode.TRANSFER_IN: _transfer_in,
+    TapMode.ENROL: _bind_card,
+}
+"""Step 8: what each tap mode does once the tap is authenticated; a mode not here is refused."""
+
+
+# --- steps 9 and 10 --------------------------------------------------------------------------
+
+
+def _check_card(session: Session, tap: Deciding, context: IngestContext) -> CardCheck:
+    """Step 9: the card's binding and how strongly the card proved it is that card (kept on the row)."""
     checked = check_card(
         session,
-        payload.card,
-        kiosk_id=kiosk.id,
-        number_hmac=card_no_hmac,
-        uid_hmac=uid_hmac,
+        tap.payload.card,
+        kiosk_id=tap.kiosk.id,
+        number_hmac=tap.card_no_hmac,
+        uid_hmac=tap.uid_hmac,
         policy=context.card_policy,
         now=context.received_at,
     )
-    row.card_check, row.card_check_note = checked.level, checked.note
-    row.auth_challenge = checked.auth_challenge
-    if payload.mode == TapMode.TRANSFER_IN:
-        return _transfer_in(session, row, index, kiosk, payload, checked.member, checked.rejection)
-    if checked.rejection is not None:
-        rejection = checked.rejection
-        if rejection == RejectionCode.UNKNOWN_CARD:
-            # A lost, replaced or revoked card is not unknown: say which, so its holder is told
-            # what to do and a found-again lost card shows up as such.
-            retired = retired_card_rejection(session, card_no_hmac=card_no_hmac, uid_hmac=uid_hmac)
-            rejection = retired or rejection
-        return _reject(session, row, index, rejection, card=_masked_card(payload))
-    member = checked.member
-    assert member is not None
+    tap.row.card_check, tap.row.card_check_note = checked.level, checked.note
+    tap.row.auth_challenge = checked.auth_challenge
+    return checked
+
+
+def _retired_or(session: Session, tap: Deciding, rejection: RejectionCode) -> RejectionCode:
+    # A lost, replaced or revoked card is not unknown: say which, so its holder is told what to do
+    # and a found-again lost card shows up as such.
+    if rejection != RejectionCode.UNKNOWN_CARD:
+        return rejection
+    retired = retired_card_rejection(session, card_no_hmac=tap.card_no_hmac, uid_hmac=tap.uid_hmac)
+    return retired or rejection
+
+
+def _find_event(session: Session, tap: Deciding, member: Member) -> Event | None:
+    """Step 10: the event at the kiosk's venue this tap checks the member in to (or out of)."""
+    venue_id, at = tap.kiosk.venue_id, tap.payload.occurred_at
     event = find_event_for_tap(
-        session,
-        venue_id=kiosk.venue_id,
-        at=payload.occurred_at,
-        member_id=member.id,
-        member_org_id=member.org_id,
+        session, venue_id=venue_id, at=at, member_id=member.id, member_org_id=member.org_id
     )
     if event is None and member.id is not None:
         # Just after a meeting ends, a member who checked in may still tap out (签退).
-        event = find_event_for_sign_out(
-            session, venue_id=kiosk.venue_id, at=payload.occurred_at, member_id=member.id
-        )
-    member_name = mask_name(member.name)
-    if event is None:
-        # Outside any meeting a tap is not filed against the member (privacy): no member_id.
-        return _reject(session, row, index, RejectionCode.NO_EVENT, member_name=member_name)
+        event = find_event_for_sign_out(session, venue_id=venue_id, at=at, member_id=member.id)
+    return event
 
+
+def _accept_checkin(
+    session: Session, tap: Deciding, member: Member, event: Event, context: IngestContext
+) -> TapReceipt:
+    row, payload = tap.row, tap.payload
     assert member.id is not None
     assert event.id is not None
+    member_name = mask_name(member.name)
     row.member_id, row.event_id = member.id, event.id
     row.outcome = TapOutcome.ACCEPTED
     row.display_member_name, row.display_event_title = member_name, event.title
@@ -294,111 +419,15 @@ def _ingest_envelope(
         announce_after_commit(session, context.on_accepted, notice)
     log.info(
         "tap accepted: kiosk=%s seq=%d event=%d card=%s",
-        kiosk.id,
+        tap.kiosk.id,
         payload.seq,
         event.id,
         _masked_card(payload),
     )
-    return _receipt(row, index, TapStatus.ACCEPTED)
+    return _receipt(row, tap.index, TapStatus.ACCEPTED)
 
 
-def _enrol(
-    session: Session, row: Tap, index: int, kiosk: Kiosk, payload: TapPayload, context: IngestContext
-) -> TapReceipt:
-    # An enrol tap binds a card for a secretary's waiting request; it is never attendance, so it
-    # carries no member_id or event_id (the binding and its audit entry record who got the card).
-    outcome = bind_card_from_tap(
-        session,
-        keyring=context.keyring,
-        kiosk=kiosk,
-        card=payload.card,
-        occurred_at=payload.occurred_at,
-        received_at=context.received_at,
-        max_clock_skew=context.max_clock_skew,
-    )
-    if outcome.rejection is not None:
-        return _reject(session, row, index, outcome.rejection, card=_masked_card(payload))
-    row.outcome = TapOutcome.ACCEPTED
-    row.display_member_name = outcome.member_name
-    row.display_message = f"已绑定到 {outcome.member_name}"
-    session.add(row)
-    session.flush()
-    log.info("enrol tap bound a card: kiosk=%s seq=%d card=%s", kiosk.id, payload.seq, _masked_card(payload))
-    return _receipt(row, index, TapStatus.ACCEPTED)
-
-
-def _transfer_in(
-    session: Session,
-    row: Tap,
-    index: int,
-    kiosk: Kiosk,
-    payload: TapPayload,
-    member: Member | None,
-    rejection: RejectionCode | None,
-) -> TapReceipt:
-    # A transfer-in tap is the member's application, so it is filed against them (member_id), but
-    # it is never attendance (no event_id). An unknown card is a person we do not know yet: the
-    # request is keyed by the card's digests. Any other card-check failure (a clone) is refused.
-    card = _masked_card(payload)
-    if rejection is not None and rejection != RejectionCode.UNKNOWN_CARD:
-        return _reject(session, row, index, rejection, card=card)
-    venue = session.get(Venue, kiosk.venue_id)
-    assert venue is not None  # a foreign key
-    member_name = mask_name(member.name) if member is not None else None
-    filing = check_tap_filing(
-        session, org_id=venue.org_id, member=member, card_no_hmac=row.card_no_hmac, uid_hmac=row.uid_hmac
-    )
-    if filing == TapFiling.ALREADY_MEMBER:
-        return _reject(session, row, index, RejectionCode.ALREADY_MEMBER, member_name=member_name)
-    row.outcome = TapOutcome.ACCEPTED
-    row.member_id = member.id if member is not None else None
-    row.display_member_name = member_name
-    row.display_message = TRANSFER_FILED_MESSAGE if filing == TapFiling.FILED else TRANSFER_PENDING_MESSAGE
-    session.add(row)
-    session.flush()
-    assert row.id is not None
-    if filing == TapFiling.FILED:
-        file_from_tap(
-            session,
-            org_id=venue.org_id,
-            member=member,
-            card_no_hmac=row.card_no_hmac,
-            uid_hmac=row.uid_hmac,
-            card_masked=card,
-            tap_id=row.id,
-            kiosk_id=kiosk.id,
-            now=row.received_at,
-        )
-    log.info("transfer-in tap %s: kiosk=%s seq=%d card=%s", filing, kiosk.id, payload.seq, card)
-    return _receipt(row, index, TapStatus.ACCEPTED)
-
-
-def _decode(payload: str) -> bytes | None:
-    try:
-        return b64url_decode(payload)
-    except ValueError:
-        return None
-
-
-def _earlier_answer(session: Session, *, kiosk_id: str, seq: int, digest: str) -> Tap | None:
-    """The stored row for these exact bytes at this (kiosk, seq): the original, or an earlier conflict."""
-    return session.exec(
-        select(Tap)
-        .where(
-            Tap.kiosk_id == kiosk_id,
-            Tap.seq == seq,
-            Tap.payload_digest == digest,
-            or_(col(Tap.claimed_seq).is_not(None), Tap.code == RejectionCode.SEQ_CONFLICT),
-        )
-        .order_by(col(Tap.id))
-    ).first()
-
-
-def _seq_taken(session: Session, *, kiosk_id: str, seq: int) -> bool:
-    return (
-        session.exec(select(Tap.id).where(Tap.kiosk_id == kiosk_id, Tap.claimed_seq == seq)).first()
-        is not None
-    )
+# --- receipts ----------------------------------------------------------------------------------
 
 
 def _reject(

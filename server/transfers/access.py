@@ -1,20 +1,19 @@
-"""What the transfer services share: who the reviewer is, what they may see, and the reads every
-view of a request needs (its current letter, ticked documents, checks) and its audit entries."""
+"""What the transfer services share: what a caller may see and do, and the reads every view of a
+request needs (its current letter, ticked documents, checks) and its audit entries."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlmodel import Session, col, select
 
-from server.audit.service import Actor, record
-from server.errors import OrganisationNotFound, TransferNotFound, TransferTransitionNotAllowed
-from server.orgs.models import Member, Organisation
-from server.orgs.service import organisation_subtree_ids
+from server.audit.service import record
+from server.caller import Actor, Caller
+from server.errors import TransferNotFound, TransferTransitionNotAllowed
+from server.records.orgs import Member, Organisation
+from server.records.transfers import DocumentKind, IntroductionLetter, TransferDocument, TransferRequest
 from server.transfers.checks import Applicant, Evaluation, evaluate
-from server.transfers.kinds import DocumentKind
-from server.transfers.models import IntroductionLetter, OrgRef, TransferDocument, TransferRequest
+from server.transfers.schemas import OrgRef
 from server.transfers.states import PENDING_STATES, STATE_LABELS
 from server.vocabulary import MemberCategory, OrgKind
 
@@ -24,45 +23,23 @@ PLACEMENT_KINDS = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Reviewer:
-    """Who acts on requests: the audit actor, the organisation subtree they see (None: all), and
-    whether their role may take committee-level actions."""
-
-    actor: Actor
-    org_id: int | None
-    may_approve: bool = True
-
-
-def scope_ids(session: Session, reviewer: Reviewer) -> set[int] | None:
-    return None if reviewer.org_id is None else organisation_subtree_ids(session, reviewer.org_id)
-
-
-def sees_org(session: Session, reviewer: Reviewer, org_id: int) -> bool:
-    scope = scope_ids(session, reviewer)
-    return scope is None or org_id in scope
-
-
-def require_visible_org(session: Session, reviewer: Reviewer, org_id: int) -> None:
-    if session.get(Organisation, org_id) is None or not sees_org(session, reviewer, org_id):
-        raise OrganisationNotFound(f"党组织 {org_id} 不存在")
-
-
-def may_act_for_committee(session: Session, reviewer: Reviewer, request: TransferRequest) -> bool:
-    return reviewer.may_approve and sees_org(session, reviewer, request.committee_id)
+def may_act_for_committee(caller: Caller, request: TransferRequest) -> bool:
+    """Committee-level actions: a role that may approve, with the receiving 基层党委 in scope."""
+    return caller.may_approve and caller.sees_org(request.committee_id)
 
 
 def load_request(
-    session: Session, request_id: int, reviewer: Reviewer, *, for_update: bool = False
+    session: Session, request_id: int, caller: Caller, *, for_update: bool = False
 ) -> TransferRequest:
+    """The request, if its receiving organisation or placement branch is in the caller's scope.
+    Raises TransferNotFound (also outside it)."""
     query = select(TransferRequest).where(TransferRequest.id == request_id)
     if for_update:
         # Two reviewers acting at once: the second waits, then sees the first one's state.
         query = query.with_for_update()
     request = session.exec(query).first()
-    scope = scope_ids(session, reviewer)
-    if request is None or (
-        scope is not None and request.to_org_id not in scope and request.placement_org_id not in scope
+    if request is None or not caller.scope.sees_any(
+        org_id for org_id in (request.to_org_id, request.placement_org_id) if org_id is not None
     ):
         raise TransferNotFound(f"转入申请 {request_id} 不存在")
     return request

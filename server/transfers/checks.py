@@ -1,4 +1,4 @@
-"""The checks a reviewer sees on a transfer request (domain §3.2, §3.4, §3.7, 党章 第九条).
+"""The checks a reviewer sees on a transfer request (docs/domain-rules.md §3.2–§3.5, 党章 第九条).
 
 All are derived, never stored: they depend on today's date and on which documents are ticked,
 and a stored verdict would be stale by the next page view. The same list drives the guards, so
@@ -13,12 +13,13 @@ from datetime import date, timedelta
 from enum import StrEnum
 
 from server.errors import ApplicantNameRequired, DomainError, LetterExpired, LetterMissing, ProbationOverdue
-from server.transfers.kinds import AUTHORISED_ISSUERS, ISSUER_LABELS, DocumentKind
-from server.transfers.models import CheckResult, IntroductionLetter
+from server.records.transfers import DocumentKind, IntroductionLetter
+from server.transfers.kinds import AUTHORISED_ISSUERS, ISSUER_LABELS
+from server.transfers.schemas import CheckResult
 from server.vocabulary import MemberCategory, MemberStatus
 
 EXPIRY_WARNING_DAYS = 5
-USUAL_MAX_VALIDITY_DAYS = 90  # "最长不超过3个月" (domain §3.4)
+USUAL_MAX_VALIDITY_DAYS = 90  # "最长不超过3个月" (docs/domain-rules.md §3.4)
 DUES_LAPSE_MONTHS = 6  # 党章 第九条: six months without dues
 
 
@@ -71,7 +72,8 @@ def letter_lapsed(letter: IntroductionLetter, today: date) -> bool:
 
 
 def overdue_cured(ticked: Collection[DocumentKind]) -> bool:
-    """An expired letter may be processed with a 支部证明 *and* the member's own application (§3.4)."""
+    """An expired letter may be processed with a 支部证明 *and* the member's own application
+    (docs/domain-rules.md §3.4)."""
     return DocumentKind.BRANCH_CERTIFICATE in ticked and DocumentKind.MEMBER_APPLICATION in ticked
 
 

@@ -21,14 +21,12 @@ def transfer_list(
     """The open transfer-in requests, oldest first, with each step's deadline."""
 
     def action(ctx: AdminContext) -> Outcome:
-        from server.audit.service import CLI_ACTOR
-        from server.transfers.access import Reviewer
         from server.transfers.calendar import transfer_policy
         from server.transfers.queue import list_queue
 
         queue = list_queue(
             ctx.session,
-            reviewer=Reviewer(actor=CLI_ACTOR, org_id=None),
+            caller=ctx.caller,
             policy=transfer_policy(ctx.settings),
             now=ctx.now,
             org_id=org,

@@ -10,57 +10,51 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
-from server.attendance.models import Attendance
-from server.audit.models import AuditEntry
-from server.events.models import Event
-from server.orgs.models import Member, Organisation
-from server.orgs.service import organisation_subtree_ids
+from server.caller import Caller
+from server.orgs.service import organisation_subtree_ids, require_visible_organisation
+from server.records.attendance import Attendance
+from server.records.audit import AuditEntry
+from server.records.events import Event
+from server.records.orgs import Member, Organisation
+from server.records.transfers import (
+    DocumentKind,
+    IntroductionLetter,
+    TransferAction,
+    TransferDocument,
+    TransferRequest,
+    TransferState,
+)
 from server.transfers.access import (
     OBJECT_TYPE,
     PLACEMENT_KINDS,
-    Reviewer,
     applicant_of,
     evaluate_request,
     is_probationary,
     load_request,
     may_act_for_committee,
     org_ref,
-    require_visible_org,
-    scope_ids,
 )
 from server.transfers.calendar import TransferPolicy
 from server.transfers.checks import evaluate, letter_valid_until
-from server.transfers.kinds import DOCUMENT_LABELS, DocumentKind
-from server.transfers.models import (
+from server.transfers.kinds import DOCUMENT_LABELS
+from server.transfers.schemas import (
     DocumentPublic,
     HistoryEntry,
-    IntroductionLetter,
     LetterPublic,
     OrgRef,
     TransferDetail,
-    TransferDocument,
     TransferQueue,
-    TransferRequest,
     TransferSuggestion,
     TransferSummary,
 )
-from server.transfers.states import (
-    OPEN_STATES,
-    PENDING_STATES,
-    STATE_LABELS,
-    Level,
-    TransferAction,
-    TransferState,
-    actions_from,
-    rule_for,
-)
+from server.transfers.states import OPEN_STATES, PENDING_STATES, STATE_LABELS, Level, actions_from, rule_for
 from server.vocabulary import MemberStatus
 
 
 def list_queue(
     session: Session,
     *,
-    reviewer: Reviewer,
+    caller: Caller,
     policy: TransferPolicy,
     now: datetime,
     states: Collection[TransferState] | None = None,
@@ -77,18 +71,19 @@ def list_queue(
     returned or expired request waits on the applicant and is never overdue.
 
     Raises:
-        OrganisationNotFound: ``org_id`` is outside the reviewer's subtree.
+        OrganisationNotFound: ``org_id`` is outside the caller's scope.
     """
     wanted = list(states) if states else [s for s in TransferState if s in OPEN_STATES]
     query = select(TransferRequest).where(col(TransferRequest.state).in_(wanted))
-    scope = scope_ids(session, reviewer)
+    scope = caller.scope.org_ids
     if org_id is not None:
-        require_visible_org(session, reviewer, org_id)
-        narrowed = organisation_subtree_ids(session, org_id)
+        require_visible_organisation(session, org_id, caller=caller)
+        narrowed = frozenset(organisation_subtree_ids(session, org_id))
         scope = narrowed if scope is None else scope & narrowed
     if scope is not None:
+        ids = sorted(scope)
         query = query.where(
-            or_(col(TransferRequest.to_org_id).in_(scope), col(TransferRequest.placement_org_id).in_(scope))
+            or_(col(TransferRequest.to_org_id).in_(ids), col(TransferRequest.placement_org_id).in_(ids))
         )
     if search and search.strip():
         pattern = f"%{search.strip()}%"
@@ -107,10 +102,10 @@ def list_queue(
 
 
 def get_detail(
-    session: Session, *, request_id: int, reviewer: Reviewer, policy: TransferPolicy, now: datetime
+    session: Session, *, request_id: int, caller: Caller, policy: TransferPolicy, now: datetime
 ) -> TransferDetail:
     """Everything a reviewer needs on one page. Raises TransferNotFound."""
-    request = load_request(session, request_id, reviewer)
+    request = load_request(session, request_id, caller)
     (summary,) = _summaries(session, [request], policy=policy, now=now)
     letters = session.exec(
         select(IntroductionLetter)
@@ -152,27 +147,26 @@ def get_detail(
         earlier_letters=[_letter_public(letter) for letter in letters if letter.superseded_at is not None],
         checks=evaluation.checks,
         documents=documents,
-        actions=_actions_for(session, reviewer, request),
+        actions=_actions_for(caller, request),
         history=_history(session, request),
     )
 
 
 def count_pending(
-    session: Session, *, reviewer: Reviewer, policy: TransferPolicy, now: datetime
+    session: Session, *, caller: Caller, policy: TransferPolicy, now: datetime
 ) -> tuple[int, int]:
     """(open requests waiting on the organisation, of which overdue) for dashboards."""
-    queue = list_queue(session, reviewer=reviewer, policy=policy, now=now, limit=0)
+    queue = list_queue(session, caller=caller, policy=policy, now=now, limit=0)
     return queue.total, queue.overdue
 
 
-def placement_choices(session: Session, *, request_id: int, reviewer: Reviewer) -> list[OrgRef]:
+def placement_choices(session: Session, *, request_id: int, caller: Caller) -> list[OrgRef]:
     """The branches and groups a reviewer may place the applicant in (under the receiving
     organisation, inside the reviewer's subtree). Raises TransferNotFound."""
-    request = load_request(session, request_id, reviewer)
+    request = load_request(session, request_id, caller)
     candidates = organisation_subtree_ids(session, request.to_org_id)
-    scope = scope_ids(session, reviewer)
-    if scope is not None:
-        candidates &= scope
+    if caller.scope.org_ids is not None:
+        candidates &= caller.scope.org_ids
     organisations = session.exec(
         select(Organisation)
         .where(col(Organisation.id).in_(candidates), col(Organisation.kind).in_(list(PLACEMENT_KINDS)))
@@ -319,8 +313,8 @@ def _history(session: Session, request: TransferRequest) -> list[HistoryEntry]:
     return history
 
 
-def _actions_for(session: Session, reviewer: Reviewer, request: TransferRequest) -> list[TransferAction]:
-    committee = may_act_for_committee(session, reviewer, request)
+def _actions_for(caller: Caller, request: TransferRequest) -> list[TransferAction]:
+    committee = may_act_for_committee(caller, request)
     return [
         action
         for action in actions_from(request.state)
@@ -329,7 +323,7 @@ def _actions_for(session: Session, reviewer: Reviewer, request: TransferRequest)
 
 
 def list_suggestions(
-    session: Session, *, reviewer: Reviewer, org_id: int, since: datetime, min_events: int = 2
+    session: Session, *, caller: Caller, org_id: int, since: datetime, min_events: int = 2
 ) -> list[TransferSuggestion]:
     """Members of other organisations who checked in at ``min_events`` or more events of
     ``org_id``'s subtree since ``since`` and have no pending request there, most frequent first.
@@ -338,9 +332,9 @@ def list_suggestions(
     guest tap opens no request by itself).
 
     Raises:
-        OrganisationNotFound: ``org_id`` is outside the reviewer's subtree.
+        OrganisationNotFound: ``org_id`` is outside the caller's scope.
     """
-    require_visible_org(session, reviewer, org_id)
+    require_visible_organisation(session, org_id, caller=caller)
     subtree = organisation_subtree_ids(session, org_id)
     pending = select(TransferRequest.member_id).where(
         col(TransferRequest.state).in_(list(PENDING_STATES)), col(TransferRequest.to_org_id).in_(subtree)

@@ -12,13 +12,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 
-from server.audit.service import Actor
-from server.auth.service import Principal
-from server.deps import ClockDep, KeyringDep, PrincipalDep, SessionDep, SettingsDep
-from server.transfers.access import Reviewer
-from server.transfers.calendar import TransferPolicy, transfer_policy
-from server.transfers.kinds import DocumentKind, TransferSource
-from server.transfers.models import (
+from server.deps import KeyringDep, RequestDep
+from server.records.transfers import DocumentKind, TransferSource, TransferState
+from server.transfers.calendar import transfer_policy
+from server.transfers.queue import list_queue, list_suggestions
+from server.transfers.schemas import (
     DocumentTickIn,
     LetterIn,
     TransferCreate,
@@ -28,7 +26,6 @@ from server.transfers.models import (
     TransferUpdate,
     TransitionIn,
 )
-from server.transfers.queue import list_queue, list_suggestions
 from server.transfers.scope import TransferScope
 from server.transfers.service import (
     attach_letter,
@@ -39,31 +36,14 @@ from server.transfers.service import (
     untick_document,
     update_details,
 )
-from server.transfers.states import TransferState
 
 router = APIRouter(prefix="/api/v1/transfers", tags=["transfers"])
 
 
-def reviewer_for_principal(principal: Principal) -> Reviewer:
-    return Reviewer(actor=Actor(f"token:{principal.token_id}", "API令牌"), org_id=principal.org_id)
-
-
-def get_reviewer(principal: PrincipalDep) -> Reviewer:
-    return reviewer_for_principal(principal)
-
-
-def get_policy(settings: SettingsDep) -> TransferPolicy:
-    return transfer_policy(settings)
-
-
-ReviewerDep = Annotated[Reviewer, Depends(get_reviewer)]
-PolicyDep = Annotated[TransferPolicy, Depends(get_policy)]
-
-
-def get_scope(
-    session: SessionDep, reviewer: ReviewerDep, policy: PolicyDep, clock: ClockDep
-) -> TransferScope:
-    return TransferScope(session=session, reviewer=reviewer, policy=policy, now=clock())
+def get_scope(ctx: RequestDep) -> TransferScope:
+    return TransferScope(
+        session=ctx.session, caller=ctx.caller, policy=transfer_policy(ctx.settings), now=ctx.now
+    )
 
 
 ScopeDep = Annotated[TransferScope, Depends(get_scope)]
@@ -76,7 +56,7 @@ def file_transfer(data: TransferCreate, keyring: KeyringDep, scope: ScopeDep) ->
         scope.session,
         keyring=keyring,
         data=data,
-        reviewer=scope.reviewer,
+        caller=scope.caller,
         source=TransferSource.API,
         policy=scope.policy,
         now=scope.now,
@@ -87,10 +67,7 @@ def file_transfer(data: TransferCreate, keyring: KeyringDep, scope: ScopeDep) ->
 
 @router.get("")
 def transfer_queue(
-    session: SessionDep,
-    reviewer: ReviewerDep,
-    policy: PolicyDep,
-    clock: ClockDep,
+    scope: ScopeDep,
     state: Annotated[list[TransferState] | None, Query(description="Default: every open state.")] = None,
     org_id: int | None = None,
     overdue: bool = False,
@@ -99,10 +76,10 @@ def transfer_queue(
 ) -> TransferQueue:
     """The queue, oldest first, with each step's SLA deadline and overdue marking."""
     return list_queue(
-        session,
-        reviewer=reviewer,
-        policy=policy,
-        now=clock(),
+        scope.session,
+        caller=scope.caller,
+        policy=scope.policy,
+        now=scope.now,
         states=state,
         org_id=org_id,
         overdue_only=overdue,
@@ -113,16 +90,18 @@ def transfer_queue(
 
 @router.get("/suggestions")
 def transfer_suggestions(
-    session: SessionDep,
-    reviewer: ReviewerDep,
-    clock: ClockDep,
+    scope: ScopeDep,
     org_id: int,
     days: Annotated[int, Query(ge=1, le=730)] = 180,
     min_events: Annotated[int, Query(ge=1, le=100)] = 2,
 ) -> list[TransferSuggestion]:
     """Members of other organisations who keep checking in at this organisation's events."""
     return list_suggestions(
-        session, reviewer=reviewer, org_id=org_id, since=clock() - timedelta(days=days), min_events=min_events
+        scope.session,
+        caller=scope.caller,
+        org_id=org_id,
+        since=scope.now - timedelta(days=days),
+        min_events=min_events,
     )
 
 
@@ -130,7 +109,7 @@ def transfer_suggestions(
 def file_suggested_transfer(member_id: int, org_id: int, scope: ScopeDep) -> TransferDetail:
     """File a request for a guest of ``org_id``, with their latest check-in as evidence."""
     request = file_from_suggestion(
-        scope.session, member_id=member_id, org_id=org_id, reviewer=scope.reviewer, now=scope.now
+        scope.session, member_id=member_id, org_id=org_id, caller=scope.caller, now=scope.now
     )
     assert request.id is not None
     return scope.detail(request.id)
@@ -145,9 +124,7 @@ def transfer_detail(transfer_id: int, scope: ScopeDep) -> TransferDetail:
 @router.patch("/{transfer_id}")
 def update_transfer(transfer_id: int, changes: TransferUpdate, scope: ScopeDep) -> TransferDetail:
     """Complete the applicant's name, the placement branch, the probation date or the note."""
-    update_details(
-        scope.session, request_id=transfer_id, changes=changes, reviewer=scope.reviewer, now=scope.now
-    )
+    update_details(scope.session, request_id=transfer_id, changes=changes, caller=scope.caller, now=scope.now)
     return scope.detail(transfer_id)
 
 
@@ -158,7 +135,7 @@ def record_letter(transfer_id: int, letter: LetterIn, scope: ScopeDep) -> Transf
         scope.session,
         request_id=transfer_id,
         letter=letter,
-        reviewer=scope.reviewer,
+        caller=scope.caller,
         policy=scope.policy,
         now=scope.now,
     )
@@ -175,7 +152,7 @@ def tick_transfer_document(
         request_id=transfer_id,
         kind=kind,
         note=body.note,
-        reviewer=scope.reviewer,
+        caller=scope.caller,
         now=scope.now,
     )
     return scope.detail(transfer_id)
@@ -183,7 +160,7 @@ def tick_transfer_document(
 
 @router.delete("/{transfer_id}/documents/{kind}")
 def untick_transfer_document(transfer_id: int, kind: DocumentKind, scope: ScopeDep) -> TransferDetail:
-    untick_document(scope.session, request_id=transfer_id, kind=kind, reviewer=scope.reviewer, now=scope.now)
+    untick_document(scope.session, request_id=transfer_id, kind=kind, caller=scope.caller, now=scope.now)
     return scope.detail(transfer_id)
 
 
@@ -195,7 +172,7 @@ def transition_transfer(transfer_id: int, body: TransitionIn, scope: ScopeDep) -
         request_id=transfer_id,
         action=body.action,
         reason=body.reason,
-        reviewer=scope.reviewer,
+        caller=scope.caller,
         policy=scope.policy,
         now=scope.now,
         placement_org_id=body.placement_org_id,

@@ -1,5 +1,4 @@
-"""What every transfer handler (API and web) works with: the session, who reviews, the SLA policy
-and the instant of the request."""
+"""What every transfer handler (API and web) works with: the request's context and the SLA policy."""
 
 from __future__ import annotations
 
@@ -8,10 +7,10 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from server.transfers.access import Reviewer
+from server.caller import Caller
 from server.transfers.calendar import TransferPolicy
-from server.transfers.models import TransferDetail
 from server.transfers.queue import get_detail
+from server.transfers.schemas import TransferDetail
 
 
 @dataclass(frozen=True)
@@ -23,11 +22,11 @@ class TransferScope:
     """
 
     session: Session
-    reviewer: Reviewer
+    caller: Caller
     policy: TransferPolicy
     now: datetime
 
     def detail(self, request_id: int) -> TransferDetail:
         return get_detail(
-            self.session, request_id=request_id, reviewer=self.reviewer, policy=self.policy, now=self.now
+            self.session, request_id=request_id, caller=self.caller, policy=self.policy, now=self.now
         )

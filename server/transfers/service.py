@@ -14,15 +14,15 @@ Where requests come from:
 * the API or the web form (:func:`create_request`), with the 介绍信 fields;
 * a guest's check-ins (``queue.list_suggestions``, :func:`file_from_suggestion`). A member of
   another organisation who taps in *check-in* mode is recorded as a guest (their organisational
-  life counts, domain §6.5) and no request is opened by itself: a 流动党员 may attend here for
+  life counts, docs/domain-rules.md §1.4) and no request is opened by itself: a 流动党员 may attend here for
   years without wanting to move, and a transfer starts with the member's own application. The
   kiosk's configured mode says what a tap means. Guests who keep coming are listed for the
   secretary, who can file a request for them in one step, with the latest tap as evidence.
 
-Who may do what: a request is visible to a reviewer whose subtree holds its receiving
-organisation or its placement branch; actions of level ``committee`` also need the receiving
-基层党委 in the reviewer's subtree and a role that may approve (organiser or admin on the web;
-any token on the API, whose scope alone decides).
+Who may do what: a request is visible to a caller whose scope holds its receiving organisation
+or its placement branch; actions of level ``committee`` also need the receiving 基层党委 in the
+scope and ``caller.may_approve`` (organiser or admin on the web; any token on the API, whose
+scope alone decides).
 """
 
 from __future__ import annotations
@@ -33,10 +33,9 @@ from enum import StrEnum
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
-from server.attendance.models import Attendance
-from server.audit.service import Actor, record
+from server.audit.service import record
+from server.caller import Actor, Caller
 from server.cards.identifiers import card_no_digest, normalise_card_no
-from server.cards.models import CardBinding
 from server.errors import (
     AlreadyMember,
     ApplicantNameRequired,
@@ -52,38 +51,44 @@ from server.errors import (
     TransferLevelForbidden,
     TransferTransitionNotAllowed,
 )
-from server.events.models import Event
 from server.inputs import clean_text
 from server.keyring import Keyring
 from server.masking import mask_card_no
 from server.orgs.membership import change_member_category, change_member_status, move_member
-from server.orgs.models import Member, Organisation
-from server.orgs.service import add_member, organisation_subtree_ids, require_organisation
+from server.orgs.service import (
+    add_member,
+    organisation_subtree_ids,
+    require_organisation,
+    require_visible_organisation,
+)
+from server.records.attendance import Attendance
+from server.records.cards import CardBinding
+from server.records.events import Event
+from server.records.orgs import Member, Organisation
+from server.records.transfers import (
+    DocumentKind,
+    IntroductionLetter,
+    TransferAction,
+    TransferDocument,
+    TransferRequest,
+    TransferSource,
+    TransferState,
+)
 from server.transfers.access import (
     PLACEMENT_KINDS,
-    Reviewer,
     audit_request,
     current_letter,
     evaluate_request,
     load_request,
     may_act_for_committee,
     require_pending,
-    require_visible_org,
-    sees_org,
     ticked_documents,
 )
 from server.transfers.calendar import TransferPolicy
 from server.transfers.checks import letter_lapsed, letter_valid_until, overdue_cured
-from server.transfers.kinds import AUTHORISED_ISSUERS, DocumentKind, TransferSource
-from server.transfers.models import (
-    IntroductionLetter,
-    LetterIn,
-    TransferCreate,
-    TransferDocument,
-    TransferRequest,
-    TransferUpdate,
-)
-from server.transfers.states import PENDING_STATES, Level, Rule, TransferAction, TransferState, rule_for
+from server.transfers.kinds import AUTHORISED_ISSUERS
+from server.transfers.schemas import LetterIn, TransferCreate, TransferUpdate
+from server.transfers.states import PENDING_STATES, Level, Rule, rule_for
 from server.vocabulary import BindingStatus, MemberStatus, OrgKind
 
 SYSTEM_ACTOR = Actor("system", "系统")
@@ -178,7 +183,7 @@ def create_request(
     *,
     keyring: Keyring,
     data: TransferCreate,
-    reviewer: Reviewer,
+    caller: Caller,
     source: TransferSource,
     policy: TransferPolicy,
     now: datetime,
@@ -191,8 +196,8 @@ def create_request(
     has already lapsed sends the request straight to ``expired``.
 
     Raises:
-        OrganisationNotFound: ``to_org_id`` (or the placement) is not in the reviewer's subtree.
-        MemberNotFound: ``member_id`` is unknown or outside the reviewer's subtree.
+        OrganisationNotFound: ``to_org_id`` (or the placement) is not in the caller's scope.
+        MemberNotFound: ``member_id`` is unknown or outside the caller's scope.
         InvalidCardIdentifier: ``card_no`` is not 19 digits.
         ApplicantNameRequired: neither a member nor a name.
         AlreadyMember: the member already belongs to ``to_org_id``'s subtree.
@@ -200,13 +205,13 @@ def create_request(
         LetterIssuerNotCommittee: the letter comes from a 党支部 or 党总支.
         InvalidPlacement: the placement is not a branch or group under ``to_org_id``.
     """
-    require_visible_org(session, reviewer, data.to_org_id)
+    require_visible_organisation(session, data.to_org_id, caller=caller)
     member: Member | None = None
     card_no_hmac: str | None = None
     card_masked: str | None = None
     if data.member_id is not None:
         member = session.get(Member, data.member_id)
-        if member is None or not sees_org(session, reviewer, member.org_id):
+        if member is None or not caller.sees_org(member.org_id):
             raise MemberNotFound(f"党员 {data.member_id} 不存在")
     elif data.card_no:
         card_no = normalise_card_no(data.card_no)
@@ -234,15 +239,13 @@ def create_request(
     if data.letter is not None:
         _refuse_unauthorised_issuer(data.letter)
     if data.placement_org_id is not None:
-        _validate_placement(
-            session, reviewer, to_org_id=data.to_org_id, placement_org_id=data.placement_org_id
-        )
+        _validate_placement(session, caller, to_org_id=data.to_org_id, placement_org_id=data.placement_org_id)
 
     request = _new_request(
         session,
         to_org_id=data.to_org_id,
         source=source,
-        created_by=reviewer.actor.ref,
+        created_by=caller.actor.ref,
         member_id=member.id if member is not None else None,
         claimed_name=claimed_name,
         card_no_hmac=card_no_hmac,
@@ -257,14 +260,14 @@ def create_request(
     audit_request(
         session,
         request,
-        actor=reviewer.actor,
+        actor=caller.actor,
         action="transfer.submit",
         at=now,
         reason=data.note.strip(),
         detail={"to_state": request.state.value, "source": source.value},
     )
     if data.letter is not None:
-        _store_letter(session, request, data.letter, actor=reviewer.actor, now=now)
+        _store_letter(session, request, data.letter, actor=caller.actor, now=now)
         _expire_if_lapsed(session, request, policy=policy, now=now)
     return request
 
@@ -369,7 +372,7 @@ def attach_letter(
     *,
     request_id: int,
     letter: LetterIn,
-    reviewer: Reviewer,
+    caller: Caller,
     policy: TransferPolicy,
     now: datetime,
 ) -> TransferRequest:
@@ -379,16 +382,16 @@ def attach_letter(
         TransferNotFound, LetterIssuerNotCommittee.
         TransferTransitionNotAllowed: the request is no longer pending.
     """
-    request = load_request(session, request_id, reviewer, for_update=True)
+    request = load_request(session, request_id, caller, for_update=True)
     require_pending(request, "录入介绍信")
     _refuse_unauthorised_issuer(letter)
-    _store_letter(session, request, letter, actor=reviewer.actor, now=now)
+    _store_letter(session, request, letter, actor=caller.actor, now=now)
     _expire_if_lapsed(session, request, policy=policy, now=now)
     return request
 
 
 def update_details(
-    session: Session, *, request_id: int, changes: TransferUpdate, reviewer: Reviewer, now: datetime
+    session: Session, *, request_id: int, changes: TransferUpdate, caller: Caller, now: datetime
 ) -> TransferRequest:
     """Complete the applicant's name, the placement branch, the probation date or the note.
 
@@ -396,7 +399,7 @@ def update_details(
         TransferNotFound, InvalidPlacement, OrganisationNotFound.
         TransferTransitionNotAllowed: the request is no longer pending.
     """
-    request = load_request(session, request_id, reviewer, for_update=True)
+    request = load_request(session, request_id, caller, for_update=True)
     require_pending(request, "修改申请信息")
     changed: dict[str, object] = {}
     if changes.claimed_name is not None:
@@ -406,7 +409,7 @@ def update_details(
         changed["claimed_name"] = request.claimed_name
     if changes.placement_org_id is not None:
         _validate_placement(
-            session, reviewer, to_org_id=request.to_org_id, placement_org_id=changes.placement_org_id
+            session, caller, to_org_id=request.to_org_id, placement_org_id=changes.placement_org_id
         )
         request.placement_org_id = changes.placement_org_id
         changed["placement_org_id"] = changes.placement_org_id
@@ -419,17 +422,15 @@ def update_details(
     if changed:
         session.add(request)
         session.flush()
-        audit_request(
-            session, request, actor=reviewer.actor, action="transfer.update", at=now, detail=changed
-        )
+        audit_request(session, request, actor=caller.actor, action="transfer.update", at=now, detail=changed)
     return request
 
 
 def tick_document(
-    session: Session, *, request_id: int, kind: DocumentKind, note: str, reviewer: Reviewer, now: datetime
+    session: Session, *, request_id: int, kind: DocumentKind, note: str, caller: Caller, now: datetime
 ) -> TransferRequest:
     """Record that the reviewer has seen ``kind`` (idempotent: ticking again changes nothing)."""
-    request = load_request(session, request_id, reviewer, for_update=True)
+    request = load_request(session, request_id, caller, for_update=True)
     require_pending(request, "核对材料")
     existing = _ticked_document(session, request, kind)
     if existing is None:
@@ -439,8 +440,8 @@ def tick_document(
                 request_id=request.id,
                 kind=kind,
                 ticked_at=now,
-                ticked_by=reviewer.actor.ref,
-                ticked_by_name=reviewer.actor.name,
+                ticked_by=caller.actor.ref,
+                ticked_by_name=caller.actor.name,
                 note=note.strip()[:200],
             )
         )
@@ -448,7 +449,7 @@ def tick_document(
         audit_request(
             session,
             request,
-            actor=reviewer.actor,
+            actor=caller.actor,
             action="transfer.document_tick",
             at=now,
             reason=note.strip(),
@@ -458,9 +459,9 @@ def tick_document(
 
 
 def untick_document(
-    session: Session, *, request_id: int, kind: DocumentKind, reviewer: Reviewer, now: datetime
+    session: Session, *, request_id: int, kind: DocumentKind, caller: Caller, now: datetime
 ) -> TransferRequest:
-    request = load_request(session, request_id, reviewer, for_update=True)
+    request = load_request(session, request_id, caller, for_update=True)
     require_pending(request, "核对材料")
     existing = _ticked_document(session, request, kind)
     if existing is not None:
@@ -469,7 +470,7 @@ def untick_document(
         audit_request(
             session,
             request,
-            actor=reviewer.actor,
+            actor=caller.actor,
             action="transfer.document_untick",
             at=now,
             detail={"document": kind.value},
@@ -532,11 +533,9 @@ def _refuse_unauthorised_issuer(letter: LetterIn) -> None:
         raise LetterIssuerNotCommittee()
 
 
-def _validate_placement(
-    session: Session, reviewer: Reviewer, *, to_org_id: int, placement_org_id: int
-) -> None:
+def _validate_placement(session: Session, caller: Caller, *, to_org_id: int, placement_org_id: int) -> None:
     placement = session.get(Organisation, placement_org_id)
-    if placement is None or not sees_org(session, reviewer, placement_org_id):
+    if placement is None or not caller.sees_org(placement_org_id):
         raise OrganisationNotFound(f"党组织 {placement_org_id} 不存在")
     if placement.kind not in PLACEMENT_KINDS or placement_org_id not in organisation_subtree_ids(
         session, to_org_id
@@ -553,15 +552,15 @@ def transition(
     request_id: int,
     action: TransferAction,
     reason: str,
-    reviewer: Reviewer,
+    caller: Caller,
     policy: TransferPolicy,
     now: datetime,
     placement_org_id: int | None = None,
 ) -> TransferRequest:
-    """Take ``action`` on a request, as ``reviewer``, with the checks as guards.
+    """Take ``action`` on a request, as ``caller``, with the checks as guards.
 
     Raises:
-        TransferNotFound: no such request in the reviewer's subtree.
+        TransferNotFound: no such request in the caller's scope.
         TransferTransitionNotAllowed: the state table has no such move (or it is the system's).
         TransferLevelForbidden: a committee-level action by someone who is not the receiving 基层党委.
         ReasonRequired: return, reject, withdraw and revive need a reason.
@@ -570,17 +569,17 @@ def transition(
         TransferCureMissing: reviving an expired request without the documents or a new letter.
         TransferCardTaken: receiving an unknown person whose card was bound to someone else meanwhile.
     """
-    request = load_request(session, request_id, reviewer, for_update=True)
+    request = load_request(session, request_id, caller, for_update=True)
     rule = rule_for(request.state, action)
     if rule.level == Level.SYSTEM:
         raise TransferTransitionNotAllowed("此状态变化由系统自动完成")
-    if rule.level == Level.COMMITTEE and not may_act_for_committee(session, reviewer, request):
+    if rule.level == Level.COMMITTEE and not may_act_for_committee(caller, request):
         raise TransferLevelForbidden()
     reason = " ".join(reason.split())[:500]
     if rule.reason_required and not reason:
         raise ReasonRequired()
     if placement_org_id is not None:
-        _validate_placement(session, reviewer, to_org_id=request.to_org_id, placement_org_id=placement_org_id)
+        _validate_placement(session, caller, to_org_id=request.to_org_id, placement_org_id=placement_org_id)
         request.placement_org_id = placement_org_id
     if action in (TransferAction.BRANCH_ACCEPT, TransferAction.RECEIVE) and request.placement_org_id is None:
         request.placement_org_id = _default_placement(session, request)
@@ -596,12 +595,12 @@ def transition(
     detail: dict[str, object] = {}
     if action == TransferAction.RECEIVE:
         assert letter is not None  # the guard refused a request without one
-        detail = _receive_member(session, request, letter, reviewer=reviewer, now=now)
+        detail = _receive_member(session, request, letter, caller=caller, now=now)
     _apply(
         session,
         request,
         action,
-        actor=reviewer.actor,
+        actor=caller.actor,
         reason=reason or DEFAULT_REASONS.get(action, ""),
         now=now,
         detail=detail,
@@ -718,7 +717,7 @@ def _receive_member(
     request: TransferRequest,
     letter: IntroductionLetter,
     *,
-    reviewer: Reviewer,
+    caller: Caller,
     now: datetime,
 ) -> dict[str, object]:
     """Put the applicant into the placement branch, in the caller's transaction.
@@ -751,14 +750,14 @@ def _receive_member(
                 member_id=member.id,
                 status=MemberStatus.ACTIVE,
                 at=now,
-                actor=reviewer.actor,
+                caller=caller,
                 reason=reason,
             )
         move_member(
-            session, member_id=member.id, to_org_id=placement_id, at=now, actor=reviewer.actor, reason=reason
+            session, member_id=member.id, to_org_id=placement_id, at=now, caller=caller, reason=reason
         )
         change_member_category(
-            session, member_id=member.id, category=category, at=now, actor=reviewer.actor, reason=reason
+            session, member_id=member.id, category=category, at=now, caller=caller, reason=reason
         )
         created = False
     else:
@@ -779,7 +778,7 @@ def _receive_member(
         _bind_tapped_card(session, request, member, now=now)
         record(
             session,
-            actor=reviewer.actor,
+            actor=caller.actor,
             action="member.transfer_in",
             object_type="member",
             object_id=member.id,
@@ -830,7 +829,7 @@ def _bind_tapped_card(session: Session, request: TransferRequest, member: Member
 
 
 def file_from_suggestion(
-    session: Session, *, member_id: int, org_id: int, reviewer: Reviewer, now: datetime
+    session: Session, *, member_id: int, org_id: int, caller: Caller, now: datetime
 ) -> TransferRequest:
     """File a request at ``org_id`` for a guest who checked in at its events, with their latest
     check-in tap as evidence; the member must still be a guest there.
@@ -839,7 +838,7 @@ def file_from_suggestion(
         OrganisationNotFound, MemberNotFound (not a guest of this organisation), AlreadyMember,
         TransferAlreadyPending.
     """
-    require_visible_org(session, reviewer, org_id)
+    require_visible_organisation(session, org_id, caller=caller)
     subtree = organisation_subtree_ids(session, org_id)
     member = session.get(Member, member_id)
     if member is None:
@@ -864,7 +863,7 @@ def file_from_suggestion(
         session,
         to_org_id=org_id,
         source=TransferSource.GUEST_TAP,
-        created_by=reviewer.actor.ref,
+        created_by=caller.actor.ref,
         member_id=member_id,
         claimed_name=None,
         card_no_hmac=None,
@@ -879,7 +878,7 @@ def file_from_suggestion(
     audit_request(
         session,
         request,
-        actor=reviewer.actor,
+        actor=caller.actor,
         action="transfer.submit",
         at=now,
         reason="外单位党员多次参加本组织活动，代为发起转入申请",

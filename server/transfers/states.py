@@ -1,6 +1,6 @@
 """The 组织关系转入 (inbound transfer) state machine: one explicit table, enforced in one function.
 
-Refined from domain.md §6.2::
+The states of docs/domain-rules.md §3.7, refined::
 
     (kiosk tap, web or API) ──▶ SUBMITTED ──branch_accept──▶ BRANCH_ACCEPTED ──committee_approve──▶
     COMMITTEE_APPROVED ──receive──▶ RECEIVED ──close (回执 returned)──▶ CLOSED
@@ -18,13 +18,13 @@ What changed from the proposal and why:
   the request is shown, and the forward actions refuse to run while a blocking check fails. A
   state would go stale the moment a reviewer ticks a document; a guard cannot.
 * EXPIRED is entered by the system sweep (``service.expire_lapsed_requests``) or at once when a
-  request is filed with a letter that has already lapsed. Reviving it needs the cure of §3.4
-  (支部证明 + 本人申请, or a re-issued letter); that guard lives in the service, next to the
-  other checks.
+  request is filed with a letter that has already lapsed. Reviving it needs the cure of
+  docs/domain-rules.md §3.4 (支部证明 + 本人申请, or a re-issued letter); that guard lives in the
+  service, next to the other checks.
 
 Each rule also says at which *level* the actor must stand: ``BRANCH`` actions need the request to
 be visible to the actor (its receiving organisation or its placement branch is in their subtree);
-``COMMITTEE`` actions need the receiving 基层党委 itself in their subtree (domain §3.7: the
+``COMMITTEE`` actions need the receiving 基层党委 itself in their subtree (docs/domain-rules.md §3.7: the
 committee receives, the branch confirms placement). ``SYSTEM`` actions are not offered to people.
 """
 
@@ -34,31 +34,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from server.errors import TransferTransitionNotAllowed
-
-
-class TransferState(StrEnum):
-    SUBMITTED = "submitted"  # 已提交，待支部审核
-    RETURNED = "returned"  # 已退回补正
-    REJECTED = "rejected"  # 不予接收
-    BRANCH_ACCEPTED = "branch_accepted"  # 支部已同意，待党委审批
-    COMMITTEE_APPROVED = "committee_approved"  # 党委已审批，待接收
-    RECEIVED = "received"  # 已接收，待寄回回执
-    CLOSED = "closed"  # 已办结（回执已寄回）
-    EXPIRED = "expired"  # 介绍信已过期
-    WITHDRAWN = "withdrawn"  # 本人已撤回
-
-
-class TransferAction(StrEnum):
-    BRANCH_ACCEPT = "branch_accept"
-    RETURN = "return"
-    REJECT = "reject"
-    RESUBMIT = "resubmit"
-    COMMITTEE_APPROVE = "committee_approve"
-    RECEIVE = "receive"
-    CLOSE = "close"
-    EXPIRE = "expire"
-    REVIVE = "revive"
-    WITHDRAW = "withdraw"
+from server.records.transfers import TransferAction, TransferState
 
 
 class Level(StrEnum):

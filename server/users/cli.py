@@ -28,7 +28,6 @@ def user_add(
     password = _read_new_password(json_output)
 
     def action(ctx: AdminContext) -> Outcome:
-        from server.audit.service import CLI_ACTOR
         from server.users.service import add_user
 
         user = add_user(
@@ -39,7 +38,7 @@ def user_add(
             role=role,
             org_id=org,
             now=ctx.now,
-            actor=CLI_ACTOR,
+            caller=ctx.caller,
         )
         data = {"id": user.id, "username": user.username, "role": user.role.value, "org_id": user.org_id}
         scope = f"organisation {user.org_id}" if user.org_id is not None else "all organisations"

@@ -27,20 +27,22 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import ColumnElement, func
 from sqlmodel import Session, col, select
 
-from server.audit.service import Actor, record
+from server.audit.service import record
+from server.caller import Actor, Caller
 from server.errors import (
     DomainError,
     InvalidCredentials,
     InvalidInput,
     LoginRateLimited,
+    OrganisationNotFound,
     OrgRequired,
     UsernameTaken,
     WeakPassword,
 )
 from server.inputs import clean_text
-from server.orgs.models import Organisation
-from server.orgs.service import organisation_subtree_ids, require_organisation
-from server.users.models import LoginAttempt, User, WebSession
+from server.orgs.service import require_organisation, subtree_scope
+from server.records.orgs import Organisation
+from server.records.users import LoginAttempt, User, WebSession
 from server.vocabulary import UserRole
 
 MIN_PASSWORD_LENGTH = 10
@@ -58,35 +60,34 @@ _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 
 @dataclass(frozen=True)
 class WebUser:
-    """The signed-in user behind a request, with the organisations they may see.
+    """The signed-in user behind a page: their :class:`~server.caller.Caller` (what services
+    receive) and what the pages show about them."""
 
-    ``org_ids`` None means every organisation (an administrator without an organisation).
-    """
-
+    caller: Caller
     user_id: int
     username: str
     display_name: str
-    role: UserRole
-    org_id: int | None
     org_name: str
-    org_ids: frozenset[int] | None
     session_id: int
     csrf_token: str
 
+    # Read by the templates (the top bar, default choices in forms).
     @property
-    def actor(self) -> Actor:
-        return Actor(f"user:{self.user_id}", self.display_name)
+    def role(self) -> UserRole:
+        return self.caller.role
 
-    def sees_org(self, org_id: int | None) -> bool:
-        return self.org_ids is None or (org_id is not None and org_id in self.org_ids)
+    @property
+    def org_id(self) -> int | None:
+        return self.caller.org_id
 
-    def can_see_org(self, session: Session, org_id: int) -> bool:
-        """Same question as :meth:`server.auth.service.Principal.can_see_org`, for the services
-        that take a viewer."""
-        return self.sees_org(org_id)
+    @property
+    def scoped(self) -> bool:
+        return self.caller.scope.org_ids is not None
 
-    def has_role(self, *roles: UserRole) -> bool:
-        return self.role in roles
+
+def user_actor(user_id: int, display_name: str) -> Actor:
+    """How the audit log names a web user."""
+    return Actor(f"user:{user_id}", display_name)
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def add_user(
     role: UserRole,
     org_id: int | None,
     now: datetime,
-    actor: Actor,
+    caller: Caller,
 ) -> User:
     """Create a user who may sign in with ``password``.
 
@@ -117,7 +118,7 @@ def add_user(
         InvalidInput: the user name is not 2–64 of a–z, 0–9, '.', '_', '-'.
         WeakPassword: shorter than :data:`MIN_PASSWORD_LENGTH` or one repeated character.
         OrgRequired: a secretary or organiser without an organisation.
-        OrganisationNotFound: no such organisation.
+        OrganisationNotFound: no such organisation, or outside the caller's scope.
         UsernameTaken: the name is in use.
     """
     name = username.strip().lower()
@@ -128,6 +129,10 @@ def add_user(
         raise OrgRequired("书记和组织员账号必须指定党组织")
     if org_id is not None:
         require_organisation(session, org_id)
+        if not caller.sees_org(org_id):
+            raise OrganisationNotFound(f"党组织 {org_id} 不存在")
+    elif not caller.sees_org(None):
+        raise OrgRequired("只能为本组织及下级组织创建账号")
     if session.exec(select(User.id).where(User.username == name)).first() is not None:
         raise UsernameTaken(f"用户名 {name} 已被使用")
     user = User(
@@ -143,7 +148,7 @@ def add_user(
     assert user.id is not None
     record(
         session,
-        actor=actor,
+        actor=caller.actor,
         action="user.create",
         object_type="user",
         object_id=user.id,
@@ -227,37 +232,40 @@ def resolve_session(session: Session, *, token: str, now: datetime) -> WebUser |
         web_session.last_seen_at = now
         session.add(web_session)
     org_name = "全部党组织"
-    org_ids: frozenset[int] | None = None
     if user.org_id is not None:
         organisation = session.get(Organisation, user.org_id)
         org_name = organisation.name if organisation is not None else ""
-        org_ids = frozenset(organisation_subtree_ids(session, user.org_id))
+    caller = Caller(
+        actor=user_actor(user.id, user.display_name),
+        role=user.role,
+        org_id=user.org_id,
+        scope=subtree_scope(session, user.org_id),
+        may_approve=user.role in (UserRole.ORGANISER, UserRole.ADMIN),  # docs/domain-rules.md §5
+    )
     return WebUser(
+        caller=caller,
         user_id=user.id,
         username=user.username,
         display_name=user.display_name,
-        role=user.role,
-        org_id=user.org_id,
         org_name=org_name,
-        org_ids=org_ids,
         session_id=web_session.id,
         csrf_token=web_session.csrf_token,
     )
 
 
-def sign_out(session: Session, *, viewer: WebUser, now: datetime) -> None:
+def sign_out(session: Session, *, web_session_id: int, caller: Caller, now: datetime) -> None:
     """End the browser session (the cookie stops working even if someone copied it)."""
-    web_session = session.get(WebSession, viewer.session_id)
+    web_session = session.get(WebSession, web_session_id)
     if web_session is not None and web_session.ended_at is None:
         web_session.ended_at = now
         session.add(web_session)
         record(
             session,
-            actor=viewer.actor,
+            actor=caller.actor,
             action="user.logout",
             object_type="user",
-            object_id=viewer.user_id,
-            org_id=viewer.org_id,
+            object_id=web_session.user_id,
+            org_id=caller.org_id,
             at=now,
         )
 
@@ -271,7 +279,9 @@ def _note_attempt(
     session.flush()
     record(
         session,
-        actor=Actor(f"user:{user.id}", user.display_name) if user is not None else Actor("anonymous"),
+        actor=user_actor(user.id, user.display_name)
+        if user is not None and user.id is not None
+        else Actor("anonymous"),
         action="user.login" if succeeded else "user.login_failed",
         object_type="user",
         object_id=user.id if user is not None and user.id is not None else "unknown",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
+from server.caller import Caller
 from server.errors import VenueNotFound
 from server.inputs import clean_text
 from server.orgs.service import require_organisation
-from server.venues.models import Venue
+from server.orgs.tree import ancestor_ids
+from server.records.venues import Venue
 
 
 def add_venue(session: Session, *, name: str, org_id: int, now: datetime) -> Venue:
@@ -26,3 +28,29 @@ def require_venue(session: Session, venue_id: int) -> Venue:
     if venue is None:
         raise VenueNotFound(f"场地 {venue_id} 不存在")
     return venue
+
+
+def usable_venues(session: Session, *, caller: Caller) -> list[Venue]:
+    """Venues the caller's events may use, by name."""
+    query = select(Venue).order_by(col(Venue.name))
+    usable = _usable_org_ids(session, caller)
+    if usable is not None:
+        query = query.where(col(Venue.org_id).in_(sorted(usable)))
+    return list(session.exec(query).all())
+
+
+def require_usable_venue(session: Session, venue_id: int, *, caller: Caller) -> Venue:
+    """The venue, if the caller's events may use it. Raises VenueNotFound (also when not usable)."""
+    venue = require_venue(session, venue_id)
+    usable = _usable_org_ids(session, caller)
+    if usable is not None and venue.org_id not in usable:
+        raise VenueNotFound(f"场地 {venue_id} 不存在")
+    return venue
+
+
+def _usable_org_ids(session: Session, caller: Caller) -> frozenset[int] | None:
+    """Organisations whose venues the caller may hold events at: their subtree, and the
+    organisations above it (a branch meets in its 党委's hall). None: every venue."""
+    if caller.scope.org_ids is None or caller.org_id is None:
+        return None
+    return caller.scope.org_ids | frozenset(ancestor_ids(session, caller.org_id))

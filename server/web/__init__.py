@@ -11,20 +11,21 @@ How to add a page
 1. Write ``server/web/pages/<section>.py`` with ``router = APIRouter()`` and handlers like::
 
        @router.get("/transfers/{transfer_id}")
-       def transfer_detail(
-           transfer_id: int, request: Request, session: SessionDep, viewer: CurrentUser
-       ) -> HTMLResponse:
-           transfer = require_transfer(session, transfer_id)          # the domain service
-           ensure_visible(viewer, transfer.to_org_id, TransferNotFound())  # 404 outside the subtree
-           return render(request, "transfers/detail.html", {"nav": "transfers", "transfer": transfer})
+       def transfer_detail(transfer_id: int, request: Request, ctx: PageDep) -> HTMLResponse:
+           detail = get_detail(ctx.session, request_id=transfer_id, caller=ctx.caller, ...)
+           return render(request, "transfers/detail.html", {"nav": "transfers", "t": detail})
 
-   - ``CurrentUser`` (``server.web.deps``) gives the signed-in :class:`~server.users.service.WebUser`
-     (redirects to the sign-in page otherwise) and checks the CSRF token on every POST.
-   - Scope: ``viewer.org_ids`` (None: everything) and ``viewer.sees_org(org_id)``; services that
-     take a ``viewer`` accept a WebUser (it has ``can_see_org``). Use :func:`ensure_visible` so
-     an object outside the user's subtree is a 404, also when the URL is typed by hand.
+   - ``PageDep`` (``server.web.deps``) is the request's :class:`~server.deps.RequestContext`
+     (``session``, ``caller``, ``now``, ``settings``), the same one API routes get, with the
+     signed-in user's :class:`~server.caller.Caller`. It redirects to the sign-in page without a
+     session and checks the CSRF token on every POST. ``CurrentUser`` gives the
+     :class:`~server.users.service.WebUser` itself, for the few pages that need more than the
+     caller (signing out).
+   - Scope and audit are the services': pass ``ctx.caller`` and an object outside the user's
+     subtree is a 404 (also when the URL is typed by hand), and the change is audited in the
+     caller's name (look objects up with the ``require_visible_*`` services, never unscoped).
    - Roles: :func:`server.web.deps.ensure_role` (``UserRole.SECRETARY/ORGANISER/ADMIN``).
-   - Audit actor: ``viewer.actor``. Time: the ``ClockDep`` clock, never ``datetime.now()``.
+   - Time: ``ctx.now`` (read once per request), never ``datetime.now()``.
    - Raise DomainErrors freely: ``server.web.errors`` shows them as a toast for htmx requests
      and as an error page otherwise.
 2. Add the router to :func:`server.web.app.page_routers` (one line).

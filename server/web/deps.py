@@ -1,6 +1,7 @@
-"""Dependencies for web pages: the signed-in user (with CSRF check) and scope/role guards.
+"""Dependencies for web pages: the signed-in user (with CSRF check), the page's request context
+and the role guard.
 
-``CurrentUser`` is the one way a page learns who is asking:
+``CurrentUser`` is the one way a page learns who is asking (``PageDep`` builds on it):
 
 * no valid session cookie → :class:`~server.errors.LoginRequired`, which the web error handler
   turns into a redirect to the sign-in page (``HX-Redirect`` for htmx requests);
@@ -8,10 +9,13 @@
   ``csrf_token`` or the ``X-CSRF-Token`` header (``base.html`` makes htmx send the header) →
   else :class:`~server.errors.CsrfFailed`.
 
-Scope: a user sees their organisation's subtree only. Pages look an object up, then call
-:func:`ensure_visible` with the object's organisation and the NotFound error to raise, so an
-object outside the subtree looks exactly like one that does not exist, also when someone types
-its URL.
+``PageDep`` is the same :class:`~server.deps.RequestContext` the API routes get (unit of work,
+caller, instant, settings), with the signed-in user's caller; pages pass ``ctx.caller`` to the
+services, which decide scope and write the audit entries.
+
+Scope: a user sees their organisation's subtree only. The services decide it from the caller and
+raise NotFound for an object outside it, so such an object looks exactly like one that does not
+exist, also when someone types its URL.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from server.deps import ClockDep, SessionDep
-from server.errors import CsrfFailed, Forbidden, LoginRequired, NotFound
+from server.caller import Caller
+from server.deps import ClockDep, RequestContext, SessionDep, SettingsDep
+from server.errors import CsrfFailed, Forbidden, LoginRequired
 from server.users.service import WebUser, resolve_session
 from server.vocabulary import UserRole
 
@@ -70,13 +75,16 @@ def get_current_user(
 CurrentUser = Annotated[WebUser, Depends(get_current_user, scope="function")]
 
 
-def ensure_visible(viewer: WebUser, org_id: int | None, not_found: NotFound) -> None:
-    """Raise ``not_found`` unless ``org_id`` is in the viewer's subtree."""
-    if not viewer.sees_org(org_id):
-        raise not_found
+def get_page_context(
+    session: SessionDep, user: CurrentUser, clock: ClockDep, settings: SettingsDep
+) -> RequestContext:
+    return RequestContext(session=session, caller=user.caller, now=clock(), settings=settings)
 
 
-def ensure_role(viewer: WebUser, *roles: UserRole) -> None:
-    """Raise Forbidden unless the viewer has one of ``roles``."""
-    if viewer.role not in roles:
+PageDep = Annotated[RequestContext, Depends(get_page_context, scope="function")]
+
+
+def ensure_role(caller: Caller, *roles: UserRole) -> None:
+    """Raise Forbidden unless the caller has one of ``roles``."""
+    if not caller.has_role(*roles):
         raise Forbidden("您的角色无权进行此操作")

@@ -1,4 +1,4 @@
-"""Read-only lookups the pages need to fill lists and choices, limited to the viewer's scope.
+"""Read-only lookups the pages need to fill lists and choices, limited to the caller's scope.
 
 No decisions here (those are in the domain services): only "which rows may this user pick from".
 """
@@ -7,23 +7,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
-from server.attendance.models import Attendance
-from server.events.models import Event, EventOrganisation
-from server.orgs.models import Member, Organisation
-from server.orgs.tree import ancestor_ids
-from server.users.service import WebUser
-from server.venues.models import Venue
+from server.caller import Caller
+from server.records.attendance import Attendance
+from server.records.events import Event, EventOrganisation
+from server.records.orgs import Member, Organisation
+from server.records.venues import Venue
+from server.venues.service import usable_venues
 from server.vocabulary import MemberStatus
 
 
-def organisations_in_scope(session: Session, viewer: WebUser) -> list[Organisation]:
+def organisations_in_scope(session: Session, caller: Caller) -> list[Organisation]:
     query = select(Organisation).order_by(col(Organisation.id))
-    if viewer.org_ids is not None:
-        query = query.where(col(Organisation.id).in_(viewer.org_ids))
+    if caller.scope.org_ids is not None:
+        query = query.where(col(Organisation.id).in_(caller.scope.org_ids))
     return list(session.exec(query).all())
 
 
@@ -34,29 +36,21 @@ def organisation_names(session: Session, org_ids: set[int]) -> dict[int, str]:
     return {org.id: org.name for org in rows if org.id is not None}
 
 
-def venues_for(session: Session, viewer: WebUser) -> list[Venue]:
-    """Venues an event of the viewer's may use: in the subtree, or of an organisation above it
-    (a branch meets in its 党委's hall)."""
-    query = select(Venue).order_by(col(Venue.name))
-    if viewer.org_ids is not None and viewer.org_id is not None:
-        usable = set(viewer.org_ids) | set(ancestor_ids(session, viewer.org_id))
-        query = query.where(col(Venue.org_id).in_(usable))
-    return list(session.exec(query).all())
+def venues_for(session: Session, caller: Caller) -> list[Venue]:
+    """Venues an event of the caller's may use (the rule ``add_event`` enforces)."""
+    return usable_venues(session, caller=caller)
 
 
 def events_in_scope(
     session: Session,
-    viewer: WebUser,
+    caller: Caller,
     *,
     now: datetime,
     upcoming: bool,
     limit: int = 100,
 ) -> list[Event]:
-    """Events held (or co-held) by the viewer's subtree: upcoming soonest first, or past latest first."""
-    query = select(Event)
-    if viewer.org_ids is not None:
-        holders = select(EventOrganisation.event_id).where(col(EventOrganisation.org_id).in_(viewer.org_ids))
-        query = query.where(col(Event.id).in_(holders))
+    """Events held (or co-held) by the caller's subtree: upcoming soonest first, or past latest first."""
+    query = _held_in_scope(select(Event), caller)
     if upcoming:
         query = query.where(col(Event.end_at) >= now).order_by(col(Event.start_at))
     else:
@@ -64,14 +58,12 @@ def events_in_scope(
     return list(session.exec(query.limit(limit)).all())
 
 
-def count_events_between(session: Session, viewer: WebUser, *, start: datetime, end: datetime) -> int:
-    """Events of the viewer's subtree starting in [start, end)."""
-    query = (
+def count_events_between(session: Session, caller: Caller, *, start: datetime, end: datetime) -> int:
+    """Events of the caller's subtree starting in [start, end)."""
+    starting = (
         select(func.count()).select_from(Event).where(col(Event.start_at) >= start, col(Event.start_at) < end)
     )
-    if viewer.org_ids is not None:
-        holders = select(EventOrganisation.event_id).where(col(EventOrganisation.org_id).in_(viewer.org_ids))
-        query = query.where(col(Event.id).in_(holders))
+    query = _held_in_scope(starting, caller)
     count: int = session.exec(query).one()
     return count
 
@@ -89,11 +81,11 @@ def present_counts(session: Session, event_ids: Sequence[int]) -> dict[int, int]
 
 
 def members_in_scope(
-    session: Session, viewer: WebUser, *, search: str = "", include_inactive: bool = False, limit: int = 200
+    session: Session, caller: Caller, *, search: str = "", include_inactive: bool = False, limit: int = 200
 ) -> list[Member]:
     query = select(Member).order_by(col(Member.org_id), col(Member.name), col(Member.id))
-    if viewer.org_ids is not None:
-        query = query.where(col(Member.org_id).in_(viewer.org_ids))
+    if caller.scope.org_ids is not None:
+        query = query.where(col(Member.org_id).in_(caller.scope.org_ids))
     if not include_inactive:
         query = query.where(Member.status == MemberStatus.ACTIVE)
     text = search.strip()
@@ -103,3 +95,16 @@ def members_in_scope(
             conditions.append(col(Member.id) == int(text))
         query = query.where(or_(*conditions))
     return list(session.exec(query.limit(limit)).all())
+
+
+Query = TypeVar("Query", SelectOfScalar[Event], SelectOfScalar[int])
+
+
+def _held_in_scope(query: Query, caller: Caller) -> Query:
+    """Only events held (or co-held) by an organisation in the caller's scope."""
+    if caller.scope.org_ids is None:
+        return query
+    holders = select(EventOrganisation.event_id).where(
+        col(EventOrganisation.org_id).in_(sorted(caller.scope.org_ids))
+    )
+    return query.where(col(Event.id).in_(holders))

@@ -19,7 +19,7 @@ from schemas.messages import (
     TapMode,
     TapPayload,
 )
-from server.audit.service import CLI_ACTOR
+from server.caller import CLI_CALLER
 from server.cards.service import bind_card
 from server.db import unit_of_work
 from server.events.service import add_event
@@ -122,6 +122,7 @@ def build_world(engine: Engine, keyring: Keyring, *, now: datetime) -> World:
             start_at=EVENT_START,
             end_at=EVENT_END,
             now=now,
+            caller=CLI_CALLER,
         )
         assert event.id is not None
         issued = add_kiosk(
@@ -131,7 +132,7 @@ def build_world(engine: Engine, keyring: Keyring, *, now: datetime) -> World:
             venue_id=venue.id,
             now=now,
             code_ttl=timedelta(hours=24),
-            actor=CLI_ACTOR,
+            caller=CLI_CALLER,
         )
         spare = add_kiosk(
             session,
@@ -140,7 +141,7 @@ def build_world(engine: Engine, keyring: Keyring, *, now: datetime) -> World:
             venue_id=venue.id,
             now=now,
             code_ttl=timedelta(hours=24),
-            actor=CLI_ACTOR,
+            caller=CLI_CALLER,
         )
         enroll_kiosk(
             session,

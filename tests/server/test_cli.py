@@ -10,12 +10,16 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlmodel import Session
 from typer.testing import CliRunner
 
 from schemas.messages import EnrollRequest, TapBatch
 from server.app import create_app
+from server.audit.service import list_entries
+from server.caller import UNSCOPED
 from server.cli import admin_app, server_app
 from server.config import ServerSettings
+from server.db import make_engine
 from server.migrate import head_revision
 from tests.server.conftest import FakeClock
 from tests.server.factories import EVENT_START
@@ -139,6 +143,32 @@ class TestAdminForms:
         )
         assert CARD_NO not in result.output
         assert UID not in json.dumps(made, ensure_ascii=False)
+
+    def test_scheduling_and_binding_are_audited_as_the_cli(
+        self, runner: CliRunner, database_url: str
+    ) -> None:
+        """The services write the audit entries, so the CLI path is audited like the web pages."""
+        made = build_with_cli(runner, database_url)
+        engine = make_engine(database_url)
+        try:
+            with Session(engine) as session:
+                found = {
+                    entry.action: entry
+                    for entry in list_entries(session, scope=UNSCOPED)
+                    if entry.action in ("event.create", "card.bind")
+                }
+        finally:
+            engine.dispose()
+        event, card = found["event.create"], found["card.bind"]
+        assert (event.actor, event.object_type, event.object_id) == ("cli", "event", str(made["event"]["id"]))
+        assert event.org_id == made["branch"]["id"]
+        assert json.loads(event.detail) == {"title": "三月主题党日", "kind": "theme_day"}
+        assert (card.actor, card.object_type, card.object_id) == (
+            "cli",
+            "card_binding",
+            str(made["card"]["id"]),
+        )
+        assert json.loads(card.detail) == {"member_id": made["member"]["id"], "card": "3104********8901"}
 
 
 class TestRefusals:

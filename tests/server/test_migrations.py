@@ -8,7 +8,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
 from server.migrate import alembic_config, current_revision, head_revision, migrate
-from server.tables import metadata
+from server.records import metadata
 
 
 def schema_diff(engine: Engine) -> list[object]:

@@ -13,13 +13,13 @@ from pydantic import SecretStr
 from sqlmodel import Session, col, select
 
 from server.app import create_app
-from server.audit.models import AuditEntry
 from server.clock import utc_now
 from server.config import ServerSettings
 from server.db import make_engine, unit_of_work
 from server.keyring import Keyring
 from server.migrate import migrate
-from server.users.models import LoginAttempt
+from server.records.audit import AuditEntry
+from server.records.users import LoginAttempt
 from server.users.service import ACCOUNT_FAILURE_LIMIT, ADDRESS_FAILURE_LIMIT
 from tests.web.conftest import TEST_SECRET, Site
 from tests.web.world import WebAccount, build_web_world

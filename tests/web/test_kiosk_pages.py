@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from schemas.messages import TapMode
 from server.clock import utc_now
-from server.kiosks.models import Kiosk
+from server.records.kiosks import Kiosk
 from server.vocabulary import KioskStatus
 from tests.server.kiosks.messages import heartbeat
 from tests.server.signing import card

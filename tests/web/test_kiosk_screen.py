@@ -16,11 +16,11 @@ from playwright.sync_api import Page, expect
 from sqlmodel import select
 
 from ecard_cli.stack import ECARD, AgentProcess, Child, enroll_agent, free_port
-from server.audit.service import CLI_ACTOR
+from server.caller import CLI_CALLER
 from server.clock import utc_now
 from server.db import unit_of_work
 from server.kiosks.service import add_kiosk
-from server.venues.models import Venue
+from server.records.venues import Venue
 from tests.web.conftest import LiveServer, screenshot
 from tests.web.world import CHEN_CARD
 
@@ -84,7 +84,7 @@ def enrolled_kiosk(live_server: LiveServer, root: Path, name: str) -> Kiosk:
             venue_id=venue.id,
             now=utc_now(),
             code_ttl=timedelta(minutes=10),
-            actor=CLI_ACTOR,
+            caller=CLI_CALLER,
         )
     return Kiosk(root, live_server.url, issued.code)
 

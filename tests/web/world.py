@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from schemas.messages import CardFacts, EnrollRequest, SignedEnvelope, TapBatch, TapMode
-from server.audit.service import CLI_ACTOR
+from server.caller import CLI_CALLER
 from server.cards.service import bind_card
 from server.db import unit_of_work
 from server.events.service import add_event
@@ -126,6 +126,7 @@ def build_web_world(engine: Engine, keyring: Keyring, *, now: datetime) -> WebWo
             end_at=start + timedelta(hours=2),
             checkin_opens_at=now - timedelta(minutes=30),
             now=now,
+            caller=CLI_CALLER,
         )
         event_b = add_event(
             session,
@@ -136,6 +137,7 @@ def build_web_world(engine: Engine, keyring: Keyring, *, now: datetime) -> WebWo
             start_at=start,
             end_at=start + timedelta(hours=2),
             now=now,
+            caller=CLI_CALLER,
         )
         assert event_a.id is not None
         assert event_b.id is not None
@@ -147,7 +149,7 @@ def build_web_world(engine: Engine, keyring: Keyring, *, now: datetime) -> WebWo
             venue_id=venue_a.id,
             now=now,
             code_ttl=timedelta(hours=1),
-            actor=CLI_ACTOR,
+            caller=CLI_CALLER,
         )
         enroll_kiosk(
             session,
@@ -178,7 +180,7 @@ def build_web_world(engine: Engine, keyring: Keyring, *, now: datetime) -> WebWo
                 role=role,
                 org_id=org_id,
                 now=now,
-                actor=CLI_ACTOR,
+                caller=CLI_CALLER,
             )
 
         return WebWorld(
@@ -225,6 +227,7 @@ def add_past_meetings(engine: Engine, world: WebWorld, *, now: datetime) -> list
                 start_at=start,
                 end_at=start + timedelta(hours=2),
                 now=now,
+                caller=CLI_CALLER,
             )
             taps.extend((card_facts, start + timedelta(minutes=minutes)) for card_facts, minutes in tapped)
     return taps

@@ -8,10 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from server.audit.models import AuditEntry
 from server.audit.service import list_entries
-from server.deps import SessionDep
-from server.web.deps import CurrentUser
+from server.records.audit import AuditEntry
+from server.web.deps import PageDep
 from server.web.lookups import organisation_names
 from server.web.templating import render
 
@@ -66,10 +65,9 @@ LOGIN_REASONS = {
 
 
 @router.get("")
-def audit_log(
-    request: Request, session: SessionDep, viewer: CurrentUser, before: int | None = None
-) -> HTMLResponse:
-    entries = list_entries(session, org_ids=viewer.org_ids, limit=PAGE_SIZE, before_id=before)
+def audit_log(request: Request, ctx: PageDep, before: int | None = None) -> HTMLResponse:
+    session = ctx.session
+    entries = list_entries(session, scope=ctx.caller.scope, limit=PAGE_SIZE, before_id=before)
     org_ids = {e.org_id for e in entries if e.org_id is not None}
     return render(
         request,

@@ -69,7 +69,7 @@ def login(
 
 @router.post("/logout")
 def logout(request: Request, session: SessionDep, clock: ClockDep, viewer: CurrentUser) -> Response:
-    sign_out(session, viewer=viewer, now=clock())
+    sign_out(session, web_session_id=viewer.session_id, caller=viewer.caller, now=clock())
     response = redirect(request, "/web/login", toast="您已安全退出", level="info")
     response.delete_cookie(SESSION_COOKIE, path="/web")
     return response

@@ -20,26 +20,24 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from server.attendance.models import AttendanceSheet
+from server.attendance.schemas import AttendanceSheet
 from server.attendance.service import build_attendance_sheet
-from server.audit.service import record
+from server.caller import Caller
 from server.db import unit_of_work
-from server.deps import ClockDep, SessionDep, SettingsDep, TapFeedDep
-from server.errors import EventNotFound, InvalidInput, OrganisationNotFound, VenueNotFound
-from server.events.models import Event
+from server.deps import TapFeedDep
+from server.errors import InvalidInput
 from server.events.service import (
     add_event,
     event_kinds,
-    event_organisations,
-    require_event,
+    require_visible_event,
     update_event_details,
 )
-from server.ledgers.labels import EVENT_KIND_LABELS
+from server.labels import EVENT_KIND_LABELS
 from server.live import AcceptedTap
-from server.users.service import WebUser
-from server.venues.models import Venue
+from server.records.events import Event
+from server.records.venues import Venue
 from server.vocabulary import EventKind
-from server.web.deps import CurrentUser, ensure_visible
+from server.web.deps import PageDep
 from server.web.lookups import (
     events_in_scope,
     organisation_names,
@@ -56,11 +54,10 @@ PING_SECONDS = 15.0
 
 
 @router.get("")
-def event_list(
-    request: Request, session: SessionDep, clock: ClockDep, viewer: CurrentUser, when: str = "upcoming"
-) -> HTMLResponse:
+def event_list(request: Request, ctx: PageDep, when: str = "upcoming") -> HTMLResponse:
+    session = ctx.session
     upcoming = when != "past"
-    events = events_in_scope(session, viewer, now=clock(), upcoming=upcoming)
+    events = events_in_scope(session, ctx.caller, now=ctx.now, upcoming=upcoming)
     ids = [e.id for e in events if e.id is not None]
     return render(
         request,
@@ -74,23 +71,20 @@ def event_list(
             "org_names": organisation_names(session, {e.org_id for e in events}),
             "venue_names": _venue_names(session, {e.venue_id for e in events}),
             "kind_labels": EVENT_KIND_LABELS,
-            "now": clock(),
+            "now": ctx.now,
         },
     )
 
 
 @router.get("/new")
-def new_event_form(request: Request, session: SessionDep, viewer: CurrentUser) -> HTMLResponse:
-    return render(request, "events/form.html", _form_context(session, viewer, event=None))
+def new_event_form(request: Request, ctx: PageDep) -> HTMLResponse:
+    return render(request, "events/form.html", _form_context(ctx.session, ctx.caller, event=None))
 
 
 @router.post("")
 def create_event(
     request: Request,
-    session: SessionDep,
-    clock: ClockDep,
-    settings: SettingsDep,
-    viewer: CurrentUser,
+    ctx: PageDep,
     title: Annotated[str, Form(max_length=200)],
     org_id: Annotated[int, Form()],
     venue_id: Annotated[int, Form()],
@@ -102,13 +96,9 @@ def create_event(
     topic: Annotated[str, Form(max_length=500)] = "",
     also_counts_as: Annotated[list[EventKind] | None, Form()] = None,
 ) -> Response:
-    ensure_visible(viewer, org_id, OrganisationNotFound(f"党组织 {org_id} 不存在"))
-    if venue_id not in {v.id for v in venues_for(session, viewer)}:
-        raise VenueNotFound(f"场地 {venue_id} 不存在")
-    tz = settings.tz
-    now = clock()
+    tz = ctx.tz
     event = add_event(
-        session,
+        ctx.session,
         title=title,
         org_id=org_id,
         venue_id=venue_id,
@@ -119,27 +109,15 @@ def create_event(
         checkin_closes_at=_parse_local(checkin_closes_at, "签到截止", tz) if checkin_closes_at else None,
         also_counts_as=[k for k in also_counts_as or [] if k != kind],
         topic=topic,
-        now=now,
-    )
-    assert event.id is not None
-    record(
-        session,
-        actor=viewer.actor,
-        action="event.create",
-        object_type="event",
-        object_id=event.id,
-        org_id=event.org_id,
-        at=now,
-        detail={"title": event.title, "kind": event.kind.value},
+        now=ctx.now,
+        caller=ctx.caller,
     )
     return redirect(request, f"/web/events/{event.id}", toast=f"已创建活动：{event.title}")
 
 
 @router.get("/{event_id}")
-def event_detail(
-    event_id: int, request: Request, session: SessionDep, settings: SettingsDep, viewer: CurrentUser
-) -> HTMLResponse:
-    sheet = build_attendance_sheet(session, event_id=event_id, viewer=viewer, tz=settings.tz)
+def event_detail(event_id: int, request: Request, ctx: PageDep) -> HTMLResponse:
+    sheet = build_attendance_sheet(ctx.session, event_id=event_id, caller=ctx.caller, tz=ctx.tz)
     return render(
         request,
         "events/detail.html",
@@ -148,50 +126,36 @@ def event_detail(
 
 
 @router.get("/{event_id}/edit")
-def edit_event_form(
-    event_id: int, request: Request, session: SessionDep, viewer: CurrentUser
-) -> HTMLResponse:
-    event = _visible_event(session, viewer, event_id)
-    return render(request, "events/form.html", _form_context(session, viewer, event=event))
+def edit_event_form(event_id: int, request: Request, ctx: PageDep) -> HTMLResponse:
+    event = require_visible_event(ctx.session, event_id, caller=ctx.caller)
+    return render(request, "events/form.html", _form_context(ctx.session, ctx.caller, event=event))
 
 
 @router.post("/{event_id}")
 def update_event(
     event_id: int,
     request: Request,
-    session: SessionDep,
-    clock: ClockDep,
-    viewer: CurrentUser,
+    ctx: PageDep,
     title: Annotated[str, Form(max_length=200)],
     topic: Annotated[str, Form(max_length=500)] = "",
     also_counts_as: Annotated[list[EventKind] | None, Form()] = None,
 ) -> Response:
-    event = _visible_event(session, viewer, event_id)
+    event = require_visible_event(ctx.session, event_id, caller=ctx.caller)
     update_event_details(
-        session,
+        ctx.session,
         event_id=event_id,
         title=title,
         topic=topic,
         also_counts_as=[k for k in also_counts_as or [] if k != event.kind],
-    )
-    record(
-        session,
-        actor=viewer.actor,
-        action="event.update",
-        object_type="event",
-        object_id=event_id,
-        org_id=event.org_id,
-        at=clock(),
-        detail={"title": event.title},
+        now=ctx.now,
+        caller=ctx.caller,
     )
     return redirect(request, f"/web/events/{event_id}", toast="活动信息已保存")
 
 
 @router.get("/{event_id}/board")
-def live_board(
-    event_id: int, request: Request, session: SessionDep, settings: SettingsDep, viewer: CurrentUser
-) -> HTMLResponse:
-    sheet = build_attendance_sheet(session, event_id=event_id, viewer=viewer, tz=settings.tz)
+def live_board(event_id: int, request: Request, ctx: PageDep) -> HTMLResponse:
+    sheet = build_attendance_sheet(ctx.session, event_id=event_id, caller=ctx.caller, tz=ctx.tz)
     return render(
         request,
         "events/board.html",
@@ -200,22 +164,15 @@ def live_board(
 
 
 @router.get("/{event_id}/board/stream")
-def live_board_stream(
-    event_id: int,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    feed: TapFeedDep,
-    viewer: CurrentUser,
-) -> StreamingResponse:
+def live_board_stream(event_id: int, request: Request, ctx: PageDep, feed: TapFeedDep) -> StreamingResponse:
     """Server-sent events: ``event: board`` with the board's HTML, on open and after each tap."""
-    _visible_event(session, viewer, event_id)  # checked once; the stream re-reads as this viewer
+    require_visible_event(ctx.session, event_id, caller=ctx.caller)  # checked once; re-read as this caller
     engine: Engine = request.app.state.engine
-    tz = settings.tz
+    caller, tz = ctx.caller, ctx.tz
 
     def board_html(latest: AcceptedTap | None) -> str:
         with unit_of_work(engine) as fresh:
-            sheet = build_attendance_sheet(fresh, event_id=event_id, viewer=viewer, tz=tz)
+            sheet = build_attendance_sheet(fresh, event_id=event_id, caller=caller, tz=tz)
         return _render_fragment(request, sheet, latest)
 
     async def messages() -> AsyncIterator[str]:
@@ -241,15 +198,6 @@ def live_board_stream(
     )
 
 
-def _visible_event(session: Session, viewer: WebUser, event_id: int) -> Event:
-    """The event, if one of its holding organisations is in the viewer's subtree; else 404."""
-    event = require_event(session, event_id)
-    holders = event_organisations(session, [event_id]).get(event_id) or [event.org_id]
-    if not any(viewer.sees_org(org_id) for org_id in holders):
-        raise EventNotFound(f"活动 {event_id} 不存在")
-    return event
-
-
 def _render_fragment(request: Request, sheet: AttendanceSheet, latest: AcceptedTap | None) -> str:
     template = templates().get_template("events/_board.html")
     return template.render(request=request, sheet=sheet, latest=latest, kind_labels=EVENT_KIND_LABELS)
@@ -260,15 +208,15 @@ def _sse(event: str, data: str) -> str:
     return f"event: {event}\n{lines}\n"
 
 
-def _form_context(session: Session, viewer: WebUser, *, event: Event | None) -> dict[str, object]:
+def _form_context(session: Session, caller: Caller, *, event: Event | None) -> dict[str, object]:
     extra: list[EventKind] = []
     if event is not None and event.id is not None:
         extra = [k for k in event_kinds(session, [event.id]).get(event.id, []) if k != event.kind]
     return {
         "nav": "events",
         "event": event,
-        "organisations": organisations_in_scope(session, viewer),
-        "venues": venues_for(session, viewer),
+        "organisations": organisations_in_scope(session, caller),
+        "venues": venues_for(session, caller),
         "kind_labels": EVENT_KIND_LABELS,
         "extra_kinds": extra,
         "venue_name": _venue_names(session, {event.venue_id}).get(event.venue_id, "") if event else "",

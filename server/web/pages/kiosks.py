@@ -9,7 +9,7 @@ venues in their subtree, and any user who may see a member may bind that member'
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -17,25 +17,23 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
 from schemas.messages import ReaderState, TapMode
-from server.deps import ClockDep, KeyringDep, SessionDep, SettingsDep
-from server.errors import KioskNotFound, VenueNotFound
-from server.kiosks.enrol import cancel_enrol_session, read_enrol_session, start_enrol_session
+from server.caller import Caller
+from server.cards.schemas import EnrolSessionPublic
+from server.cards.tap_binding import cancel_enrol_session, read_enrol_session, start_enrol_session
+from server.deps import KeyringDep, RequestContext
 from server.kiosks.health import describe_duration, kiosk_detail, list_kiosk_health
-from server.kiosks.models import EnrolSessionPublic, EnrolSessionState, KioskHealth
+from server.kiosks.schemas import KioskHealth
 from server.kiosks.service import (
     IssuedCode,
     add_kiosk,
     issue_enrollment_code,
-    kiosk_org_id,
-    require_kiosk,
     revoke_kiosk,
 )
 from server.orgs.service import require_member
-from server.users.service import WebUser
-from server.venues.models import Venue
-from server.venues.service import require_venue
+from server.records.kiosks import EnrolSessionState
+from server.records.venues import Venue
 from server.vocabulary import KioskStatus, UserRole
-from server.web.deps import CurrentUser, ensure_role, ensure_visible
+from server.web.deps import PageDep, ensure_role
 from server.web.templating import redirect, render
 
 router = APIRouter()
@@ -60,9 +58,9 @@ READER_LABELS: dict[ReaderState, tuple[str, str]] = {
 
 
 @router.get("/kiosks")
-def kiosk_list(request: Request, session: SessionDep, clock: ClockDep, viewer: CurrentUser) -> HTMLResponse:
-    now = clock()
-    kiosks = list_kiosk_health(session, now=now, org_ids=viewer.org_ids)
+def kiosk_list(request: Request, ctx: PageDep) -> HTMLResponse:
+    caller = ctx.caller
+    kiosks = list_kiosk_health(ctx.session, now=ctx.now, org_ids=caller.scope.org_ids)
     return render(
         request,
         "kiosks/list.html",
@@ -73,18 +71,16 @@ def kiosk_list(request: Request, session: SessionDep, clock: ClockDep, viewer: C
             "troubled": sum(1 for k in kiosks if k.problems),
             "active": sum(1 for k in kiosks if k.status == KioskStatus.ACTIVE),
             "waiting": sum(k.outbox_pending or 0 for k in kiosks if k.status == KioskStatus.ACTIVE),
-            "venues": _venues_in_scope(session, viewer) if _manages_kiosks(viewer) else [],
-            "can_manage": _manages_kiosks(viewer),
-            "now": now,
+            "venues": _venues_in_scope(ctx.session, caller) if _manages_kiosks(caller) else [],
+            "can_manage": _manages_kiosks(caller),
+            "now": ctx.now,
         },
     )
 
 
 @router.get("/kiosks/{kiosk_id}")
-def kiosk_page(
-    kiosk_id: str, request: Request, session: SessionDep, clock: ClockDep, viewer: CurrentUser
-) -> HTMLResponse:
-    detail = kiosk_detail(session, kiosk_id=kiosk_id, now=clock(), org_ids=viewer.org_ids)
+def kiosk_page(kiosk_id: str, request: Request, ctx: PageDep) -> HTMLResponse:
+    detail = kiosk_detail(ctx.session, kiosk_id=kiosk_id, now=ctx.now, org_ids=ctx.caller.scope.org_ids)
     return render(
         request,
         "kiosks/detail.html",
@@ -93,8 +89,8 @@ def kiosk_page(
             "nav": "kiosks",
             "detail": detail,
             "kiosk": detail.health,
-            "can_manage": _manages_kiosks(viewer),
-            "now": clock(),
+            "can_manage": _manages_kiosks(ctx.caller),
+            "now": ctx.now,
         },
     )
 
@@ -102,67 +98,48 @@ def kiosk_page(
 @router.post("/kiosks")
 def create_kiosk(
     request: Request,
-    session: SessionDep,
+    ctx: PageDep,
     keyring: KeyringDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    viewer: CurrentUser,
     name: Annotated[str, Form(max_length=200)],
     venue_id: Annotated[int, Form()],
 ) -> HTMLResponse:
-    ensure_role(viewer, UserRole.ADMIN)
-    venue = require_venue(session, venue_id)
-    ensure_visible(viewer, venue.org_id, VenueNotFound(f"场地 {venue_id} 不存在"))
+    ensure_role(ctx.caller, UserRole.ADMIN)
     issued = add_kiosk(
-        session,
+        ctx.session,
         keyring=keyring,
         name=name,
         venue_id=venue_id,
-        now=clock(),
-        code_ttl=settings.enrollment_code_ttl,
-        actor=viewer.actor,
+        now=ctx.now,
+        code_ttl=ctx.settings.enrollment_code_ttl,
+        caller=ctx.caller,
     )
-    return _code_page(request, issued, venue_name=venue.name, first=True)
+    return _code_page(request, issued, venue_name=_venue_name(ctx.session, venue_id), first=True)
 
 
 @router.post("/kiosks/{kiosk_id}/code")
-def new_code(
-    kiosk_id: str,
-    request: Request,
-    session: SessionDep,
-    keyring: KeyringDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    viewer: CurrentUser,
-) -> HTMLResponse:
-    ensure_role(viewer, UserRole.ADMIN)
-    kiosk = require_kiosk(session, kiosk_id)
-    ensure_visible(viewer, kiosk_org_id(session, kiosk), KioskNotFound(f"终端 {kiosk_id} 不存在"))
+def new_code(kiosk_id: str, request: Request, ctx: PageDep, keyring: KeyringDep) -> HTMLResponse:
+    ensure_role(ctx.caller, UserRole.ADMIN)
     issued = issue_enrollment_code(
-        session,
+        ctx.session,
         keyring=keyring,
         kiosk_id=kiosk_id,
-        now=clock(),
-        code_ttl=settings.enrollment_code_ttl,
-        actor=viewer.actor,
+        now=ctx.now,
+        code_ttl=ctx.settings.enrollment_code_ttl,
+        caller=ctx.caller,
     )
-    venue = session.get(Venue, kiosk.venue_id)
-    return _code_page(request, issued, venue_name=venue.name if venue else "", first=False)
+    venue_name = _venue_name(ctx.session, issued.kiosk.venue_id)
+    return _code_page(request, issued, venue_name=venue_name, first=False)
 
 
 @router.post("/kiosks/{kiosk_id}/revoke")
 def revoke(
     kiosk_id: str,
     request: Request,
-    session: SessionDep,
-    clock: ClockDep,
-    viewer: CurrentUser,
+    ctx: PageDep,
     reason: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
-    ensure_role(viewer, UserRole.ADMIN)
-    kiosk = revoke_kiosk(
-        session, kiosk_id=kiosk_id, now=clock(), actor=viewer.actor, org_ids=viewer.org_ids, reason=reason
-    )
+    ensure_role(ctx.caller, UserRole.ADMIN)
+    kiosk = revoke_kiosk(ctx.session, kiosk_id=kiosk_id, now=ctx.now, caller=ctx.caller, reason=reason)
     return redirect(request, f"/web/kiosks/{kiosk_id}", toast=f"已停用签到机「{kiosk.name}」，其刷卡将被拒绝")
 
 
@@ -170,57 +147,52 @@ def revoke(
 def start_enrol(
     member_id: int,
     request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    viewer: CurrentUser,
+    ctx: PageDep,
     kiosk_id: Annotated[str, Form(max_length=64)] = "",
 ) -> HTMLResponse:
     enrol = start_enrol_session(
-        session,
+        ctx.session,
         member_id=member_id,
         kiosk_id=kiosk_id or None,
-        actor=viewer.actor,
-        now=clock(),
-        ttl=settings.enrol_session_ttl,
-        org_ids=viewer.org_ids,
+        actor=ctx.caller.actor,
+        now=ctx.now,
+        ttl=ctx.settings.enrol_session_ttl,
+        org_ids=ctx.caller.scope.org_ids,
     )
-    return _enrol_fragment(request, session, viewer, enrol, now=clock())
+    return _enrol_fragment(request, ctx, enrol)
 
 
 @router.get("/enrol-sessions/{enrol_session_id}")
-def poll_enrol(
-    enrol_session_id: int, request: Request, session: SessionDep, clock: ClockDep, viewer: CurrentUser
-) -> Response:
+def poll_enrol(enrol_session_id: int, request: Request, ctx: PageDep) -> Response:
     enrol = read_enrol_session(
-        session, enrol_session_id=enrol_session_id, now=clock(), org_ids=viewer.org_ids
+        ctx.session, enrol_session_id=enrol_session_id, now=ctx.now, org_ids=ctx.caller.scope.org_ids
     )
     if enrol.state == EnrolSessionState.BOUND:
         # Reload the member page: the new card shows in its table, the toast says which one.
         return redirect(request, f"/web/members/{enrol.member_id}", toast=f"已绑定卡 {enrol.card_masked}")
-    return _enrol_fragment(request, session, viewer, enrol, now=clock())
+    return _enrol_fragment(request, ctx, enrol)
 
 
 @router.post("/enrol-sessions/{enrol_session_id}/cancel")
-def cancel_enrol(
-    enrol_session_id: int, request: Request, session: SessionDep, clock: ClockDep, viewer: CurrentUser
-) -> HTMLResponse:
+def cancel_enrol(enrol_session_id: int, request: Request, ctx: PageDep) -> HTMLResponse:
     enrol = cancel_enrol_session(
-        session, enrol_session_id=enrol_session_id, actor=viewer.actor, now=clock(), org_ids=viewer.org_ids
+        ctx.session,
+        enrol_session_id=enrol_session_id,
+        actor=ctx.caller.actor,
+        now=ctx.now,
+        org_ids=ctx.caller.scope.org_ids,
     )
-    return _enrol_fragment(request, session, viewer, enrol, now=clock())
+    return _enrol_fragment(request, ctx, enrol)
 
 
-def _enrol_fragment(
-    request: Request, session: Session, viewer: WebUser, enrol: EnrolSessionPublic, *, now: datetime
-) -> HTMLResponse:
-    member = require_member(session, enrol.member_id)
+def _enrol_fragment(request: Request, ctx: RequestContext, enrol: EnrolSessionPublic) -> HTMLResponse:
+    member = require_member(ctx.session, enrol.member_id)
     enrol_kiosks = [
         k
-        for k in list_kiosk_health(session, now=now, org_ids=viewer.org_ids)
+        for k in list_kiosk_health(ctx.session, now=ctx.now, org_ids=ctx.caller.scope.org_ids)
         if k.status == KioskStatus.ACTIVE and k.mode == TapMode.ENROL
     ]
-    remaining = max(0, int((enrol.expires_at - now).total_seconds()))
+    remaining = max(0, int((enrol.expires_at - ctx.now).total_seconds()))
     return render(
         request,
         "kiosks/_enrol_wait.html",
@@ -232,6 +204,11 @@ def _enrol_fragment(
             "pending": enrol.state == EnrolSessionState.PENDING,
         },
     )
+
+
+def _venue_name(session: Session, venue_id: int) -> str:
+    venue = session.get(Venue, venue_id)
+    return venue.name if venue is not None else ""
 
 
 def _code_page(request: Request, issued: IssuedCode, *, venue_name: str, first: bool) -> HTMLResponse:
@@ -265,14 +242,14 @@ def qr_data_uri(text: str) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
 
 
-def _manages_kiosks(viewer: WebUser) -> bool:
-    return viewer.has_role(UserRole.ADMIN)
+def _manages_kiosks(caller: Caller) -> bool:
+    return caller.has_role(UserRole.ADMIN)
 
 
-def _venues_in_scope(session: Session, viewer: WebUser) -> list[Venue]:
+def _venues_in_scope(session: Session, caller: Caller) -> list[Venue]:
     query = select(Venue).order_by(col(Venue.name))
-    if viewer.org_ids is not None:
-        query = query.where(col(Venue.org_id).in_(viewer.org_ids))
+    if caller.scope.org_ids is not None:
+        query = query.where(col(Venue.org_id).in_(caller.scope.org_ids))
     return list(session.exec(query).all())
 
 

@@ -12,15 +12,14 @@ from fastapi.responses import HTMLResponse, Response
 
 from server.attendance.service import build_attendance_sheet
 from server.config import ServerSettings
-from server.deps import ClockDep, SessionDep, SettingsDep
 from server.errors import OrganisationNotFound
 from server.ledgers.cadence import CadencePolicy
 from server.ledgers.periods import Period, make_period, parse_period, period_containing
 from server.ledgers.render import ExportFormat, RenderedLedger, render_ledger
 from server.ledgers.service import build_member_history, build_org_ledger
-from server.orgs.models import Organisation
+from server.records.orgs import Organisation
 from server.vocabulary import Cadence
-from server.web.deps import CurrentUser
+from server.web.deps import PageDep
 from server.web.lookups import organisations_in_scope
 from server.web.templating import render
 
@@ -34,31 +33,23 @@ def cadence_policy(settings: ServerSettings) -> CadencePolicy:
 
 
 @router.get("")
-def ledger_page(
-    request: Request,
-    session: SessionDep,
-    clock: ClockDep,
-    settings: SettingsDep,
-    viewer: CurrentUser,
-    org: int | None = None,
-    period: str = "",
-) -> HTMLResponse:
-    now, tz = clock(), settings.tz
-    organisations = organisations_in_scope(session, viewer)
+def ledger_page(request: Request, ctx: PageDep, org: int | None = None, period: str = "") -> HTMLResponse:
+    now, tz, caller = ctx.now, ctx.tz, ctx.caller
+    organisations = organisations_in_scope(ctx.session, caller)
     org_id = (
-        org if org is not None else viewer.org_id if viewer.org_id is not None else _first_id(organisations)
+        org if org is not None else caller.org_id if caller.org_id is not None else _first_id(organisations)
     )
     chosen = parse_period(period, tz) if period else period_containing(now, Cadence.YEARLY, tz)
     ledger = None
     if org_id is not None:
         ledger = build_org_ledger(
-            session,
+            ctx.session,
             org_id=org_id,
             period=chosen,
-            viewer=viewer,
+            caller=caller,
             now=now,
             tz=tz,
-            policy=cadence_policy(settings),
+            policy=cadence_policy(ctx.settings),
         )
     return render(
         request,
@@ -76,46 +67,29 @@ def ledger_page(
 
 
 @router.get("/org/{org_id}/{period_key}.{fmt}")
-def download_org_ledger(
-    org_id: int,
-    period_key: str,
-    fmt: ExportFormat,
-    session: SessionDep,
-    clock: ClockDep,
-    settings: SettingsDep,
-    viewer: CurrentUser,
-) -> Response:
+def download_org_ledger(org_id: int, period_key: str, fmt: ExportFormat, ctx: PageDep) -> Response:
     ledger = build_org_ledger(
-        session,
+        ctx.session,
         org_id=org_id,
-        period=parse_period(period_key, settings.tz),
-        viewer=viewer,
-        now=clock(),
-        tz=settings.tz,
-        policy=cadence_policy(settings),
+        period=parse_period(period_key, ctx.tz),
+        caller=ctx.caller,
+        now=ctx.now,
+        tz=ctx.tz,
+        policy=cadence_policy(ctx.settings),
     )
     return _download(render_ledger(ledger, fmt))
 
 
 @router.get("/events/{event_id}.{fmt}")
-def download_sign_in_sheet(
-    event_id: int, fmt: ExportFormat, session: SessionDep, settings: SettingsDep, viewer: CurrentUser
-) -> Response:
-    sheet = build_attendance_sheet(session, event_id=event_id, viewer=viewer, tz=settings.tz)
+def download_sign_in_sheet(event_id: int, fmt: ExportFormat, ctx: PageDep) -> Response:
+    sheet = build_attendance_sheet(ctx.session, event_id=event_id, caller=ctx.caller, tz=ctx.tz)
     return _download(render_ledger(sheet, fmt))
 
 
 @router.get("/members/{member_id}.{fmt}")
-def download_member_history(
-    member_id: int,
-    fmt: ExportFormat,
-    session: SessionDep,
-    clock: ClockDep,
-    settings: SettingsDep,
-    viewer: CurrentUser,
-) -> Response:
+def download_member_history(member_id: int, fmt: ExportFormat, ctx: PageDep) -> Response:
     history = build_member_history(
-        session, member_id=member_id, period=None, viewer=viewer, now=clock(), tz=settings.tz
+        ctx.session, member_id=member_id, period=None, caller=ctx.caller, now=ctx.now, tz=ctx.tz
     )
     return _download(render_ledger(history, fmt))
 

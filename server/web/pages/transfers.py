@@ -14,12 +14,13 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
-from server.deps import ClockDep, KeyringDep, SessionDep, SettingsDep
+from server.deps import KeyringDep
 from server.errors import InvalidInput
+from server.records.transfers import DocumentKind, TransferAction, TransferSource, TransferState
 from server.transfers.calendar import transfer_policy
-from server.transfers.kinds import DOCUMENT_LABELS, ISSUER_LABELS, SOURCE_LABELS, DocumentKind, TransferSource
-from server.transfers.models import LetterIn, TransferCreate, TransferUpdate
+from server.transfers.kinds import DOCUMENT_LABELS, ISSUER_LABELS, SOURCE_LABELS
 from server.transfers.queue import list_queue, list_suggestions, placement_choices
+from server.transfers.schemas import LetterIn, TransferCreate, TransferUpdate
 from server.transfers.scope import TransferScope
 from server.transfers.service import (
     attach_letter,
@@ -30,11 +31,10 @@ from server.transfers.service import (
     untick_document,
     update_details,
 )
-from server.transfers.states import ACTION_LABELS, OPEN_STATES, STATE_LABELS, TransferAction, TransferState
+from server.transfers.states import ACTION_LABELS, OPEN_STATES, STATE_LABELS
 from server.vocabulary import MemberCategory
-from server.web.deps import CurrentUser
+from server.web.deps import PageDep
 from server.web.lookups import organisations_in_scope
-from server.web.pages.dashboard import reviewer_for
 from server.web.templating import redirect, render
 
 router = APIRouter(prefix="/transfers")
@@ -133,11 +133,9 @@ def letter_form(
 LetterFormDep = Annotated[dict[str, object], Depends(letter_form)]
 
 
-def get_scope(
-    session: SessionDep, settings: SettingsDep, clock: ClockDep, viewer: CurrentUser
-) -> TransferScope:
+def get_scope(ctx: PageDep) -> TransferScope:
     return TransferScope(
-        session=session, reviewer=reviewer_for(viewer), policy=transfer_policy(settings), now=clock()
+        session=ctx.session, caller=ctx.caller, policy=transfer_policy(ctx.settings), now=ctx.now
     )
 
 
@@ -148,7 +146,6 @@ ScopeDep = Annotated[TransferScope, Depends(get_scope)]
 def transfer_queue(
     request: Request,
     scope: ScopeDep,
-    viewer: CurrentUser,
     state: Annotated[str, Query(max_length=32)] = "",
     overdue: Annotated[str, Query(max_length=5)] = "",
     q: Annotated[str, Query(max_length=50)] = "",
@@ -161,7 +158,7 @@ def transfer_queue(
         states = None
     queue = list_queue(
         scope.session,
-        reviewer=scope.reviewer,
+        caller=scope.caller,
         policy=scope.policy,
         now=scope.now,
         states=states,
@@ -169,11 +166,10 @@ def transfer_queue(
         search=q,
     )
     open_queue = queue if states is None and not overdue and not q else None
+    home = scope.caller.org_id
     suggestions = (
-        list_suggestions(
-            scope.session, reviewer=scope.reviewer, org_id=viewer.org_id, since=scope.now - SUGGESTION_WINDOW
-        )
-        if viewer.org_id is not None
+        list_suggestions(scope.session, caller=scope.caller, org_id=home, since=scope.now - SUGGESTION_WINDOW)
+        if home is not None
         else []
     )
     return render(
@@ -196,13 +192,13 @@ def transfer_queue(
 
 
 @router.get("/new")
-def new_transfer(request: Request, session: SessionDep, viewer: CurrentUser) -> HTMLResponse:
+def new_transfer(request: Request, ctx: PageDep) -> HTMLResponse:
     return render(
         request,
         "transfers/new.html",
         {
             "nav": "transfers",
-            "organisations": organisations_in_scope(session, viewer),
+            "organisations": organisations_in_scope(ctx.session, ctx.caller),
             "categories": list(MemberCategory),
             **LABELS,
         },
@@ -237,7 +233,7 @@ def file_transfer(
         scope.session,
         keyring=keyring,
         data=data,
-        reviewer=scope.reviewer,
+        caller=scope.caller,
         source=TransferSource.WEB,
         policy=scope.policy,
         now=scope.now,
@@ -253,7 +249,7 @@ def file_suggested(
     org_id: Annotated[int, Form()],
 ) -> Response:
     filed = file_from_suggestion(
-        scope.session, member_id=member_id, org_id=org_id, reviewer=scope.reviewer, now=scope.now
+        scope.session, member_id=member_id, org_id=org_id, caller=scope.caller, now=scope.now
     )
     return redirect(request, f"/web/transfers/{filed.id}", toast="已代为发起转入申请，请录入介绍信")
 
@@ -267,7 +263,7 @@ def transfer_detail(transfer_id: int, request: Request, scope: ScopeDep) -> HTML
         {
             "nav": "transfers",
             "t": detail,
-            "placements": placement_choices(scope.session, request_id=transfer_id, reviewer=scope.reviewer),
+            "placements": placement_choices(scope.session, request_id=transfer_id, caller=scope.caller),
             "pending": detail.state
             in {
                 TransferState.SUBMITTED,
@@ -300,7 +296,7 @@ def transfer_transition(
         request_id=transfer_id,
         action=action,
         reason=reason,
-        reviewer=scope.reviewer,
+        caller=scope.caller,
         policy=scope.policy,
         now=scope.now,
         placement_org_id=int(placement_org_id)
@@ -326,7 +322,7 @@ def transfer_letter(
         scope.session,
         request_id=transfer_id,
         letter=letter,
-        reviewer=scope.reviewer,
+        caller=scope.caller,
         policy=scope.policy,
         now=scope.now,
     )
@@ -352,9 +348,7 @@ def transfer_details(
             "note": note,
         },
     )
-    update_details(
-        scope.session, request_id=transfer_id, changes=changes, reviewer=scope.reviewer, now=scope.now
-    )
+    update_details(scope.session, request_id=transfer_id, changes=changes, caller=scope.caller, now=scope.now)
     return redirect(request, f"/web/transfers/{transfer_id}", toast="申请信息已保存")
 
 
@@ -367,12 +361,12 @@ def transfer_document(
     ticked: Annotated[str, Form(max_length=1)] = "1",
     note: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    session, reviewer, now = scope.session, scope.reviewer, scope.now
+    session, caller, now = scope.session, scope.caller, scope.now
     if ticked == "1":
-        tick_document(session, request_id=transfer_id, kind=kind, note=note, reviewer=reviewer, now=now)
+        tick_document(session, request_id=transfer_id, kind=kind, note=note, caller=caller, now=now)
         message = f"已核对：{DOCUMENT_LABELS[kind]}"
     else:
-        untick_document(session, request_id=transfer_id, kind=kind, reviewer=reviewer, now=now)
+        untick_document(session, request_id=transfer_id, kind=kind, caller=caller, now=now)
         message = f"已取消核对：{DOCUMENT_LABELS[kind]}"
     return redirect(request, f"/web/transfers/{transfer_id}", toast=message)
 

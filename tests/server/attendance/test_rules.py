@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from server.attendance.service import record_manual_attendance
 from server.audit.service import list_entries
+from server.caller import UNSCOPED
 from server.db import unit_of_work
 from server.errors import AlreadyPresent, InvalidTimeRange, ReasonRequired
 from server.keyring import Keyring
@@ -31,7 +32,7 @@ from server.vocabulary import (
     MemberStatus,
 )
 from tests.server.factories import LI_CARD, ZHANG_CARD, ZHAO_CARD, World
-from tests.server.ledgers.helpers import ACTOR, at, meeting, member, sheet, tap
+from tests.server.ledgers.helpers import CALLER, at, meeting, member, sheet, tap
 
 
 def names(rows: list) -> list[str]:  # type: ignore[type-arg]
@@ -55,7 +56,7 @@ class TestExpectedAtTheEventsTime:
                 member_id=world.members["王五"],
                 to_org_id=world.other_branch_id,
                 at=at("2025-04-20"),
-                actor=ACTOR,
+                caller=CALLER,
             )
 
         assert "王五" in names(sheet(engine, april).expected)
@@ -72,7 +73,7 @@ class TestExpectedAtTheEventsTime:
                 member_id=world.members["李四"],
                 category=MemberCategory.FULL,
                 at=at("2025-05-01", "00:00"),
-                actor=ACTOR,
+                caller=CALLER,
                 reason="支部大会通过转正",
             )
 
@@ -93,7 +94,7 @@ class TestExpectedAtTheEventsTime:
                 member_id=world.members["王五"],
                 status=MemberStatus.TRANSFERRED_OUT,
                 at=at("2025-04-30"),
-                actor=ACTOR,
+                caller=CALLER,
             )
         assert "王五" in names(sheet(engine, april).expected)
         assert "王五" not in names(sheet(engine, may).expected)
@@ -105,7 +106,7 @@ class TestExpectedAtTheEventsTime:
                 member_id=world.members["王五"],
                 to_org_id=world.other_branch_id,
                 at=at("2025-04-20"),
-                actor=ACTOR,
+                caller=CALLER,
             )
         with pytest.raises(InvalidTimeRange) as excinfo, unit_of_work(engine) as session:
             move_member(
@@ -113,7 +114,7 @@ class TestExpectedAtTheEventsTime:
                 member_id=world.members["王五"],
                 to_org_id=world.branch_id,
                 at=at("2025-04-01"),
-                actor=ACTOR,
+                caller=CALLER,
             )
         assert excinfo.value.code == "invalid_time_range"
 
@@ -137,7 +138,7 @@ class TestExemptionsAndLeave:
                 starts_at=at("2025-04-01"),
                 ends_at=at("2025-06-01"),
                 note="住院治疗",
-                actor=ACTOR,
+                caller=CALLER,
                 now=at("2025-04-01"),
             )
         result = sheet(engine, event)
@@ -159,7 +160,7 @@ class TestExemptionsAndLeave:
                 event_id=event,
                 member_id=world.members["王五"],
                 reason="出差",
-                actor=ACTOR,
+                caller=CALLER,
                 now=at("2025-04-08"),
             )
             li = request_leave(
@@ -167,15 +168,17 @@ class TestExemptionsAndLeave:
                 event_id=event,
                 member_id=world.members["李四"],
                 reason="家中有事",
-                actor=ACTOR,
+                caller=CALLER,
                 now=at("2025-04-08"),
             )
         assert sheet(engine, event).counts.on_leave == 0
         with unit_of_work(engine) as session:
             assert wang.id is not None
             assert li.id is not None
-            decide_leave(session, leave_id=wang.id, approve=True, note="", actor=ACTOR, now=at("2025-04-09"))
-            decide_leave(session, leave_id=li.id, approve=True, note="", actor=ACTOR, now=at("2025-04-09"))
+            decide_leave(
+                session, leave_id=wang.id, approve=True, note="", caller=CALLER, now=at("2025-04-09")
+            )
+            decide_leave(session, leave_id=li.id, approve=True, note="", caller=CALLER, now=at("2025-04-09"))
         tap(engine, keyring, world, ZHANG_CARD, at("2025-04-10", "08:55"))
         tap(engine, keyring, world, LI_CARD, at("2025-04-10", "08:56"))  # came anyway
 
@@ -217,7 +220,7 @@ class TestQuorum:
                 member_id=world.members["王五"],
                 reason="忘带卡，记录人核实到会",
                 at=None,
-                actor=ACTOR,
+                caller=CALLER,
                 now=at("2025-04-15", "09:30"),
             )
         (quorum,) = sheet(engine, event).quorums
@@ -239,7 +242,7 @@ class TestQuorum:
                     member_id=member_id,
                     role=role,
                     at=at("2025-01-01"),
-                    actor=ACTOR,
+                    caller=CALLER,
                 )
         event = meeting(engine, world, "四月支委会", at("2025-04-05"), kinds=[EventKind.COMMITTEE])
         tap(engine, keyring, world, ZHANG_CARD, at("2025-04-05", "08:50"))
@@ -358,7 +361,7 @@ class TestGuestsAndManualEntries:
                 member_id=world.members["王五"],
                 reason=" ",
                 at=None,
-                actor=ACTOR,
+                caller=CALLER,
                 now=at("2025-04-10"),
             )
         assert excinfo.value.code == "reason_required"
@@ -369,7 +372,7 @@ class TestGuestsAndManualEntries:
                 member_id=world.members["王五"],
                 reason="签到机故障",
                 at=at("2025-04-10", "09:05"),
-                actor=ACTOR,
+                caller=CALLER,
                 now=at("2025-04-10", "10:00"),
             )
         (wang,) = sheet(engine, event).present
@@ -380,7 +383,7 @@ class TestGuestsAndManualEntries:
             True,
         )
         with unit_of_work(engine) as session:
-            (entry,) = list_entries(session, org_ids=None, object_type="attendance")
+            (entry,) = list_entries(session, scope=UNSCOPED, object_type="attendance")
             assert (entry.action, entry.reason, entry.actor) == ("attendance.manual", "签到机故障", "cli")
         with pytest.raises(AlreadyPresent), unit_of_work(engine) as session:
             record_manual_attendance(
@@ -389,7 +392,7 @@ class TestGuestsAndManualEntries:
                 member_id=world.members["王五"],
                 reason="重复",
                 at=None,
-                actor=ACTOR,
+                caller=CALLER,
                 now=at("2025-04-10"),
             )
 
@@ -402,7 +405,7 @@ class TestGuestsAndManualEntries:
                 member_id=world.members["王五"],
                 reason="补录",
                 at=at("2025-04-10", "13:00"),
-                actor=ACTOR,
+                caller=CALLER,
                 now=at("2025-04-10", "13:00"),
             )
 

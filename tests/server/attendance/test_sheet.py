@@ -9,9 +9,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from schemas.messages import TapBatch
-from server.attendance.models import AttendanceSheet
+from server.attendance.schemas import AttendanceSheet
 from server.attendance.service import build_attendance_sheet
 from server.auth.service import create_token
+from server.caller import CLI_CALLER
 from server.db import unit_of_work
 from server.errors import OrgRequired
 from server.keyring import Keyring
@@ -54,7 +55,7 @@ class TestSheetContent:
             received_at=again + timedelta(minutes=1),
         )
         with unit_of_work(engine) as session:
-            sheet = build_attendance_sheet(session, event_id=world.event_id, viewer=None, tz=SHANGHAI)
+            sheet = build_attendance_sheet(session, event_id=world.event_id, caller=CLI_CALLER, tz=SHANGHAI)
 
         assert sheet.event.title == "三月主题党日"
         assert sheet.event.checkin_opens_at == EVENT_START - timedelta(minutes=30)
@@ -88,7 +89,7 @@ class TestSheetContent:
                 now=EVENT_START + timedelta(days=3),
             )
         with unit_of_work(engine) as session:
-            sheet = build_attendance_sheet(session, event_id=world.event_id, viewer=None, tz=SHANGHAI)
+            sheet = build_attendance_sheet(session, event_id=world.event_id, caller=CLI_CALLER, tz=SHANGHAI)
         assert "新成员" not in {m.name for m in sheet.expected}
 
 

@@ -14,15 +14,16 @@ from sqlmodel import select
 from server.app import create_app
 from server.attendance.unmatched import assign_unmatched_tap, list_unmatched_taps, purge_unmatched_taps
 from server.audit.service import list_entries
+from server.caller import CLI_CALLER, UNSCOPED
 from server.config import ServerSettings
 from server.db import unit_of_work
 from server.errors import DomainError
 from server.keyring import Keyring
-from server.taps.models import Tap
+from server.records.taps import Tap
 from server.vocabulary import AttendanceSource
 from tests.server.conftest import FakeClock
 from tests.server.factories import SHANGHAI, STRANGER_CARD, ZHANG_CARD, ZHAO_CARD, World
-from tests.server.ledgers.helpers import ACTOR, at, meeting, sheet, tap, token
+from tests.server.ledgers.helpers import CALLER, at, meeting, sheet, tap, token
 
 RETENTION = timedelta(days=30)
 
@@ -36,7 +37,7 @@ def unmatched(engine: Engine, world: World) -> list[int]:
     with unit_of_work(engine) as session:
         rows = list_unmatched_taps(
             session,
-            viewer=None,
+            caller=CLI_CALLER,
             org_id=world.committee_id,
             since=at("2025-01-01"),
             until=at("2026-01-01"),
@@ -55,7 +56,7 @@ def test_a_tap_outside_every_window_names_no_member(engine: Engine, keyring: Key
     with unit_of_work(engine) as session:
         (listed,) = list_unmatched_taps(
             session,
-            viewer=None,
+            caller=CLI_CALLER,
             org_id=world.committee_id,
             since=at("2025-04-01"),
             until=at("2025-05-01"),
@@ -80,8 +81,7 @@ def test_a_secretary_assigns_an_out_of_window_tap(engine: Engine, keyring: Keyri
             tap_id=tap_id,
             event_id=event,
             reason="会议延时，签到机窗口已关闭",
-            actor=ACTOR,
-            viewer=None,
+            caller=CALLER,
             now=at("2025-04-11"),
         )
     (present,) = sheet(engine, event).present
@@ -91,7 +91,7 @@ def test_a_secretary_assigns_an_out_of_window_tap(engine: Engine, keyring: Keyri
         at("2025-04-10", "12:00"),
     )
     with unit_of_work(engine) as session:
-        (entry,) = list_entries(session, org_ids=None, object_type="tap")
+        (entry,) = list_entries(session, scope=UNSCOPED, object_type="tap")
         assert (entry.action, entry.object_id) == ("tap.assign", str(tap_id))
         assert purge_unmatched_taps(session, now=at("2025-12-31"), retention=RETENTION) == 0
     assert taps_by_id(engine)[tap_id].card_no_hmac is not None
@@ -131,8 +131,7 @@ def test_purge_erases_old_unmatched_taps_only(engine: Engine, keyring: Keyring, 
             tap_id=purged_id,
             event_id=event,
             reason="x",
-            actor=ACTOR,
-            viewer=None,
+            caller=CALLER,
             now=at("2025-05-20"),
         )
     assert excinfo.value.code == "tap_purged"

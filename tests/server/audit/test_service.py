@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, text
 
-from server.audit.service import CLI_ACTOR, Actor, list_entries, record, verify_chain
+from server.audit.service import list_entries, record, verify_chain
+from server.caller import CLI_ACTOR, UNSCOPED, Actor, Scope
 from server.db import unit_of_work
 from tests.server.conftest import FakeClock
 from tests.server.factories import World
@@ -50,12 +51,14 @@ class TestAuditLog:
     ) -> None:
         """A secretary sees only their organisations' entries; an administrator sees all."""
         with unit_of_work(engine) as session:
-            before = len(list_entries(session, org_ids=None))
+            before = len(list_entries(session, scope=UNSCOPED))
         _record_three(engine, world, clock)
         with unit_of_work(engine) as session:
-            mine = list_entries(session, org_ids={world.branch_id}, limit=2)
-            other = list_entries(session, org_ids={world.other_branch_id}, object_type="kiosk")
-            everything = list_entries(session, org_ids=None)
+            mine = list_entries(session, scope=Scope(frozenset({world.branch_id})), limit=2)
+            other = list_entries(
+                session, scope=Scope(frozenset({world.other_branch_id})), object_type="kiosk"
+            )
+            everything = list_entries(session, scope=UNSCOPED)
         assert [e.action for e in mine] == ["leave.approve", "attendance.manual"]
         assert mine[1].reason == "忘带卡，现场核实"
         assert [e.action for e in other] == ["kiosk.revoke"]
@@ -66,7 +69,7 @@ class TestAuditLog:
     ) -> None:
         """Audit and action share one transaction: a failed request audits nothing."""
         with unit_of_work(engine) as session:
-            before = len(list_entries(session, org_ids=None))
+            before = len(list_entries(session, scope=UNSCOPED))
         try:
             with unit_of_work(engine) as session:
                 record(
@@ -82,7 +85,7 @@ class TestAuditLog:
         except RuntimeError:
             pass
         with unit_of_work(engine) as session:
-            assert len(list_entries(session, org_ids=None)) == before
+            assert len(list_entries(session, scope=UNSCOPED)) == before
 
     def test_intact_chain_verifies(self, engine: Engine, world: World, clock: FakeClock) -> None:
         """An untouched log verifies."""
@@ -114,6 +117,6 @@ class TestAuditLog:
         """Stored times come back timezone-aware and equal to what was recorded."""
         _record_three(engine, world, clock)
         with unit_of_work(engine) as session:
-            newest = list_entries(session, org_ids=None, limit=1)[0]
+            newest = list_entries(session, scope=UNSCOPED, limit=1)[0]
         assert newest.at == clock.now
         assert newest.at.tzinfo is not None

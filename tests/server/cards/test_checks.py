@@ -28,13 +28,13 @@ from schemas.messages import (
 )
 from server.cards.checks import CardCheckPolicy
 from server.cards.issuer import IssuerMacCheck, IssuerUnavailable
-from server.cards.models import CardBinding
 from server.cards.service import bind_card
 from server.db import unit_of_work
 from server.errors import InvalidCardIdentifier
 from server.keyring import Keyring
 from server.kiosks.service import enroll_kiosk
-from server.taps.models import Tap
+from server.records.cards import CardBinding
+from server.records.taps import Tap
 from server.taps.service import ingest_batch
 from server.vocabulary import CardCheckLevel, CardCheckNote
 from tests.server.factories import EVENT_START, LI_CARD, ZHANG_CARD, ZHAO_CARD, World

@@ -23,7 +23,7 @@ from schemas.messages import CardAuthAlgorithm, TapBatch
 from server.app import create_app
 from server.cards.issuer import HttpIssuerVerifier, IssuerMacCheck, IssuerUnavailable
 from server.config import ServerSettings
-from server.taps.models import Tap
+from server.records.taps import Tap
 from server.vocabulary import CardCheckLevel
 from tests.server.cards.test_checks import MASTER_KEY, data_copy, genuine, read
 from tests.server.conftest import TEST_SECRET, FakeClock

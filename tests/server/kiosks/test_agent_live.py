@@ -25,7 +25,7 @@ from reader_agent.state import Enrollment, StateDir, load_enrollment, save_enrol
 from reader_agent.uploader import Uploader, UploadOutcome
 from schemas.messages import CardFacts, ReaderState, TapMode, TapPayload
 from server.app import create_app
-from server.audit.service import CLI_ACTOR
+from server.caller import CLI_CALLER
 from server.config import ServerSettings
 from server.db import unit_of_work
 from server.kiosks.health import kiosk_detail
@@ -195,7 +195,7 @@ class TestRotateKey:
         self, kiosk_state: StateDir, live_url: str, world: World, engine: Engine, clock: FakeClock
     ) -> None:
         with unit_of_work(engine) as session:
-            revoke_kiosk(session, kiosk_id=world.kiosk_id, now=clock.now, actor=CLI_ACTOR, org_ids=None)
+            revoke_kiosk(session, kiosk_id=world.kiosk_id, now=clock.now, caller=CLI_CALLER)
         result = CliRunner().invoke(agent_app, ["rotate-key", "--state-dir", str(kiosk_state.root)])
         assert result.exit_code == 1
         assert "kiosk_revoked" in result.output

@@ -10,12 +10,12 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from schemas.messages import EnrollRequest, EnrollResponse, b64url_encode
-from server.audit.service import CLI_ACTOR
+from server.caller import CLI_CALLER
 from server.db import unit_of_work
 from server.errors import EnrollmentCodeInvalid, KioskRevoked
 from server.keyring import Keyring
-from server.kiosks.models import Kiosk
 from server.kiosks.service import add_kiosk, enroll_kiosk, issue_enrollment_code, revoke_kiosk
+from server.records.kiosks import Kiosk
 from server.vocabulary import KioskStatus
 from tests.server.conftest import FakeClock
 from tests.server.factories import World
@@ -115,7 +115,7 @@ class TestEnrollmentCodes:
                 venue_id=world.venue_id,
                 now=now,
                 code_ttl=timedelta(hours=1),
-                actor=CLI_ACTOR,
+                caller=CLI_CALLER,
             )
             replacement = issue_enrollment_code(
                 session,
@@ -123,7 +123,7 @@ class TestEnrollmentCodes:
                 kiosk_id=issued.kiosk.id,
                 now=now,
                 code_ttl=timedelta(hours=1),
-                actor=CLI_ACTOR,
+                caller=CLI_CALLER,
             )
         with unit_of_work(engine) as session, pytest.raises(EnrollmentCodeInvalid):
             enroll_kiosk(
@@ -146,7 +146,7 @@ class TestEnrollmentCodes:
         """A revoked kiosk stays revoked: no new code."""
         now = clock.now
         with unit_of_work(engine) as session:
-            revoke_kiosk(session, kiosk_id=world.kiosk_id, now=now, actor=CLI_ACTOR, org_ids=None)
+            revoke_kiosk(session, kiosk_id=world.kiosk_id, now=now, caller=CLI_CALLER)
         with unit_of_work(engine) as session, pytest.raises(KioskRevoked) as excinfo:
             issue_enrollment_code(
                 session,
@@ -154,6 +154,6 @@ class TestEnrollmentCodes:
                 kiosk_id=world.kiosk_id,
                 now=now,
                 code_ttl=timedelta(hours=1),
-                actor=CLI_ACTOR,
+                caller=CLI_CALLER,
             )
         assert excinfo.value.code == "kiosk_revoked"

@@ -11,13 +11,13 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from schemas.messages import HeartbeatAck, ReaderState, SignedEnvelope, b64url_encode
-from server.audit.models import AuditEntry
-from server.audit.service import CLI_ACTOR
+from server.caller import CLI_CALLER
 from server.db import unit_of_work
 from server.keyring import Keyring
 from server.kiosks.health import describe_duration, kiosk_detail, list_kiosk_health
-from server.kiosks.models import Kiosk
 from server.kiosks.service import revoke_kiosk
+from server.records.audit import AuditEntry
+from server.records.kiosks import Kiosk
 from server.vocabulary import TokenRole
 from tests.server.conftest import FakeClock
 from tests.server.factories import EVENT_START, ZHANG_CARD, World, upload
@@ -131,7 +131,7 @@ class TestHeartbeat:
         assert post(client, tap)[1]["error"] == "malformed"
 
         with unit_of_work(engine) as session:
-            revoke_kiosk(session, kiosk_id=world.kiosk_id, now=clock.now, actor=CLI_ACTOR, org_ids=None)
+            revoke_kiosk(session, kiosk_id=world.kiosk_id, now=clock.now, caller=CLI_CALLER)
         status, body = post(client, genuine)
         assert (status, body["error"]) == (409, "kiosk_revoked")
 

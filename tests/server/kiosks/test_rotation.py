@@ -11,13 +11,13 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from schemas.messages import EnrollRequest, KeyRotationRequest, KeyRotationResponse, SignedEnvelope
-from server.audit.models import AuditEntry
-from server.audit.service import CLI_ACTOR
+from server.caller import CLI_CALLER
 from server.db import unit_of_work
 from server.errors import PublicKeyInUse
 from server.keyring import Keyring
-from server.kiosks.models import Kiosk, KioskKey
 from server.kiosks.service import enroll_kiosk, issue_enrollment_code, revoke_kiosk
+from server.records.audit import AuditEntry
+from server.records.kiosks import Kiosk, KioskKey
 from tests.server.conftest import FakeClock
 from tests.server.factories import EVENT_START, LI_CARD, ZHANG_CARD, World, upload
 from tests.server.kiosks.messages import heartbeat, rotation
@@ -126,7 +126,7 @@ class TestRotate:
         assert rotate(client, mismatch)[1]["error"] == "kiosk_mismatch"
 
         with unit_of_work(engine) as session:
-            revoke_kiosk(session, kiosk_id=world.kiosk_id, now=clock.now, actor=CLI_ACTOR, org_ids=None)
+            revoke_kiosk(session, kiosk_id=world.kiosk_id, now=clock.now, caller=CLI_CALLER)
         revoked = rotation(world.keys, KioskKeys(), kiosk_id=world.kiosk_id, last_seq=0, at=clock.now)
         status, body = rotate(client, revoked)
         assert (status, body["error"]) == (409, "kiosk_revoked")
@@ -184,7 +184,7 @@ class TestReEnrollment:
                 kiosk_id=world.kiosk_id,
                 now=clock.now,
                 code_ttl=timedelta(hours=1),
-                actor=CLI_ACTOR,
+                caller=CLI_CALLER,
             )
             answer = enroll_kiosk(
                 session,
@@ -217,7 +217,7 @@ class TestReEnrollment:
                 kiosk_id=world.kiosk_id,
                 now=clock.now,
                 code_ttl=timedelta(hours=1),
-                actor=CLI_ACTOR,
+                caller=CLI_CALLER,
             )
             enroll_kiosk(
                 session,
@@ -232,7 +232,7 @@ class TestReEnrollment:
                 kiosk_id=world.kiosk_id,
                 now=clock.now,
                 code_ttl=timedelta(hours=1),
-                actor=CLI_ACTOR,
+                caller=CLI_CALLER,
             )
         with unit_of_work(engine) as session, pytest.raises(PublicKeyInUse):
             enroll_kiosk(

@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from server.audit.service import list_entries
+from server.caller import UNSCOPED
 from server.db import unit_of_work
 from server.errors import DomainError
 from server.keyring import Keyring
@@ -14,7 +15,7 @@ from server.leave.service import decide_leave, request_leave, withdraw_leave
 from server.orgs.membership import add_exemption
 from server.vocabulary import EventKind, ExemptionReason, LeaveStatus
 from tests.server.factories import World
-from tests.server.ledgers.helpers import ACTOR, at, meeting, sheet, token
+from tests.server.ledgers.helpers import CALLER, at, meeting, sheet, token
 
 
 def refusal(engine: Engine, action) -> str:  # type: ignore[no-untyped-def]
@@ -32,7 +33,7 @@ class TestLeaveService:
                 event_id=event,
                 member_id=world.members["王五"],
                 reason="出差",
-                actor=ACTOR,
+                caller=CALLER,
                 now=at("2025-04-01"),
             )
             li = request_leave(
@@ -40,7 +41,7 @@ class TestLeaveService:
                 event_id=event,
                 member_id=world.members["李四"],
                 reason="私事",
-                actor=ACTOR,
+                caller=CALLER,
                 now=at("2025-04-01"),
             )
             assert (wang.status, li.status) == (LeaveStatus.PENDING, LeaveStatus.PENDING)
@@ -52,21 +53,23 @@ class TestLeaveService:
             refusal(
                 engine,
                 lambda s: decide_leave(
-                    s, leave_id=li.id, approve=False, note="", actor=ACTOR, now=at("2025-04-02")
+                    s, leave_id=li.id, approve=False, note="", caller=CALLER, now=at("2025-04-02")
                 ),
             )
             == "reason_required"
         )
         with unit_of_work(engine) as session:
-            decide_leave(session, leave_id=wang.id, approve=True, note="", actor=ACTOR, now=at("2025-04-02"))
             decide_leave(
-                session, leave_id=li.id, approve=False, note="非必要事由", actor=ACTOR, now=at("2025-04-02")
+                session, leave_id=wang.id, approve=True, note="", caller=CALLER, now=at("2025-04-02")
+            )
+            decide_leave(
+                session, leave_id=li.id, approve=False, note="非必要事由", caller=CALLER, now=at("2025-04-02")
             )
         assert (
             refusal(
                 engine,
                 lambda s: decide_leave(
-                    s, leave_id=wang.id, approve=False, note="x", actor=ACTOR, now=at("2025-04-03")
+                    s, leave_id=wang.id, approve=False, note="x", caller=CALLER, now=at("2025-04-03")
                 ),
             )
             == "leave_not_pending"
@@ -76,11 +79,11 @@ class TestLeaveService:
         assert "李四" in [m.name for m in result.absent]
 
         with unit_of_work(engine) as session:
-            withdraw_leave(session, leave_id=wang.id, actor=ACTOR, now=at("2025-04-05"))
+            withdraw_leave(session, leave_id=wang.id, caller=CALLER, now=at("2025-04-05"))
         assert sheet(engine, event).on_leave == []
         with unit_of_work(engine) as session:
             actions = [
-                e.action for e in reversed(list_entries(session, org_ids=None, object_type="leave_request"))
+                e.action for e in reversed(list_entries(session, scope=UNSCOPED, object_type="leave_request"))
             ]
         assert actions == [
             "leave.request",
@@ -101,7 +104,7 @@ class TestLeaveService:
                 starts_at=at("2025-03-01"),
                 ends_at=None,
                 note="",
-                actor=ACTOR,
+                caller=CALLER,
                 now=at("2025-03-01"),
             )
             request_leave(
@@ -109,13 +112,18 @@ class TestLeaveService:
                 event_id=event,
                 member_id=world.members["王五"],
                 reason="出差",
-                actor=ACTOR,
+                caller=CALLER,
                 now=at("2025-04-01"),
             )
 
         def ask(event_id: int, name: str, when: str = "2025-04-01", reason: str = "有事"):  # type: ignore[no-untyped-def]
             return lambda s: request_leave(
-                s, event_id=event_id, member_id=world.members[name], reason=reason, actor=ACTOR, now=at(when)
+                s,
+                event_id=event_id,
+                member_id=world.members[name],
+                reason=reason,
+                caller=CALLER,
+                now=at(when),
             )
 
         assert refusal(engine, ask(event, "王五")) == "leave_already_requested"

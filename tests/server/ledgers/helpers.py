@@ -1,5 +1,5 @@
 """Helpers for ledger tests, on top of ``tests.server.factories.build_world``: more events,
-taps through the real ingest pipeline, and the services' actors."""
+taps through the real ingest pipeline, and the services' caller."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from schemas.messages import CardFacts, TapReceipt
-from server.attendance.models import AttendanceSheet
+from server.attendance.schemas import AttendanceSheet
 from server.attendance.service import build_attendance_sheet
-from server.audit.service import CLI_ACTOR, Actor
 from server.auth.service import create_token
+from server.caller import CLI_CALLER, Caller
 from server.db import unit_of_work
 from server.events.service import add_event
 from server.keyring import Keyring
@@ -20,7 +20,7 @@ from server.orgs.service import add_member
 from server.vocabulary import EventKind, MemberCategory, TokenRole
 from tests.server.factories import SHANGHAI, World, upload
 
-ACTOR: Actor = CLI_ACTOR
+CALLER: Caller = CLI_CALLER
 
 
 def at(day: str, hhmm: str = "09:00") -> datetime:
@@ -58,6 +58,7 @@ def meeting(
             recorder_member_id=recorder,
             topic="学习党章",
             now=created or start - timedelta(days=7),
+            caller=CLI_CALLER,
         )
         assert event.id is not None
         return event.id
@@ -94,7 +95,7 @@ def tap(engine: Engine, keyring: Keyring, world: World, card: CardFacts, when: d
 
 def sheet(engine: Engine, event_id: int) -> AttendanceSheet:
     with unit_of_work(engine) as session:
-        return build_attendance_sheet(session, event_id=event_id, viewer=None, tz=SHANGHAI)
+        return build_attendance_sheet(session, event_id=event_id, caller=CLI_CALLER, tz=SHANGHAI)
 
 
 def token(engine: Engine, keyring: Keyring, *, org_id: int | None = None) -> dict[str, str]:

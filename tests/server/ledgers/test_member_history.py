@@ -12,18 +12,19 @@ from openpyxl import load_workbook
 from sqlalchemy import Engine
 from sqlmodel import select
 
+from server.caller import CLI_CALLER
 from server.cards.lifecycle import report_card_lost
-from server.cards.models import CardBinding
 from server.db import unit_of_work
 from server.keyring import Keyring
 from server.leave.service import decide_leave, request_leave
 from server.ledgers.periods import parse_period
 from server.ledgers.service import build_member_history
 from server.orgs.membership import move_member
+from server.records.cards import CardBinding
 from server.vocabulary import EventKind
 from tests.server.conftest import FakeClock
 from tests.server.factories import LI_CARD, SHANGHAI, ZHANG_CARD, World
-from tests.server.ledgers.helpers import ACTOR, at, meeting, tap, token
+from tests.server.ledgers.helpers import CALLER, at, meeting, tap, token
 
 
 def test_history_lists_every_event_with_its_outcome(engine: Engine, keyring: Keyring, world: World) -> None:
@@ -41,30 +42,30 @@ def test_history_lists_every_event_with_its_outcome(engine: Engine, keyring: Key
             event_id=june,
             member_id=world.members["张三明"],
             reason="出差",
-            actor=ACTOR,
+            caller=CALLER,
             now=at("2025-06-01"),
         )
         assert leave.id is not None
-        decide_leave(session, leave_id=leave.id, approve=True, note="", actor=ACTOR, now=at("2025-06-02"))
+        decide_leave(session, leave_id=leave.id, approve=True, note="", caller=CALLER, now=at("2025-06-02"))
         move_member(
             session,
             member_id=world.members["张三明"],
             to_org_id=world.other_branch_id,
             at=at("2025-07-01"),
-            actor=ACTOR,
+            caller=CALLER,
         )
         binding_id = session.exec(
             select(CardBinding.id).where(CardBinding.member_id == world.members["张三明"])
         ).one()
         assert binding_id is not None
-        report_card_lost(session, binding_id=binding_id, actor=ACTOR, now=at("2025-07-02"))
+        report_card_lost(session, binding_id=binding_id, caller=CALLER, now=at("2025-07-02"))
 
     with unit_of_work(engine) as session:
         history = build_member_history(
             session,
             member_id=world.members["张三明"],
             period=None,
-            viewer=None,
+            caller=CLI_CALLER,
             now=at("2025-07-05"),
             tz=SHANGHAI,
         )
@@ -97,7 +98,7 @@ def test_history_lists_every_event_with_its_outcome(engine: Engine, keyring: Key
             session,
             member_id=world.members["张三明"],
             period=parse_period("2025-Q2", SHANGHAI),
-            viewer=None,
+            caller=CLI_CALLER,
             now=at("2025-07-05"),
             tz=SHANGHAI,
         )

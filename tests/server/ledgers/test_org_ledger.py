@@ -7,17 +7,18 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from server.caller import CLI_CALLER
 from server.db import unit_of_work
 from server.keyring import Keyring
 from server.ledgers.cadence import CadencePolicy
-from server.ledgers.models import OrgLedger
 from server.ledgers.periods import parse_period
+from server.ledgers.schemas import OrgLedger
 from server.ledgers.service import build_org_ledger
 from server.orgs.membership import appoint_committee_member
 from server.vocabulary import Cadence, CommitteeRole, EventKind
 from tests.server.conftest import FakeClock
 from tests.server.factories import LI_CARD, SHANGHAI, ZHANG_CARD, ZHAO_CARD, World
-from tests.server.ledgers.helpers import ACTOR, at, meeting, member, tap, token
+from tests.server.ledgers.helpers import CALLER, at, meeting, member, tap, token
 
 NOW = at("2025-06-25", "12:00")  # late in Q2: June still running
 
@@ -35,7 +36,7 @@ def ledger(
             session,
             org_id=org_id or world.branch_id,
             period=parse_period(period, SHANGHAI),
-            viewer=None,
+            caller=CLI_CALLER,
             now=NOW,
             tz=SHANGHAI,
             policy=CadencePolicy(lecture=lecture),
@@ -124,7 +125,7 @@ class TestCadence:
                 session,
                 org_id=world.branch_id,
                 period=parse_period("2025-06", SHANGHAI),
-                viewer=None,
+                caller=CLI_CALLER,
                 now=at("2025-06-25", "12:30"),
                 tz=SHANGHAI,
                 policy=CadencePolicy(),
@@ -149,7 +150,7 @@ class TestCadence:
                     member_id=member_id,
                     role=CommitteeRole.MEMBER,
                     at=at("2025-01-01"),
-                    actor=ACTOR,
+                    caller=CALLER,
                 )
         assert statuses(ledger(engine, world))[("committee", "2025-04")] == "missed"
 

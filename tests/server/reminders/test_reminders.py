@@ -9,17 +9,18 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import select
 
+from server.caller import CLI_CALLER
 from server.db import unit_of_work
 from server.keyring import Keyring
 from server.ledgers.cadence import CadencePolicy
 from server.orgs.membership import add_exemption
-from server.orgs.models import Member
-from server.reminders.models import ReminderReport
+from server.records.orgs import Member
+from server.reminders.schemas import ReminderReport
 from server.reminders.service import build_reminders
 from server.vocabulary import ExemptionReason, MemberStatus
 from tests.server.conftest import FakeClock
 from tests.server.factories import SHANGHAI, ZHANG_CARD, ZHAO_CARD, World
-from tests.server.ledgers.helpers import ACTOR, at, meeting, tap, token
+from tests.server.ledgers.helpers import CALLER, at, meeting, tap, token
 
 
 def reminders(engine: Engine, world: World, now: datetime, org_id: int | None = None) -> ReminderReport:
@@ -27,7 +28,7 @@ def reminders(engine: Engine, world: World, now: datetime, org_id: int | None = 
         return build_reminders(
             session,
             org_id=org_id or world.committee_id,
-            viewer=None,
+            caller=CLI_CALLER,
             now=now,
             tz=SHANGHAI,
             policy=CadencePolicy(),
@@ -76,7 +77,7 @@ class TestSixMonthRule:
                 starts_at=at("2025-04-01"),
                 ends_at=None,
                 note="",
-                actor=ACTOR,
+                caller=CALLER,
                 now=at("2025-04-01"),
             )
         report = reminders(engine, world, at("2025-10-01"))

@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from server.audit.models import AuditEntry
-from server.cards.models import CardBinding
 from server.cards.service import bind_card
 from server.db import unit_of_work
 from server.keyring import Keyring
-from server.orgs.models import Member
 from server.orgs.service import add_member, add_organisation
+from server.records.audit import AuditEntry
+from server.records.cards import CardBinding
+from server.records.orgs import Member
 from server.vocabulary import MemberCategory, OrgKind
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))

@@ -9,18 +9,19 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from server.audit.models import AuditEntry
-from server.audit.service import CLI_ACTOR, verify_chain
+from server.audit.service import verify_chain
+from server.caller import CLI_CALLER
 from server.cards.identifiers import card_no_digest, uid_digest
-from server.cards.models import CardBinding
 from server.cards.service import find_bound_member
 from server.db import unit_of_work
 from server.errors import RosterInvalid
 from server.keyring import Keyring
 from server.orgs.membership import change_member_status
-from server.orgs.models import Member, MembershipPeriod
 from server.orgs.service import add_member
-from server.roster.models import ProblemCode, RosterReport
+from server.records.audit import AuditEntry
+from server.records.cards import CardBinding
+from server.records.orgs import Member, MembershipPeriod
+from server.roster.schemas import ProblemCode, RosterReport
 from server.roster.service import import_roster
 from server.vocabulary import BindingStatus, Gender, MemberCategory, MemberStatus
 from tests.server.roster.conftest import NOW, ZHANG_CARD, ZHAO_CARD, Tree, table_counts
@@ -42,7 +43,7 @@ def run_import(
 ) -> RosterReport:
     with unit_of_work(engine) as session:
         return import_roster(
-            session, keyring=keyring, data=data, scope_org_id=scope, actor=CLI_ACTOR, now=NOW, dry_run=dry_run
+            session, keyring=keyring, data=data, caller=CLI_CALLER, org_id=scope, now=NOW, dry_run=dry_run
         )
 
 
@@ -350,7 +351,7 @@ class TestRefusals:
     def test_inactive_member_is_not_revived(self, engine: Engine, keyring: Keyring, tree: Tree) -> None:
         with unit_of_work(engine) as session:
             change_member_status(
-                session, member_id=tree.zhao, status=MemberStatus.TRANSFERRED_OUT, at=NOW, actor=CLI_ACTOR
+                session, member_id=tree.zhao, status=MemberStatus.TRANSFERRED_OUT, at=NOW, caller=CLI_CALLER
             )
         problems = refusal(
             engine, keyring, roster_xlsx(numbered([["赵六", "男", "正式党员", "第二党支部", ZHAO_CARD]]))
@@ -364,7 +365,7 @@ class TestRefusals:
         active in the branch is matched instead."""
         with unit_of_work(engine) as session:
             change_member_status(
-                session, member_id=tree.wang, status=MemberStatus.TRANSFERRED_OUT, at=NOW, actor=CLI_ACTOR
+                session, member_id=tree.wang, status=MemberStatus.TRANSFERRED_OUT, at=NOW, caller=CLI_CALLER
             )
         row = numbered([["王五", "男", "正式党员", "思明区某街道党委/第一党支部", None]])
         assert located(refusal(engine, keyring, roster_xlsx(row))) == [(2, "姓名", "member_inactive")]

@@ -8,7 +8,7 @@ import pytest
 from openpyxl import Workbook
 
 from server.errors import RosterUnreadable
-from server.roster.models import ProblemCode
+from server.roster.schemas import ProblemCode
 from server.roster.sheet import RosterContent, branch_path_keys, name_key, read_roster
 from server.vocabulary import Gender, MemberCategory
 from tests.server.roster.workbooks import CHEN_CARD, HEADER, LIN_CARD, numbered, roster_xlsx

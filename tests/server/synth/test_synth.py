@@ -15,28 +15,29 @@ from sqlalchemy import Engine, func, text
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
-from server.attendance.models import Attendance
 from server.attendance.service import build_attendance_sheet
+from server.caller import CLI_CALLER
 from server.cards.identifiers import card_no_digest
 from server.cards.service import find_bound_member
 from server.cli import admin_app
 from server.db import make_engine, unit_of_work
 from server.errors import DatabaseNotEmpty
-from server.events.models import Event
 from server.events.service import find_event_for_tap
 from server.keyring import Keyring
 from server.ledgers.cadence import CadencePolicy
 from server.ledgers.periods import parse_period
 from server.ledgers.service import build_org_ledger
 from server.migrate import migrate
-from server.orgs.models import Member, Organisation
 from server.orgs.service import add_organisation
+from server.records.attendance import Attendance
+from server.records.events import Event
+from server.records.orgs import Member, Organisation
+from server.records.taps import Tap
 from server.reminders.service import build_reminders
 from server.roster.sheet import untracked
 from server.synth.generate import CityGenerator, synthetic_card_no
 from server.synth.scales import SCALES, ScaleName
 from server.synth.service import SynthReport, build_city, synth_marker
-from server.taps.models import Tap
 from server.vocabulary import EventKind, OrgKind, TapOutcome
 from tests.conftest import create_pg_database
 from tests.server.conftest import TEST_SECRET
@@ -173,7 +174,7 @@ def test_the_attendance_sheet_service_reads_it(built: Built) -> None:
         ).first()
         assert theme_day is not None
         assert theme_day.id is not None
-        sheet = build_attendance_sheet(session, event_id=theme_day.id, viewer=None, tz=SHANGHAI)
+        sheet = build_attendance_sheet(session, event_id=theme_day.id, caller=CLI_CALLER, tz=SHANGHAI)
     assert sheet.counts.expected > 0
     assert 0 < sheet.counts.present <= sheet.counts.expected
     assert sheet.present[0].first_tap_at.tzinfo is not None
@@ -198,13 +199,13 @@ def test_the_ledger_and_reminder_services_read_it(built: Built) -> None:
             session,
             org_id=branch_id,
             period=parse_period(str(YEAR), SHANGHAI),
-            viewer=None,
+            caller=CLI_CALLER,
             now=now,
             tz=SHANGHAI,
             policy=CadencePolicy(),
         )
         reminders = build_reminders(
-            session, org_id=committee_id, viewer=None, now=now, tz=SHANGHAI, policy=CadencePolicy()
+            session, org_id=committee_id, caller=CLI_CALLER, now=now, tz=SHANGHAI, policy=CadencePolicy()
         )
     assert ledger.totals.events >= 24  # monthly 主题党日 and small activities, at least
     theme_days = [row for row in ledger.events if EventKind.THEME_DAY in row.kinds]

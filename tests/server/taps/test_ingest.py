@@ -12,13 +12,13 @@ from sqlalchemy import Engine, inspect, text
 from sqlmodel import Session, col, func, select
 
 from schemas.messages import BatchReceipt, SignedEnvelope, TapMode, TapStatus, b64url_encode
-from server.attendance.models import Attendance
-from server.audit.service import CLI_ACTOR
+from server.caller import CLI_CALLER
 from server.db import unit_of_work
 from server.keyring import Keyring
-from server.kiosks.models import Kiosk
 from server.kiosks.service import revoke_kiosk
-from server.taps.models import Tap
+from server.records.attendance import Attendance
+from server.records.kiosks import Kiosk
+from server.records.taps import Tap
 from tests.server.factories import (
     EVENT_END,
     EVENT_START,
@@ -313,7 +313,7 @@ class TestRejected:
     def test_revoked_kiosk(self, engine: Engine, keyring: Keyring, world: World) -> None:
         """After revocation the kiosk's taps are stored but rejected."""
         with unit_of_work(engine) as session:
-            revoke_kiosk(session, kiosk_id=world.kiosk_id, now=RECEIVED, actor=CLI_ACTOR, org_ids=None)
+            revoke_kiosk(session, kiosk_id=world.kiosk_id, now=RECEIVED, caller=CLI_CALLER)
         result = upload(
             engine,
             keyring,

@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 from schemas.messages import BatchReceipt, TapBatch
 from server.app import create_app
 from server.config import ServerSettings
-from server.taps.models import Tap
+from server.records.taps import Tap
 from tests.server.conftest import FakeClock
 from tests.server.factories import EVENT_START, STRANGER_CARD, ZHANG_CARD, World
 

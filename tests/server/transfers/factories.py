@@ -9,16 +9,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from server.audit.service import Actor
+from server.caller import Actor, Caller
 from server.cards.service import bind_card
 from server.db import unit_of_work
 from server.keyring import Keyring
-from server.orgs.service import add_member, add_organisation
-from server.transfers.access import Reviewer
+from server.orgs.service import add_member, add_organisation, subtree_scope
+from server.records.transfers import IssuerKind, TransferRequest
 from server.transfers.calendar import TransferPolicy, make_calendar
-from server.transfers.kinds import IssuerKind
-from server.transfers.models import LetterIn, TransferRequest
-from server.vocabulary import MemberCategory, OrgKind
+from server.transfers.schemas import LetterIn
+from server.vocabulary import MemberCategory, OrgKind, UserRole
 from tests.server.signing import card
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -77,8 +76,23 @@ def letter(
     )
 
 
-def reviewer(org_id: int | None, *, may_approve: bool = True, name: str = "组织员") -> Reviewer:
-    return Reviewer(actor=Actor(f"user:{org_id or 0}", name), org_id=org_id, may_approve=may_approve)
+def reviewer(
+    bind: Engine | Session, org_id: int | None, *, may_approve: bool = True, name: str = "组织员"
+) -> Caller:
+    """A web user at ``org_id``: an organiser (committee-level actions) or, without
+    ``may_approve``, a secretary; their scope resolved like a signed-in session's."""
+    if isinstance(bind, Session):
+        scope = subtree_scope(bind, org_id)
+    else:
+        with Session(bind) as session:
+            scope = subtree_scope(session, org_id)
+    return Caller(
+        actor=Actor(f"user:{org_id or 0}", name),
+        role=UserRole.ORGANISER if may_approve else UserRole.SECRETARY,
+        org_id=org_id,
+        scope=scope,
+        may_approve=may_approve,
+    )
 
 
 def policy(*, holidays: tuple[date, ...] = (), makeup: tuple[date, ...] = ()) -> TransferPolicy:

@@ -7,10 +7,9 @@ from datetime import date, datetime
 import pytest
 
 from server.errors import ApplicantNameRequired, LetterExpired, LetterMissing, ProbationOverdue
+from server.records.transfers import DocumentKind, IntroductionLetter
 from server.transfers.calendar import make_calendar
 from server.transfers.checks import Applicant, Evaluation, evaluate, letter_valid_until
-from server.transfers.kinds import DocumentKind
-from server.transfers.models import IntroductionLetter
 from server.vocabulary import MemberCategory, MemberStatus
 from tests.server.transfers.factories import letter
 

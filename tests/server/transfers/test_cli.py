@@ -14,8 +14,8 @@ from server.cli import admin_app
 from server.config import ServerSettings
 from server.db import unit_of_work
 from server.keyring import Keyring
-from server.transfers.kinds import TransferSource
-from server.transfers.models import TransferCreate
+from server.records.transfers import TransferSource
+from server.transfers.schemas import TransferCreate
 from server.transfers.service import create_request
 from tests.server.conftest import TEST_SECRET
 from tests.server.factories import World
@@ -44,7 +44,7 @@ def test_the_sweep_expires_a_letter_that_lapsed_while_pending(
                 card_no=QIAN_CARD.card_no,
                 letter=letter(issued_on=two_months_ago.date()),
             ),
-            reviewer=reviewer(world.committee_id),
+            caller=reviewer(session, world.committee_id),
             source=TransferSource.API,
             policy=policy(),
             now=two_months_ago,

@@ -11,19 +11,20 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from schemas.messages import TapMode
-from server.attendance.models import Attendance
 from server.attendance.service import build_attendance_sheet
-from server.audit.models import AuditEntry
-from server.cards.models import CardBinding
+from server.caller import CLI_CALLER
 from server.cards.service import bind_card
 from server.db import unit_of_work
 from server.errors import DomainError
 from server.events.service import add_event
 from server.keyring import Keyring
-from server.orgs.models import Member
-from server.transfers.models import TransferRequest, TransferUpdate
+from server.records.attendance import Attendance
+from server.records.audit import AuditEntry
+from server.records.cards import CardBinding
+from server.records.orgs import Member
+from server.records.transfers import TransferAction, TransferRequest, TransferState
+from server.transfers.schemas import TransferUpdate
 from server.transfers.service import attach_letter, transition, update_details
-from server.transfers.states import TransferAction, TransferState
 from server.vocabulary import EventKind, MemberCategory
 from tests.server.factories import EVENT_END, EVENT_START, World, upload
 from tests.server.transfers.factories import (
@@ -65,14 +66,14 @@ def approve(
     engine: Engine, world: World, request_id: int, *, category: MemberCategory = MemberCategory.FULL
 ) -> None:
     """Letter, placement in 第一党支部, branch and committee approval: ready to receive."""
-    committee = reviewer(world.committee_id)
+    committee = reviewer(engine, world.committee_id)
     at = EVENT_START + timedelta(days=3)
     with unit_of_work(engine) as session:
         attach_letter(
             session,
             request_id=request_id,
             letter=letter(issued_on=date(2025, 3, 1), category=category),
-            reviewer=committee,
+            caller=committee,
             policy=policy(),
             now=at,
         )
@@ -82,7 +83,7 @@ def approve(
                 request_id=request_id,
                 action=action,
                 reason="",
-                reviewer=committee,
+                caller=committee,
                 policy=policy(),
                 now=at,
                 placement_org_id=world.branch_id if action == A.BRANCH_ACCEPT else None,
@@ -96,7 +97,7 @@ def receive(engine: Engine, world: World, request_id: int) -> None:
             request_id=request_id,
             action=A.RECEIVE,
             reason="",
-            reviewer=reviewer(world.committee_id),
+            caller=reviewer(session, world.committee_id),
             policy=policy(),
             now=RECEIVED_AT,
         )
@@ -105,7 +106,7 @@ def receive(engine: Engine, world: World, request_id: int) -> None:
 def sheet_ids(engine: Engine, event_id: int) -> tuple[set[int], set[int]]:
     """(expected member ids, present member ids) of an event's sign-in sheet."""
     with Session(engine) as session:
-        sheet = build_attendance_sheet(session, event_id=event_id, viewer=None, tz=SHANGHAI)
+        sheet = build_attendance_sheet(session, event_id=event_id, caller=CLI_CALLER, tz=SHANGHAI)
     return {m.member_id for m in sheet.expected}, {p.member_id for p in sheet.present}
 
 
@@ -131,6 +132,7 @@ class TestKnownMember:
                 start_at=LATER_EVENT,
                 end_at=LATER_EVENT + (EVENT_END - EVENT_START),
                 now=EVENT_START,
+                caller=CLI_CALLER,
             )
             assert later.id is not None
             later_id = later.id
@@ -182,7 +184,7 @@ class TestUnknownPerson:
                 session,
                 request_id=request_id,
                 changes=TransferUpdate(claimed_name="周九"),
-                reviewer=reviewer(world.committee_id),
+                caller=reviewer(session, world.committee_id),
                 now=EVENT_START + timedelta(days=3),
             )
         approve(engine, world, request_id)
@@ -208,6 +210,7 @@ class TestUnknownPerson:
                 start_at=LATER_EVENT,
                 end_at=LATER_EVENT + timedelta(hours=2),
                 now=RECEIVED_AT,
+                caller=CLI_CALLER,
             )
         result = upload(
             engine,
@@ -234,7 +237,7 @@ class TestUnknownPerson:
                 session,
                 request_id=request_id,
                 changes=TransferUpdate(claimed_name="周九"),
-                reviewer=reviewer(world.committee_id),
+                caller=reviewer(session, world.committee_id),
                 now=EVENT_START + timedelta(days=3),
             )
         approve(engine, world, request_id)

@@ -10,16 +10,16 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from server.audit.models import AuditEntry
 from server.audit.service import verify_chain
+from server.caller import Caller
 from server.db import unit_of_work
 from server.errors import DomainError
 from server.keyring import Keyring
-from server.transfers.access import Reviewer
+from server.records.audit import AuditEntry
+from server.records.transfers import DocumentKind, IssuerKind, TransferAction, TransferSource, TransferState
 from server.transfers.calendar import TransferPolicy
-from server.transfers.kinds import DocumentKind, IssuerKind, TransferSource
-from server.transfers.models import LetterIn, TransferCreate, TransferDetail, TransferQueue, TransferUpdate
 from server.transfers.queue import get_detail, list_queue
+from server.transfers.schemas import LetterIn, TransferCreate, TransferDetail, TransferQueue, TransferUpdate
 from server.transfers.service import (
     attach_letter,
     create_request,
@@ -28,7 +28,6 @@ from server.transfers.service import (
     transition,
     update_details,
 )
-from server.transfers.states import TransferAction, TransferState
 from tests.server.factories import ZHANG_CARD, World
 from tests.server.transfers.factories import (
     NEWCOMER_CARD,
@@ -52,14 +51,14 @@ def elsewhere(engine: Engine, keyring: Keyring, world: World) -> Elsewhere:
 
 
 @pytest.fixture
-def committee(world: World) -> Reviewer:
-    return reviewer(world.committee_id, name="街道党委组织员")
+def committee(engine: Engine, world: World) -> Caller:
+    return reviewer(engine, world.committee_id, name="街道党委组织员")
 
 
 class Desk:
     """The service calls a reviewer makes, each in its own unit of work like a request."""
 
-    def __init__(self, engine: Engine, keyring: Keyring, world: World, who: Reviewer) -> None:
+    def __init__(self, engine: Engine, keyring: Keyring, world: World, who: Caller) -> None:
         self.engine, self.keyring, self.world, self.who = engine, keyring, world, who
         self.policy: TransferPolicy = policy()
 
@@ -70,7 +69,7 @@ class Desk:
                 session,
                 keyring=self.keyring,
                 data=data,
-                reviewer=self.who,
+                caller=self.who,
                 source=TransferSource.WEB,
                 policy=self.policy,
                 now=now,
@@ -86,7 +85,7 @@ class Desk:
         reason: str = "",
         now: datetime = MONDAY,
         placement_org_id: int | None = None,
-        who: Reviewer | None = None,
+        who: Caller | None = None,
     ) -> TransferState:
         with unit_of_work(self.engine) as session:
             request = transition(
@@ -94,7 +93,7 @@ class Desk:
                 request_id=request_id,
                 action=action,
                 reason=reason,
-                reviewer=who or self.who,
+                caller=who or self.who,
                 policy=self.policy,
                 now=now,
                 placement_org_id=placement_org_id,
@@ -110,7 +109,7 @@ class Desk:
         with unit_of_work(self.engine) as session:
             for kind in kinds:
                 tick_document(
-                    session, request_id=request_id, kind=kind, note="原件已核", reviewer=self.who, now=now
+                    session, request_id=request_id, kind=kind, note="原件已核", caller=self.who, now=now
                 )
 
     def letter(self, request_id: int, letter_in: LetterIn, now: datetime = MONDAY) -> None:
@@ -119,24 +118,24 @@ class Desk:
                 session,
                 request_id=request_id,
                 letter=letter_in,
-                reviewer=self.who,
+                caller=self.who,
                 policy=self.policy,
                 now=now,
             )
 
-    def detail(self, request_id: int, now: datetime = MONDAY, who: Reviewer | None = None) -> TransferDetail:
+    def detail(self, request_id: int, now: datetime = MONDAY, who: Caller | None = None) -> TransferDetail:
         with Session(self.engine) as session:
             return get_detail(
-                session, request_id=request_id, reviewer=who or self.who, policy=self.policy, now=now
+                session, request_id=request_id, caller=who or self.who, policy=self.policy, now=now
             )
 
-    def queue(self, now: datetime = MONDAY, who: Reviewer | None = None, **filters: object) -> TransferQueue:
+    def queue(self, now: datetime = MONDAY, who: Caller | None = None, **filters: object) -> TransferQueue:
         with Session(self.engine) as session:
-            return list_queue(session, reviewer=who or self.who, policy=self.policy, now=now, **filters)  # type: ignore[arg-type]
+            return list_queue(session, caller=who or self.who, policy=self.policy, now=now, **filters)  # type: ignore[arg-type]
 
 
 @pytest.fixture
-def desk(engine: Engine, keyring: Keyring, world: World, committee: Reviewer, elsewhere: Elsewhere) -> Desk:
+def desk(engine: Engine, keyring: Keyring, world: World, committee: Caller, elsewhere: Elsewhere) -> Desk:
     return Desk(engine, keyring, world, committee)
 
 
@@ -439,8 +438,8 @@ class TestScope:
     def test_a_branch_sees_a_committee_request_once_placed_in_it(
         self, desk: Desk, world: World, engine: Engine
     ) -> None:
-        first_branch = reviewer(world.branch_id, may_approve=False, name="第一支部书记")
-        second_branch = reviewer(world.other_branch_id, may_approve=False, name="第二支部书记")
+        first_branch = reviewer(engine, world.branch_id, may_approve=False, name="第一支部书记")
+        second_branch = reviewer(engine, world.other_branch_id, may_approve=False, name="第二支部书记")
         request_id = desk.file(card_no=QIAN_CARD.card_no, letter=fresh_letter().model_dump())
         assert desk.queue(who=first_branch).items == []
         with pytest.raises(DomainError) as excinfo:
@@ -452,7 +451,7 @@ class TestScope:
                 session,
                 request_id=request_id,
                 changes=TransferUpdate(placement_org_id=world.branch_id),
-                reviewer=desk.who,
+                caller=desk.who,
                 now=MONDAY,
             )
         assert [item.id for item in desk.queue(who=first_branch).items] == [request_id]
@@ -471,7 +470,7 @@ class TestScope:
         assert desk.act(request_id, A.COMMITTEE_APPROVE) == S.COMMITTEE_APPROVED
 
     def test_a_secretary_at_the_committee_may_not_approve(self, desk: Desk, world: World) -> None:
-        secretary = reviewer(world.committee_id, may_approve=False)
+        secretary = reviewer(desk.engine, world.committee_id, may_approve=False)
         request_id = desk.file(card_no=QIAN_CARD.card_no, letter=fresh_letter().model_dump())
         desk.act(request_id, A.BRANCH_ACCEPT, placement_org_id=world.branch_id, who=secretary)
         assert desk.refused(request_id, A.COMMITTEE_APPROVE, who=secretary) == "transfer_level_forbidden"

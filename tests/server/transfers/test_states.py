@@ -13,25 +13,22 @@ from sqlmodel import Session
 from server.db import unit_of_work
 from server.errors import DomainError, TransferTransitionNotAllowed
 from server.keyring import Keyring
-from server.transfers.kinds import DocumentKind, TransferSource
-from server.transfers.models import TransferCreate, TransferRequest
-from server.transfers.service import create_request, tick_document, transition
-from server.transfers.states import (
-    ALLOWED,
-    FINAL_STATES,
-    PENDING_STATES,
-    Level,
+from server.records.transfers import (
+    DocumentKind,
     TransferAction,
+    TransferRequest,
+    TransferSource,
     TransferState,
-    actions_from,
-    rule_for,
 )
+from server.transfers.schemas import TransferCreate
+from server.transfers.service import create_request, tick_document, transition
+from server.transfers.states import ALLOWED, FINAL_STATES, PENDING_STATES, Level, actions_from, rule_for
 from tests.server.factories import World
 from tests.server.transfers.factories import QIAN_CARD, SHANGHAI, build_elsewhere, letter, policy, reviewer
 
 S, A = TransferState, TransferAction
 
-# Written out independently of the implementation's table (domain.md §6.2, refined).
+# Written out independently of the implementation's table (docs/domain-rules.md §3.7, refined).
 EXPECTED: dict[TransferState, dict[TransferAction, TransferState]] = {
     S.SUBMITTED: {
         A.BRANCH_ACCEPT: S.BRANCH_ACCEPTED,
@@ -114,7 +111,7 @@ TODAY = NOW.date()
 def _drive_to(session: Session, keyring: Keyring, world: World, target: TransferState) -> int:
     """A request for 钱七 at the world's committee, placed in 第一党支部, brought to ``target``."""
     now = NOW
-    committee = reviewer(world.committee_id)
+    committee = reviewer(session, world.committee_id)
     issued = TODAY - timedelta(days=400) if target == S.EXPIRED else TODAY - timedelta(days=3)
     request = create_request(
         session,
@@ -125,7 +122,7 @@ def _drive_to(session: Session, keyring: Keyring, world: World, target: Transfer
             placement_org_id=world.branch_id,
             letter=letter(issued_on=issued),
         ),
-        reviewer=committee,
+        caller=committee,
         source=TransferSource.API,
         policy=policy(),
         now=now,
@@ -134,7 +131,7 @@ def _drive_to(session: Session, keyring: Keyring, world: World, target: Transfer
     if target == S.EXPIRED:
         assert request.state == S.EXPIRED
         for kind in (DocumentKind.BRANCH_CERTIFICATE, DocumentKind.MEMBER_APPLICATION):
-            tick_document(session, request_id=request.id, kind=kind, note="", reviewer=committee, now=now)
+            tick_document(session, request_id=request.id, kind=kind, note="", caller=committee, now=now)
         return request.id
     path = {
         S.SUBMITTED: [],
@@ -152,7 +149,7 @@ def _drive_to(session: Session, keyring: Keyring, world: World, target: Transfer
             request_id=request.id,
             action=action,
             reason="理由",
-            reviewer=committee,
+            caller=committee,
             policy=policy(),
             now=now,
         )
@@ -197,7 +194,7 @@ def _try(session: Session, request_id: int, action: TransferAction, world: World
             request_id=request_id,
             action=action,
             reason="理由",
-            reviewer=reviewer(world.committee_id),
+            caller=reviewer(session, world.committee_id),
             policy=policy(),
             now=NOW,
         )

@@ -11,17 +11,17 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from schemas.messages import BatchReceipt, EnrollRequest, SignedEnvelope, TapMode
-from server.audit.models import AuditEntry
+from server.caller import CLI_CALLER
 from server.db import unit_of_work
 from server.errors import DomainError
 from server.events.service import add_event
 from server.keyring import Keyring
 from server.kiosks.service import enroll_kiosk
-from server.taps.models import Tap
-from server.transfers.kinds import TransferSource
+from server.records.audit import AuditEntry
+from server.records.taps import Tap
+from server.records.transfers import TransferSource, TransferState
 from server.transfers.queue import get_detail, list_suggestions
 from server.transfers.service import file_from_suggestion
-from server.transfers.states import TransferState
 from server.vocabulary import EventKind
 from tests.server.factories import EVENT_END, EVENT_START, World, upload
 from tests.server.signing import KioskKeys, card
@@ -117,7 +117,7 @@ class TestTransferInMode:
             detail = get_detail(
                 session,
                 request_id=request.id or 0,
-                reviewer=reviewer(world.committee_id),
+                caller=reviewer(session, world.committee_id),
                 policy=policy(),
                 now=RECEIVED,
             )
@@ -218,14 +218,15 @@ class TestGuestsInCheckInMode:
                 start_at=later_start,
                 end_at=later_start + (EVENT_END - EVENT_START),
                 now=RECEIVED,
+                caller=CLI_CALLER,
             )
-        committee = reviewer(world.committee_id)
+        committee = reviewer(engine, world.committee_id)
         since = EVENT_START - timedelta(days=180)
         upload(
             engine, keyring, [world.keys.seal(world.payload(QIAN_CARD, at=EVENT_START))], received_at=RECEIVED
         )
         with Session(engine) as session:
-            assert list_suggestions(session, reviewer=committee, org_id=world.committee_id, since=since) == []
+            assert list_suggestions(session, caller=committee, org_id=world.committee_id, since=since) == []
         second = upload(
             engine,
             keyring,
@@ -234,7 +235,7 @@ class TestGuestsInCheckInMode:
         )
         with Session(engine) as session:
             (suggestion,) = list_suggestions(
-                session, reviewer=committee, org_id=world.committee_id, since=since
+                session, caller=committee, org_id=world.committee_id, since=since
             )
             last_tap = session.exec(select(Tap).where(Tap.seq == second.receipts[0].seq)).one()
         assert (suggestion.member_id, suggestion.name, suggestion.events_attended) == (
@@ -250,12 +251,12 @@ class TestGuestsInCheckInMode:
                 session,
                 member_id=elsewhere.qian_id,
                 org_id=world.committee_id,
-                reviewer=committee,
+                caller=committee,
                 now=later_start,
             )
             assert (request.source, request.evidence_tap_id) == (TransferSource.GUEST_TAP, last_tap.id)
         with Session(engine) as session:
-            assert list_suggestions(session, reviewer=committee, org_id=world.committee_id, since=since) == []
+            assert list_suggestions(session, caller=committee, org_id=world.committee_id, since=since) == []
 
     def test_only_guests_of_ones_own_events_can_be_filed_this_way(
         self, engine: Engine, keyring: Keyring, world: World, elsewhere: Elsewhere
@@ -265,7 +266,7 @@ class TestGuestsInCheckInMode:
                 session,
                 member_id=elsewhere.qian_id,
                 org_id=world.committee_id,
-                reviewer=reviewer(world.committee_id),
+                caller=reviewer(session, world.committee_id),
                 now=RECEIVED,
             )
         assert excinfo.value.code == "member_not_found"
@@ -275,6 +276,9 @@ class TestGuestsInCheckInMode:
     ) -> None:
         with Session(engine) as session, pytest.raises(DomainError) as excinfo:
             list_suggestions(
-                session, reviewer=reviewer(world.branch_id), org_id=elsewhere.committee_id, since=RECEIVED
+                session,
+                caller=reviewer(session, world.branch_id),
+                org_id=elsewhere.committee_id,
+                since=RECEIVED,
             )
         assert excinfo.value.code == "organisation_not_found"

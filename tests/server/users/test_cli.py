@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from server.cli import admin_app
 from server.db import make_engine
-from server.users.models import User
+from server.records.users import User
 
 
 @pytest.fixture

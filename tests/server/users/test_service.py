@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from server.audit.service import CLI_ACTOR, verify_chain
+from server.audit.service import verify_chain
+from server.caller import CLI_CALLER
 from server.db import unit_of_work
 from server.errors import (
     InvalidCredentials,
@@ -20,7 +21,7 @@ from server.errors import (
     WeakPassword,
 )
 from server.orgs.service import add_organisation
-from server.users.models import User, WebSession
+from server.records.users import User, WebSession
 from server.users.service import (
     ACCOUNT_FAILURE_LIMIT,
     FAILURE_WINDOW,
@@ -67,7 +68,7 @@ def make_user(
             role=role,
             org_id=org_id,
             now=NOW,
-            actor=CLI_ACTOR,
+            caller=CLI_CALLER,
         )
         assert user.id is not None
         return user.id
@@ -125,7 +126,7 @@ class TestAddUser:
                 role=role,
                 org_id=org_id,
                 now=NOW,
-                actor=CLI_ACTOR,
+                caller=CLI_CALLER,
             )
 
     def test_names_are_unique_whatever_the_case(self, engine: Engine, orgs: tuple[int, int]) -> None:
@@ -139,8 +140,8 @@ class TestAddUser:
         assert isinstance(signed, SignedIn)
         viewer = viewer_for(engine, signed.session_token, NOW)
         assert viewer is not None
-        assert viewer.org_ids is None
-        assert viewer.sees_org(orgs[0])
+        assert viewer.caller.scope.org_ids is None
+        assert viewer.caller.sees_org(orgs[0])
 
 
 class TestSignIn:
@@ -151,8 +152,8 @@ class TestSignIn:
         assert isinstance(signed, SignedIn)
         viewer = viewer_for(engine, signed.session_token, NOW)
         assert viewer is not None
-        assert viewer.sees_org(branch)
-        assert not viewer.sees_org(committee)
+        assert viewer.caller.sees_org(branch)
+        assert not viewer.caller.sees_org(committee)
         assert viewer.org_name == "第一党支部"
 
     def test_the_token_itself_is_not_stored(self, engine: Engine, orgs: tuple[int, int]) -> None:
@@ -237,7 +238,7 @@ class TestSessions:
         viewer = viewer_for(engine, signed.session_token, NOW)
         assert viewer is not None
         with unit_of_work(engine) as session:
-            sign_out(session, viewer=viewer, now=NOW)
+            sign_out(session, web_session_id=viewer.session_id, caller=viewer.caller, now=NOW)
         assert viewer_for(engine, signed.session_token, NOW) is None
 
     def test_an_unknown_token_is_nobody(self, engine: Engine, orgs: tuple[int, int]) -> None:

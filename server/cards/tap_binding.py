@@ -1,5 +1,7 @@
-"""刷卡绑定: a secretary starts a bind request for a member; the next tap at a kiosk in enrol mode
-binds that card.
+"""刷卡绑定 (binding a card by tap): a secretary starts a bind request for a member; the next tap at
+a kiosk in enrol mode binds that card. Not to be confused with a kiosk's enrollment (registering
+the kiosk device's key, ``server.kiosks.service.enroll_kiosk``). The stored names keep the word
+"enrol" (table ``enrol_session``, tap mode ``enrol``): they are stored and wire values.
 
 Which kiosk's tap counts: a kiosk the request was pinned to, or else any kiosk whose venue's
 organisation contains the member's organisation (a committee's meeting room serves its branches).
@@ -20,7 +22,9 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, or_, select
 
 from schemas.messages import CardFacts
-from server.audit.service import Actor, record
+from server.audit.service import record
+from server.caller import Actor
+from server.cards.schemas import EnrolSessionPublic
 from server.cards.service import bind_card
 from server.errors import (
     CardAlreadyBound,
@@ -30,11 +34,11 @@ from server.errors import (
     MemberNotFound,
 )
 from server.keyring import Keyring
-from server.kiosks.models import EnrolSession, EnrolSessionPublic, EnrolSessionState, Kiosk
-from server.kiosks.service import kiosk_org_id
 from server.masking import mask_name
-from server.orgs.models import Member
 from server.orgs.service import organisation_subtree_ids
+from server.records.kiosks import EnrolSession, EnrolSessionState, Kiosk
+from server.records.orgs import Member
+from server.venues.service import require_venue
 from server.vocabulary import EnrolSessionStatus, KioskStatus, RejectionCode
 
 PROBLEM_MESSAGES: dict[RejectionCode, str] = {
@@ -74,7 +78,7 @@ def start_enrol_session(
         if (
             kiosk is None
             or kiosk.status != KioskStatus.ACTIVE
-            or (org_ids is not None and kiosk_org_id(session, kiosk) not in org_ids)
+            or (org_ids is not None and _kiosk_org_id(session, kiosk) not in org_ids)
         ):
             raise KioskNotFound(f"终端 {kiosk_id} 不存在或未启用")
     for earlier in session.exec(
@@ -158,7 +162,7 @@ def bind_card_from_tap(
     max_clock_skew: timedelta,
 ) -> EnrolOutcome:
     """Offer an enrol-mode tap to the bind request waiting at *kiosk* (see the module docstring)."""
-    venue_org_id = kiosk_org_id(session, kiosk)
+    venue_org_id = _kiosk_org_id(session, kiosk)
     waiting = session.exec(
         select(EnrolSession)
         .where(
@@ -244,6 +248,12 @@ def enrol_session_public(enrol: EnrolSession, *, now: datetime) -> EnrolSessionP
         last_problem=problem.value if problem else None,
         last_problem_message=PROBLEM_MESSAGES.get(problem) if problem else None,
     )
+
+
+def _kiosk_org_id(session: Session, kiosk: Kiosk) -> int:
+    # The organisation a kiosk serves is its venue's. Read from the venue rather than through
+    # server.kiosks, so that the cards domain stays below the kiosk and tap domains.
+    return require_venue(session, kiosk.venue_id).org_id
 
 
 def _note_problem(session: Session, enrol: EnrolSession, code: RejectionCode) -> None:

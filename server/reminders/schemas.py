@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from server.attendance.models import NamedRef
+from server.attendance.schemas import NamedRef
 from server.vocabulary import Cadence, EventKind, MemberCategory, ReminderLevel
 
 

@@ -64,7 +64,7 @@ class MembershipPeriod(SQLModel, table=True):
 
 
 class MemberExemption(SQLModel, table=True):
-    """An approved, time-boxed exemption from organisational life (domain §1.4)."""
+    """An approved, time-boxed exemption from organisational life (docs/domain-rules.md §1.4)."""
 
     __tablename__ = "member_exemption"
 

@@ -7,95 +7,16 @@ from typing import Literal
 
 from pydantic import BaseModel
 from pydantic import Field as PydanticField
-from sqlalchemy import UniqueConstraint
-from sqlmodel import Field, SQLModel
 
-from server.db import UtcDateTime, string_enum
-from server.taps.models import TAP_ID_TYPE
-from server.transfers.kinds import DocumentKind, IssuerKind, TransferSource
-from server.transfers.states import TransferAction, TransferState
+from server.records.transfers import (
+    DUES_MONTH_PATTERN,
+    DocumentKind,
+    IssuerKind,
+    TransferAction,
+    TransferSource,
+    TransferState,
+)
 from server.vocabulary import MemberCategory
-
-DUES_MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
-
-
-class TransferRequest(SQLModel, table=True):
-    """One 组织关系转入 application to an organisation of ours.
-
-    The applicant is a known member (``member_id``) or a person unknown to the system, known by
-    the name they gave and, when they tapped a card, by its keyed digests (never raw identifiers).
-    """
-
-    __tablename__ = "transfer_request"
-    # pending_key is "m:<member id>" or "c:<card digest>" while the request is pending and NULL
-    # otherwise. NULLs are distinct in a unique constraint (SQLite and PostgreSQL), so this allows
-    # any number of finished requests but only one pending request per person and organisation,
-    # even when two kiosks race (the loser's savepoint retries and finds the winner's request).
-    __table_args__ = (UniqueConstraint("to_org_id", "pending_key"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    state: TransferState = Field(sa_type=string_enum(TransferState), index=True)
-    state_since: datetime = Field(sa_type=UtcDateTime, description="When the current state began (SLA).")
-    submitted_at: datetime = Field(sa_type=UtcDateTime, index=True)
-    source: TransferSource = Field(sa_type=string_enum(TransferSource))
-    created_by: str = Field(max_length=100, description="Audit actor ref of whoever filed it.")
-    to_org_id: int = Field(foreign_key="organisation.id", index=True)
-    committee_id: int = Field(
-        foreign_key="organisation.id", index=True, description="The receiving 基层党委 (approves, receives)."
-    )
-    placement_org_id: int | None = Field(default=None, foreign_key="organisation.id", index=True)
-    member_id: int | None = Field(default=None, foreign_key="member.id", index=True)
-    claimed_name: str | None = Field(default=None, max_length=100)
-    card_no_hmac: str | None = Field(default=None, max_length=64)
-    uid_hmac: str | None = Field(default=None, max_length=64)
-    card_masked: str | None = Field(default=None, max_length=32)
-    evidence_tap_id: int | None = Field(default=None, foreign_key="tap.id", sa_type=TAP_ID_TYPE)
-    probation_due_on: date | None = Field(default=None, description="预备期满日期, for a 预备党员.")
-    note: str = Field(default="", max_length=500)
-    pending_key: str | None = Field(default=None, max_length=80)
-    received_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
-
-
-class IntroductionLetter(SQLModel, table=True):
-    """The 党员组织关系介绍信 (paper or electronic) a request rests on.
-
-    A re-issued letter is a new row; the old one gets ``superseded_at`` and stays for the record.
-    """
-
-    __tablename__ = "introduction_letter"
-
-    id: int | None = Field(default=None, primary_key=True)
-    request_id: int = Field(foreign_key="transfer_request.id", index=True)
-    letter_no: str = Field(max_length=50)
-    issuer_name: str = Field(max_length=200)
-    issuer_kind: IssuerKind = Field(sa_type=string_enum(IssuerKind))
-    from_org_name: str = Field(max_length=200)
-    to_org_name: str = Field(max_length=200)
-    member_category: MemberCategory = Field(sa_type=string_enum(MemberCategory))
-    dues_paid_to: str = Field(max_length=7, description="党费已交到 YYYY-MM.")
-    issued_on: date
-    valid_days: int
-    recorded_at: datetime = Field(sa_type=UtcDateTime)
-    recorded_by: str = Field(max_length=100)
-    superseded_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
-
-
-class TransferDocument(SQLModel, table=True):
-    """A document the reviewer has seen and ticked; unticking deletes the row (the audit log keeps both)."""
-
-    __tablename__ = "transfer_document"
-    __table_args__ = (UniqueConstraint("request_id", "kind"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    request_id: int = Field(foreign_key="transfer_request.id", index=True)
-    kind: DocumentKind = Field(sa_type=string_enum(DocumentKind))
-    ticked_at: datetime = Field(sa_type=UtcDateTime)
-    ticked_by: str = Field(max_length=100)
-    ticked_by_name: str = Field(default="", max_length=100)
-    note: str = Field(default="", max_length=200)
-
-
-# --- API models ---
 
 
 class LetterIn(BaseModel):

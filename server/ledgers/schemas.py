@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from server.attendance.models import NamedRef, Quorum
+from server.attendance.schemas import NamedRef, Quorum
 from server.ledgers.cadence import CadenceStatus
 from server.vocabulary import (
     AttendanceSource,

@@ -10,16 +10,17 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 
 from schemas.messages import BatchReceipt, CardFacts, EnrollRequest, SignedEnvelope, TapMode
-from server.attendance.models import Attendance
-from server.audit.models import AuditEntry
-from server.audit.service import CLI_ACTOR, Actor
-from server.cards.models import CardBinding
+from server.caller import CLI_CALLER, Actor
+from server.cards.schemas import EnrolSessionPublic
+from server.cards.tap_binding import read_enrol_session, start_enrol_session
 from server.db import unit_of_work
 from server.keyring import Keyring
-from server.kiosks.enrol import read_enrol_session, start_enrol_session
-from server.kiosks.models import EnrolSessionPublic, EnrolSessionState
 from server.kiosks.service import add_kiosk, enroll_kiosk
-from server.taps.models import Tap
+from server.records.attendance import Attendance
+from server.records.audit import AuditEntry
+from server.records.cards import CardBinding
+from server.records.kiosks import EnrolSessionState
+from server.records.taps import Tap
 from server.venues.service import add_venue
 from server.vocabulary import TokenRole
 from tests.server.conftest import FakeClock
@@ -163,7 +164,7 @@ class TestBindByTap:
                 venue_id=venue.id,
                 now=clock.now,
                 code_ttl=timedelta(hours=1),
-                actor=CLI_ACTOR,
+                caller=CLI_CALLER,
             )
             enroll_kiosk(
                 session,

@@ -1,4 +1,4 @@
-"""The audit log: who did what to which object, hash-chained so that edits to history show."""
+"""The audit log table: who did what to which object, hash-chained so that edits to history show."""
 
 from __future__ import annotations
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 from sqlalchemy import MetaData
 from sqlmodel import SQLModel
 
-from server.attendance.models import Attendance
-from server.audit.models import AuditEntry
-from server.auth.models import ApiToken
-from server.cards.models import CardBinding
-from server.events.models import Event, EventKindTag, EventOrganisation
-from server.kiosks.models import EnrollmentCode, EnrolSession, Kiosk, KioskHeartbeat, KioskKey
-from server.leave.models import LeaveRequest
-from server.orgs.models import CommitteeSeat, Member, MemberExemption, MembershipPeriod, Organisation
-from server.taps.models import Tap
-from server.transfers.models import IntroductionLetter, TransferDocument, TransferRequest
-from server.users.models import LoginAttempt, User, WebSession
-from server.venues.models import Venue
+from server.records.attendance import Attendance
+from server.records.audit import AuditEntry
+from server.records.auth import ApiToken
+from server.records.cards import CardBinding
+from server.records.events import Event, EventKindTag, EventOrganisation
+from server.records.kiosks import EnrollmentCode, EnrolSession, Kiosk, KioskHeartbeat, KioskKey
+from server.records.leave import LeaveRequest
+from server.records.orgs import CommitteeSeat, Member, MemberExemption, MembershipPeriod, Organisation
+from server.records.taps import Tap
+from server.records.transfers import IntroductionLetter, TransferDocument, TransferRequest
+from server.records.users import LoginAttempt, User, WebSession
+from server.records.venues import Venue
 
 __all__ = [
     "ApiToken",
