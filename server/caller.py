@@ -6,15 +6,19 @@ argument, so forgetting it is a type error rather than unscoped access. The call
 service asks the same question of it (``caller.sees_org(org_id)``) instead of re-walking the
 organisation tree per call.
 
-A ground-floor module: it imports only the vocabulary, so every domain (organisations and audit
-included) can depend on it. The organisations service resolves a scope
-(``server.orgs.service.subtree_scope``).
+A ground-floor module: it imports only the vocabulary (and SQLAlchemy, for scope conditions), so
+every domain (organisations and audit included) can depend on it. The organisations service
+resolves a scope (``server.orgs.service.subtree_scope``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, true
+from sqlmodel import col
 
 from server.vocabulary import UserRole
 
@@ -45,6 +49,10 @@ class Scope:
         """Whether ``org_id`` is inside the scope (an object without an organisation is not,
         unless the scope is every organisation)."""
         return self.org_ids is None or (org_id is not None and org_id in self.org_ids)
+
+    def condition(self, org_column: Any) -> ColumnElement[bool]:
+        """The SQL condition "*org_column* is inside the scope", for queries that list rows."""
+        return true() if self.org_ids is None else col(org_column).in_(sorted(self.org_ids))
 
     def sees_any(self, org_ids: Iterable[int]) -> bool:
         """Whether any of ``org_ids`` is inside (an event held jointly by several organisations)."""

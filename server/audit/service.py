@@ -92,9 +92,12 @@ def list_entries(
 ) -> Sequence[AuditEntry]:
     """Newest first, only entries of the scope's organisations (entries without an organisation,
     such as failed sign-ins of unknown names, only for an unscoped caller)."""
-    query = select(AuditEntry).order_by(col(AuditEntry.id).desc()).limit(limit)
-    if scope.org_ids is not None:
-        query = query.where(col(AuditEntry.org_id).in_(sorted(scope.org_ids)))
+    query = (
+        select(AuditEntry)
+        .where(scope.condition(AuditEntry.org_id))
+        .order_by(col(AuditEntry.id).desc())
+        .limit(limit)
+    )
     if object_type is not None:
         query = query.where(AuditEntry.object_type == object_type)
     if object_id is not None:

@@ -24,19 +24,16 @@ def start_enrol(member_id: int, body: EnrolSessionCreate, ctx: RequestDep) -> En
         ctx.session,
         member_id=member_id,
         kiosk_id=body.kiosk_id,
-        actor=ctx.caller.actor,
+        caller=ctx.caller,
         now=ctx.now,
         ttl=ctx.settings.enrol_session_ttl,
-        org_ids=ctx.caller.scope.org_ids,
     )
 
 
 @router.get("/enrol-sessions/{enrol_session_id}")
 def show_enrol(enrol_session_id: int, ctx: RequestDep) -> EnrolSessionPublic:
     """A 刷卡绑定 request: still waiting, bound (with the masked card), cancelled or expired."""
-    return read_enrol_session(
-        ctx.session, enrol_session_id=enrol_session_id, now=ctx.now, org_ids=ctx.caller.scope.org_ids
-    )
+    return read_enrol_session(ctx.session, enrol_session_id=enrol_session_id, now=ctx.now, caller=ctx.caller)
 
 
 @router.post("/enrol-sessions/{enrol_session_id}/cancel")
@@ -45,7 +42,6 @@ def cancel_enrol(enrol_session_id: int, ctx: RequestDep) -> EnrolSessionPublic:
     return cancel_enrol_session(
         ctx.session,
         enrol_session_id=enrol_session_id,
-        actor=ctx.caller.actor,
+        caller=ctx.caller,
         now=ctx.now,
-        org_ids=ctx.caller.scope.org_ids,
     )

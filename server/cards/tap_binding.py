@@ -15,7 +15,6 @@ a card to a request started later. Enrol taps never count as attendance.
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,7 +22,7 @@ from sqlmodel import Session, col, or_, select
 
 from schemas.messages import CardFacts
 from server.audit.service import record
-from server.caller import Actor
+from server.caller import Actor, Caller
 from server.cards.schemas import EnrolSessionPublic
 from server.cards.service import bind_card
 from server.errors import (
@@ -31,14 +30,13 @@ from server.errors import (
     EnrolSessionClosed,
     EnrolSessionNotFound,
     KioskNotFound,
-    MemberNotFound,
 )
 from server.keyring import Keyring
 from server.masking import mask_name
-from server.orgs.service import organisation_subtree_ids
+from server.orgs.service import organisation_subtree_ids, require_visible_member
 from server.records.kiosks import EnrolSession, EnrolSessionState, Kiosk
 from server.records.orgs import Member
-from server.venues.service import require_venue
+from server.venues.service import venue_org_id
 from server.vocabulary import EnrolSessionStatus, KioskStatus, RejectionCode
 
 PROBLEM_MESSAGES: dict[RejectionCode, str] = {
@@ -61,24 +59,23 @@ def start_enrol_session(
     *,
     member_id: int,
     kiosk_id: str | None,
-    actor: Actor,
+    caller: Caller,
     now: datetime,
     ttl: timedelta,
-    org_ids: Collection[int] | None,
 ) -> EnrolSessionPublic:
     """Wait for the member's card at a kiosk in enrol mode; the member's earlier waiting request ends.
 
     Raises:
-        MemberNotFound: no such member within *org_ids* (None: everyone).
-        KioskNotFound: *kiosk_id* is given but is not an active kiosk within *org_ids*.
+        MemberNotFound: no such member within the caller's scope.
+        KioskNotFound: *kiosk_id* is given but is not an active kiosk within the caller's scope.
     """
-    member = _visible_member(session, member_id, org_ids)
+    member = require_visible_member(session, member_id, caller=caller)
     if kiosk_id is not None:
         kiosk = session.get(Kiosk, kiosk_id)
         if (
             kiosk is None
             or kiosk.status != KioskStatus.ACTIVE
-            or (org_ids is not None and _kiosk_org_id(session, kiosk) not in org_ids)
+            or not caller.sees_org(venue_org_id(session, kiosk.venue_id))
         ):
             raise KioskNotFound(f"终端 {kiosk_id} 不存在或未启用")
     for earlier in session.exec(
@@ -94,8 +91,8 @@ def start_enrol_session(
         org_id=member.org_id,
         kiosk_id=kiosk_id,
         status=EnrolSessionStatus.PENDING,
-        started_by=actor.ref,
-        started_by_name=actor.name,
+        started_by=caller.actor.ref,
+        started_by_name=caller.actor.name,
         created_at=now,
         expires_at=now + ttl,
     )
@@ -104,7 +101,7 @@ def start_enrol_session(
     assert enrol.id is not None
     record(
         session,
-        actor=actor,
+        actor=caller.actor,
         action="enrol_session.start",
         object_type="member",
         object_id=member_id,
@@ -116,15 +113,15 @@ def start_enrol_session(
 
 
 def cancel_enrol_session(
-    session: Session, *, enrol_session_id: int, actor: Actor, now: datetime, org_ids: Collection[int] | None
+    session: Session, *, enrol_session_id: int, caller: Caller, now: datetime
 ) -> EnrolSessionPublic:
     """Stop waiting for a card.
 
     Raises:
-        EnrolSessionNotFound: no such request within *org_ids*.
+        EnrolSessionNotFound: no such request within the caller's scope.
         EnrolSessionClosed: it already bound a card, was cancelled or expired.
     """
-    enrol = _visible_session(session, enrol_session_id, org_ids, lock=True)
+    enrol = _visible_session(session, enrol_session_id, caller, lock=True)
     if session_state(enrol, now=now) != EnrolSessionState.PENDING:
         raise EnrolSessionClosed()
     enrol.status = EnrolSessionStatus.CANCELLED
@@ -133,7 +130,7 @@ def cancel_enrol_session(
     session.flush()
     record(
         session,
-        actor=actor,
+        actor=caller.actor,
         action="enrol_session.cancel",
         object_type="member",
         object_id=enrol.member_id,
@@ -145,10 +142,10 @@ def cancel_enrol_session(
 
 
 def read_enrol_session(
-    session: Session, *, enrol_session_id: int, now: datetime, org_ids: Collection[int] | None
+    session: Session, *, enrol_session_id: int, now: datetime, caller: Caller
 ) -> EnrolSessionPublic:
     """A request's state (what the waiting page polls). Raises EnrolSessionNotFound."""
-    return enrol_session_public(_visible_session(session, enrol_session_id, org_ids), now=now)
+    return enrol_session_public(_visible_session(session, enrol_session_id, caller), now=now)
 
 
 def bind_card_from_tap(
@@ -162,14 +159,14 @@ def bind_card_from_tap(
     max_clock_skew: timedelta,
 ) -> EnrolOutcome:
     """Offer an enrol-mode tap to the bind request waiting at *kiosk* (see the module docstring)."""
-    venue_org_id = _kiosk_org_id(session, kiosk)
+    kiosk_org_id = venue_org_id(session, kiosk.venue_id)
     waiting = session.exec(
         select(EnrolSession)
         .where(
             EnrolSession.status == EnrolSessionStatus.PENDING,
             col(EnrolSession.expires_at) > received_at,
             col(EnrolSession.created_at) <= occurred_at + max_clock_skew,
-            col(EnrolSession.org_id).in_(organisation_subtree_ids(session, venue_org_id)),
+            col(EnrolSession.org_id).in_(organisation_subtree_ids(session, kiosk_org_id)),
             or_(col(EnrolSession.kiosk_id).is_(None), col(EnrolSession.kiosk_id) == kiosk.id),
         )
         .order_by(col(EnrolSession.id))
@@ -250,12 +247,6 @@ def enrol_session_public(enrol: EnrolSession, *, now: datetime) -> EnrolSessionP
     )
 
 
-def _kiosk_org_id(session: Session, kiosk: Kiosk) -> int:
-    # The organisation a kiosk serves is its venue's. Read from the venue rather than through
-    # server.kiosks, so that the cards domain stays below the kiosk and tap domains.
-    return require_venue(session, kiosk.venue_id).org_id
-
-
 def _note_problem(session: Session, enrol: EnrolSession, code: RejectionCode) -> None:
     # The waiting page shows why the tap it was expecting did not bind.
     enrol.last_problem = code.value
@@ -263,18 +254,11 @@ def _note_problem(session: Session, enrol: EnrolSession, code: RejectionCode) ->
     session.flush()
 
 
-def _visible_member(session: Session, member_id: int, org_ids: Collection[int] | None) -> Member:
-    member = session.get(Member, member_id)
-    if member is None or (org_ids is not None and member.org_id not in org_ids):
-        raise MemberNotFound(f"党员 {member_id} 不存在")
-    return member
-
-
 def _visible_session(
-    session: Session, enrol_session_id: int, org_ids: Collection[int] | None, *, lock: bool = False
+    session: Session, enrol_session_id: int, caller: Caller, *, lock: bool = False
 ) -> EnrolSession:
     query = select(EnrolSession).where(EnrolSession.id == enrol_session_id)
     enrol = session.exec(query.with_for_update() if lock else query).first()
-    if enrol is None or (org_ids is not None and enrol.org_id not in org_ids):
+    if enrol is None or not caller.sees_org(enrol.org_id):
         raise EnrolSessionNotFound()
     return enrol

@@ -20,7 +20,6 @@ the highest received one are still waiting on the kiosk (the heartbeat's ``outbo
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -29,6 +28,7 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
 from schemas.messages import HeartbeatAck, HeartbeatPayload, ReaderState, SignedEnvelope
+from server.caller import Scope
 from server.errors import KioskNotFound, StaleHeartbeat
 from server.kiosks.authentication import Rejection, authenticate, refusal
 from server.kiosks.schemas import HealthProblem, KioskDetail, KioskHealth, KioskKeyPublic, SeqRange
@@ -120,11 +120,11 @@ def list_kiosk_health(
     session: Session,
     *,
     now: datetime,
-    org_ids: Collection[int] | None,
+    scope: Scope,
     thresholds: HealthThresholds = DEFAULT_THRESHOLDS,
 ) -> list[KioskHealth]:
-    """Every kiosk at a venue of *org_ids* (None: all), with its health; kiosks with problems first."""
-    healths = _healths(session, _kiosks_query(org_ids), now=now, thresholds=thresholds)
+    """Every kiosk at a venue in *scope*, with its health; kiosks with problems first."""
+    healths = _healths(session, _kiosks_query(scope), now=now, thresholds=thresholds)
     return sorted(
         healths, key=lambda h: (h.status == KioskStatus.REVOKED, not h.problems, h.name, h.kiosk_id)
     )
@@ -135,17 +135,17 @@ def kiosk_detail(
     *,
     kiosk_id: str,
     now: datetime,
-    org_ids: Collection[int] | None,
+    scope: Scope,
     thresholds: HealthThresholds = DEFAULT_THRESHOLDS,
     missing_limit: int = 20,
 ) -> KioskDetail:
     """One kiosk's health, its first missing seq ranges and its key history.
 
     Raises:
-        KioskNotFound: no such kiosk, or not at a venue of *org_ids*.
+        KioskNotFound: no such kiosk, or not at a venue in *scope*.
     """
     found = _healths(
-        session, _kiosks_query(org_ids).where(col(Kiosk.id) == kiosk_id), now=now, thresholds=thresholds
+        session, _kiosks_query(scope).where(col(Kiosk.id) == kiosk_id), now=now, thresholds=thresholds
     )
     if not found:
         raise KioskNotFound(f"终端 {kiosk_id} 不存在")
@@ -189,17 +189,14 @@ def _is_newer(
     return payload.sent_at > latest.sent_at or abs(received_at - payload.sent_at) <= max_clock_skew
 
 
-def _kiosks_query(
-    org_ids: Collection[int] | None,
-) -> Select[Kiosk, Venue, KioskHeartbeat]:
-    query = (
+def _kiosks_query(scope: Scope) -> Select[Kiosk, Venue, KioskHeartbeat]:
+    return (
         select(Kiosk, Venue, KioskHeartbeat)
         .join(Venue, col(Venue.id) == col(Kiosk.venue_id))
         .outerjoin(KioskHeartbeat, col(KioskHeartbeat.kiosk_id) == col(Kiosk.id))
+        .where(scope.condition(Venue.org_id))
+        .order_by(col(Kiosk.created_at), col(Kiosk.id))
     )
-    if org_ids is not None:
-        query = query.where(col(Venue.org_id).in_(list(org_ids)))
-    return query.order_by(col(Kiosk.created_at), col(Kiosk.id))
 
 
 def _healths(

@@ -54,13 +54,13 @@ def rotate_key(request: KeyRotationRequest, session: SessionDep, clock: ClockDep
 @router.get("")
 def list_kiosks(ctx: RequestDep) -> list[KioskHealth]:
     """Kiosks with their health (last seen, outbox, clock offset, seq gaps); problems first."""
-    return list_kiosk_health(ctx.session, now=ctx.now, org_ids=ctx.caller.scope.org_ids)
+    return list_kiosk_health(ctx.session, now=ctx.now, scope=ctx.caller.scope)
 
 
 @router.get("/{kiosk_id}")
 def show_kiosk(kiosk_id: str, ctx: RequestDep) -> KioskDetail:
     """One kiosk's health, missing seq ranges and key history."""
-    return kiosk_detail(ctx.session, kiosk_id=kiosk_id, now=ctx.now, org_ids=ctx.caller.scope.org_ids)
+    return kiosk_detail(ctx.session, kiosk_id=kiosk_id, now=ctx.now, scope=ctx.caller.scope)
 
 
 @router.post("/{kiosk_id}/revoke")

@@ -43,7 +43,7 @@ from server.keyring import Keyring, Purpose
 from server.kiosks.authentication import Rejection, authenticate, refusal, verify_signature
 from server.records.kiosks import EnrollmentCode, Kiosk, KioskKey
 from server.records.venues import Venue
-from server.venues.service import require_venue
+from server.venues.service import require_venue, venue_org_id
 from server.vocabulary import KioskStatus
 
 # Crockford base32: no I, L, O or U, so a code read aloud or copied by hand survives.
@@ -133,7 +133,7 @@ def issue_enrollment_code(
         action="kiosk.enrollment_code",
         object_type="kiosk",
         object_id=kiosk_id,
-        org_id=kiosk_org_id(session, kiosk),
+        org_id=venue_org_id(session, kiosk.venue_id),
         at=now,
         detail={"expires_at": expires_at.isoformat()},
     )
@@ -200,7 +200,7 @@ def enroll_kiosk(
         action="kiosk.enroll",
         object_type="kiosk",
         object_id=kiosk.id,
-        org_id=kiosk_org_id(session, kiosk),
+        org_id=venue_org_id(session, kiosk.venue_id),
         at=now,
         detail={"kid": kid, "agent_version": request.agent_version},
     )
@@ -261,7 +261,7 @@ def rotate_kiosk_key(session: Session, *, request: KeyRotationRequest, now: date
         action="kiosk.rotate_key",
         object_type="kiosk",
         object_id=kiosk.id,
-        org_id=kiosk_org_id(session, kiosk),
+        org_id=venue_org_id(session, kiosk.venue_id),
         at=now,
         detail={"previous_kid": old_key.kid, "kid": new_kid, "last_seq_old_key": last_seq},
     )
@@ -270,13 +270,6 @@ def rotate_kiosk_key(session: Session, *, request: KeyRotationRequest, now: date
 
 def kiosk_actor(kiosk: Kiosk) -> Actor:
     return Actor(f"kiosk:{kiosk.id}", kiosk.name)
-
-
-def kiosk_org_id(session: Session, kiosk: Kiosk) -> int:
-    """The organisation a kiosk serves: its venue's."""
-    venue = session.get(Venue, kiosk.venue_id)
-    assert venue is not None  # foreign key
-    return venue.org_id
 
 
 def revoke_kiosk(
@@ -305,7 +298,7 @@ def revoke_kiosk(
             action="kiosk.revoke",
             object_type="kiosk",
             object_id=kiosk.id,
-            org_id=kiosk_org_id(session, kiosk),
+            org_id=venue_org_id(session, kiosk.venue_id),
             at=now,
             reason=reason[:500],
         )
@@ -327,7 +320,7 @@ def require_visible_kiosk(session: Session, kiosk_id: str, *, caller: Caller) ->
     """The kiosk, if its venue's organisation is in the caller's scope. Raises KioskNotFound
     (also outside it)."""
     kiosk = require_kiosk(session, kiosk_id)
-    if not caller.sees_org(kiosk_org_id(session, kiosk)):
+    if not caller.sees_org(venue_org_id(session, kiosk.venue_id)):
         raise KioskNotFound(f"终端 {kiosk_id} 不存在")
     return kiosk
 

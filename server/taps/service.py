@@ -74,8 +74,8 @@ from server.records.events import Event
 from server.records.kiosks import Kiosk
 from server.records.orgs import Member
 from server.records.taps import Tap
-from server.records.venues import Venue
 from server.transfers.service import TapFiling, check_tap_filing, file_from_tap
+from server.venues.service import venue_org_id
 from server.vocabulary import RejectionCode, TapOutcome
 
 log = logging.getLogger(__name__)
@@ -280,11 +280,10 @@ def _transfer_in(session: Session, tap: Deciding, context: IngestContext) -> Tap
     card = _masked_card(tap.payload)
     if checked.rejection is not None and checked.rejection != RejectionCode.UNKNOWN_CARD:
         return _reject(session, row, tap.index, checked.rejection, card=card)
-    venue = session.get(Venue, tap.kiosk.venue_id)
-    assert venue is not None  # a foreign key
+    org_id = venue_org_id(session, tap.kiosk.venue_id)
     member_name = mask_name(member.name) if member is not None else None
     filing = check_tap_filing(
-        session, org_id=venue.org_id, member=member, card_no_hmac=row.card_no_hmac, uid_hmac=row.uid_hmac
+        session, org_id=org_id, member=member, card_no_hmac=row.card_no_hmac, uid_hmac=row.uid_hmac
     )
     if filing == TapFiling.ALREADY_MEMBER:
         return _reject(session, row, tap.index, RejectionCode.ALREADY_MEMBER, member_name=member_name)
@@ -298,7 +297,7 @@ def _transfer_in(session: Session, tap: Deciding, context: IngestContext) -> Tap
     if filing == TapFiling.FILED:
         file_from_tap(
             session,
-            org_id=venue.org_id,
+            org_id=org_id,
             member=member,
             card_no_hmac=row.card_no_hmac,
             uid_hmac=row.uid_hmac,

@@ -30,6 +30,11 @@ def require_venue(session: Session, venue_id: int) -> Venue:
     return venue
 
 
+def venue_org_id(session: Session, venue_id: int) -> int:
+    """The organisation a venue serves, and so every kiosk at it."""
+    return require_venue(session, venue_id).org_id
+
+
 def usable_venues(session: Session, *, caller: Caller) -> list[Venue]:
     """Venues the caller's events may use, by name."""
     query = select(Venue).order_by(col(Venue.name))

@@ -17,15 +17,11 @@ from server.caller import Caller
 from server.records.attendance import Attendance
 from server.records.events import Event, EventOrganisation
 from server.records.orgs import Member, Organisation
-from server.records.venues import Venue
-from server.venues.service import usable_venues
 from server.vocabulary import MemberStatus
 
 
 def organisations_in_scope(session: Session, caller: Caller) -> list[Organisation]:
-    query = select(Organisation).order_by(col(Organisation.id))
-    if caller.scope.org_ids is not None:
-        query = query.where(col(Organisation.id).in_(caller.scope.org_ids))
+    query = select(Organisation).where(caller.scope.condition(Organisation.id)).order_by(col(Organisation.id))
     return list(session.exec(query).all())
 
 
@@ -34,11 +30,6 @@ def organisation_names(session: Session, org_ids: set[int]) -> dict[int, str]:
         return {}
     rows = session.exec(select(Organisation).where(col(Organisation.id).in_(org_ids))).all()
     return {org.id: org.name for org in rows if org.id is not None}
-
-
-def venues_for(session: Session, caller: Caller) -> list[Venue]:
-    """Venues an event of the caller's may use (the rule ``add_event`` enforces)."""
-    return usable_venues(session, caller=caller)
 
 
 def events_in_scope(
@@ -83,9 +74,11 @@ def present_counts(session: Session, event_ids: Sequence[int]) -> dict[int, int]
 def members_in_scope(
     session: Session, caller: Caller, *, search: str = "", include_inactive: bool = False, limit: int = 200
 ) -> list[Member]:
-    query = select(Member).order_by(col(Member.org_id), col(Member.name), col(Member.id))
-    if caller.scope.org_ids is not None:
-        query = query.where(col(Member.org_id).in_(caller.scope.org_ids))
+    query = (
+        select(Member)
+        .where(caller.scope.condition(Member.org_id))
+        .order_by(col(Member.org_id), col(Member.name), col(Member.id))
+    )
     if not include_inactive:
         query = query.where(Member.status == MemberStatus.ACTIVE)
     text = search.strip()
@@ -104,7 +97,5 @@ def _held_in_scope(query: Query, caller: Caller) -> Query:
     """Only events held (or co-held) by an organisation in the caller's scope."""
     if caller.scope.org_ids is None:
         return query
-    holders = select(EventOrganisation.event_id).where(
-        col(EventOrganisation.org_id).in_(sorted(caller.scope.org_ids))
-    )
+    holders = select(EventOrganisation.event_id).where(caller.scope.condition(EventOrganisation.org_id))
     return query.where(col(Event.id).in_(holders))

@@ -44,7 +44,7 @@ def dashboard(request: Request, ctx: PageDep) -> HTMLResponse:
         reminders = sorted([*report.inactivity, *report.cadence], key=lambda r: _LEVEL_ORDER[r.level])
     kiosks = [
         health
-        for health in list_kiosk_health(session, now=now, org_ids=caller.scope.org_ids)
+        for health in list_kiosk_health(session, now=now, scope=caller.scope)
         if health.status != KioskStatus.REVOKED
     ]
     return render(

@@ -36,6 +36,7 @@ from server.labels import EVENT_KIND_LABELS
 from server.live import AcceptedTap
 from server.records.events import Event
 from server.records.venues import Venue
+from server.venues.service import usable_venues
 from server.vocabulary import EventKind
 from server.web.deps import PageDep
 from server.web.lookups import (
@@ -43,7 +44,6 @@ from server.web.lookups import (
     organisation_names,
     organisations_in_scope,
     present_counts,
-    venues_for,
 )
 from server.web.templating import redirect, render, templates
 
@@ -216,7 +216,7 @@ def _form_context(session: Session, caller: Caller, *, event: Event | None) -> d
         "nav": "events",
         "event": event,
         "organisations": organisations_in_scope(session, caller),
-        "venues": venues_for(session, caller),
+        "venues": usable_venues(session, caller=caller),
         "kind_labels": EVENT_KIND_LABELS,
         "extra_kinds": extra,
         "venue_name": _venue_names(session, {event.venue_id}).get(event.venue_id, "") if event else "",

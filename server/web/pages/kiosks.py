@@ -60,7 +60,7 @@ READER_LABELS: dict[ReaderState, tuple[str, str]] = {
 @router.get("/kiosks")
 def kiosk_list(request: Request, ctx: PageDep) -> HTMLResponse:
     caller = ctx.caller
-    kiosks = list_kiosk_health(ctx.session, now=ctx.now, org_ids=caller.scope.org_ids)
+    kiosks = list_kiosk_health(ctx.session, now=ctx.now, scope=caller.scope)
     return render(
         request,
         "kiosks/list.html",
@@ -80,7 +80,7 @@ def kiosk_list(request: Request, ctx: PageDep) -> HTMLResponse:
 
 @router.get("/kiosks/{kiosk_id}")
 def kiosk_page(kiosk_id: str, request: Request, ctx: PageDep) -> HTMLResponse:
-    detail = kiosk_detail(ctx.session, kiosk_id=kiosk_id, now=ctx.now, org_ids=ctx.caller.scope.org_ids)
+    detail = kiosk_detail(ctx.session, kiosk_id=kiosk_id, now=ctx.now, scope=ctx.caller.scope)
     return render(
         request,
         "kiosks/detail.html",
@@ -154,19 +154,16 @@ def start_enrol(
         ctx.session,
         member_id=member_id,
         kiosk_id=kiosk_id or None,
-        actor=ctx.caller.actor,
+        caller=ctx.caller,
         now=ctx.now,
         ttl=ctx.settings.enrol_session_ttl,
-        org_ids=ctx.caller.scope.org_ids,
     )
     return _enrol_fragment(request, ctx, enrol)
 
 
 @router.get("/enrol-sessions/{enrol_session_id}")
 def poll_enrol(enrol_session_id: int, request: Request, ctx: PageDep) -> Response:
-    enrol = read_enrol_session(
-        ctx.session, enrol_session_id=enrol_session_id, now=ctx.now, org_ids=ctx.caller.scope.org_ids
-    )
+    enrol = read_enrol_session(ctx.session, enrol_session_id=enrol_session_id, now=ctx.now, caller=ctx.caller)
     if enrol.state == EnrolSessionState.BOUND:
         # Reload the member page: the new card shows in its table, the toast says which one.
         return redirect(request, f"/web/members/{enrol.member_id}", toast=f"已绑定卡 {enrol.card_masked}")
@@ -178,9 +175,8 @@ def cancel_enrol(enrol_session_id: int, request: Request, ctx: PageDep) -> HTMLR
     enrol = cancel_enrol_session(
         ctx.session,
         enrol_session_id=enrol_session_id,
-        actor=ctx.caller.actor,
+        caller=ctx.caller,
         now=ctx.now,
-        org_ids=ctx.caller.scope.org_ids,
     )
     return _enrol_fragment(request, ctx, enrol)
 
@@ -189,7 +185,7 @@ def _enrol_fragment(request: Request, ctx: RequestContext, enrol: EnrolSessionPu
     member = require_member(ctx.session, enrol.member_id)
     enrol_kiosks = [
         k
-        for k in list_kiosk_health(ctx.session, now=ctx.now, org_ids=ctx.caller.scope.org_ids)
+        for k in list_kiosk_health(ctx.session, now=ctx.now, scope=ctx.caller.scope)
         if k.status == KioskStatus.ACTIVE and k.mode == TapMode.ENROL
     ]
     remaining = max(0, int((enrol.expires_at - ctx.now).total_seconds()))
@@ -247,10 +243,9 @@ def _manages_kiosks(caller: Caller) -> bool:
 
 
 def _venues_in_scope(session: Session, caller: Caller) -> list[Venue]:
-    query = select(Venue).order_by(col(Venue.name))
-    if caller.scope.org_ids is not None:
-        query = query.where(col(Venue.org_id).in_(caller.scope.org_ids))
-    return list(session.exec(query).all())
+    return list(
+        session.exec(select(Venue).where(caller.scope.condition(Venue.org_id)).order_by(col(Venue.name)))
+    )
 
 
 def _labels() -> dict[str, object]:

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 
 from schemas.messages import BatchReceipt, CardFacts, EnrollRequest, SignedEnvelope, TapMode
-from server.caller import CLI_CALLER, Actor
+from server.caller import CLI_CALLER, UNSCOPED, Actor, Caller
 from server.cards.schemas import EnrolSessionPublic
 from server.cards.tap_binding import read_enrol_session, start_enrol_session
 from server.db import unit_of_work
@@ -22,14 +22,16 @@ from server.records.cards import CardBinding
 from server.records.kiosks import EnrolSessionState
 from server.records.taps import Tap
 from server.venues.service import add_venue
-from server.vocabulary import TokenRole
+from server.vocabulary import TokenRole, UserRole
 from tests.server.conftest import FakeClock
 from tests.server.factories import EVENT_START, ZHANG_CARD, World, upload
 from tests.server.kiosks.messages import bearer
 from tests.server.signing import KioskKeys, card
 
 NEW_CARD = card("3104393000000046666", "04AB12CD34EF56")
-SECRETARY = Actor("user:7", "王书记")
+SECRETARY = Caller(
+    actor=Actor("user:7", "王书记"), role=UserRole.ADMIN, org_id=None, scope=UNSCOPED, may_approve=True
+)
 TTL = timedelta(minutes=5)
 
 
@@ -41,10 +43,9 @@ def start(
             session,
             member_id=world.members[name],
             kiosk_id=kiosk_id,
-            actor=SECRETARY,
+            caller=SECRETARY,
             now=at,
             ttl=TTL,
-            org_ids=None,
         )
 
 
@@ -57,7 +58,7 @@ def enrol_tap(
 
 def state_of(engine: Engine, enrol_id: int, at: datetime) -> EnrolSessionPublic:
     with Session(engine) as session:
-        return read_enrol_session(session, enrol_session_id=enrol_id, now=at, org_ids=None)
+        return read_enrol_session(session, enrol_session_id=enrol_id, now=at, caller=SECRETARY)
 
 
 class TestBindByTap:

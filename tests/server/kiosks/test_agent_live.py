@@ -25,7 +25,7 @@ from reader_agent.state import Enrollment, StateDir, load_enrollment, save_enrol
 from reader_agent.uploader import Uploader, UploadOutcome
 from schemas.messages import CardFacts, ReaderState, TapMode, TapPayload
 from server.app import create_app
-from server.caller import CLI_CALLER
+from server.caller import CLI_CALLER, UNSCOPED
 from server.config import ServerSettings
 from server.db import unit_of_work
 from server.kiosks.health import kiosk_detail
@@ -127,7 +127,7 @@ class TestHeartbeatToTheRealServer:
         assert second.ack is not None
         assert second.round_trip_ms is not None
         with Session(engine) as session:
-            health = kiosk_detail(session, kiosk_id=world.kiosk_id, now=clock.now, org_ids=None).health
+            health = kiosk_detail(session, kiosk_id=world.kiosk_id, now=clock.now, scope=UNSCOPED).health
         assert (health.outbox_pending, health.reported_last_seq, health.oldest_pending_age_s) == (2, 2, 175.0)
         assert health.clock_offset_ms == second.ack.clock_offset_ms
         assert abs(health.clock_offset_ms - 5000) <= 1 + (health.offset_uncertainty_ms or 0)

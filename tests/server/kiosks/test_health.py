@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from schemas.messages import HeartbeatAck, ReaderState, SignedEnvelope, b64url_encode
-from server.caller import CLI_CALLER
+from server.caller import CLI_CALLER, UNSCOPED
 from server.db import unit_of_work
 from server.keyring import Keyring
 from server.kiosks.health import describe_duration, kiosk_detail, list_kiosk_health
@@ -37,7 +37,7 @@ def post(client: TestClient, envelope: SignedEnvelope) -> tuple[int, dict[str, o
 
 def problem_codes(engine: Engine, world: World, clock: FakeClock) -> list[str]:
     with Session(engine) as session:
-        detail = kiosk_detail(session, kiosk_id=world.kiosk_id, now=clock.now, org_ids=None)
+        detail = kiosk_detail(session, kiosk_id=world.kiosk_id, now=clock.now, scope=UNSCOPED)
     return [p.code for p in detail.health.problems]
 
 
@@ -56,7 +56,7 @@ class TestHeartbeat:
         assert ack.server_time == clock.now
         assert ack.clock_offset_ms == 89_900
         with Session(engine) as session:
-            health = kiosk_detail(session, kiosk_id=world.kiosk_id, now=clock.now, org_ids=None).health
+            health = kiosk_detail(session, kiosk_id=world.kiosk_id, now=clock.now, scope=UNSCOPED).health
         assert (health.clock_offset_ms, health.offset_uncertainty_ms) == (89_900, 100)
         assert health.last_seen_at == clock.now
         assert health.agent_version == "1.2.3"
@@ -72,7 +72,7 @@ class TestHeartbeat:
         assert status == 200
         assert body["clock_offset_ms"] == -2000
         with Session(engine) as session:
-            health = kiosk_detail(session, kiosk_id=world.kiosk_id, now=clock.now, org_ids=None).health
+            health = kiosk_detail(session, kiosk_id=world.kiosk_id, now=clock.now, scope=UNSCOPED).health
         assert health.offset_uncertainty_ms is None
         assert health.problems == []
 
@@ -143,7 +143,7 @@ class TestProblems:
         """The enrolled kiosk with a fresh heartbeat has no problems; the unenrolled one waits."""
         assert post(client, heartbeat(world.keys, kiosk_id=world.kiosk_id, sent_at=clock.now))[0] == 200
         with Session(engine) as session:
-            healths = list_kiosk_health(session, now=clock.now, org_ids=None)
+            healths = list_kiosk_health(session, now=clock.now, scope=UNSCOPED)
         by_name = {h.name: h for h in healths}
         assert by_name["一号机"].problems == []
         assert [p.code for p in by_name["二号机"].problems] == ["not_enrolled"]
@@ -161,7 +161,7 @@ class TestProblems:
         assert problem_codes(engine, world, clock) == []
         clock.advance(minutes=2)
         with Session(engine) as session:
-            health = kiosk_detail(session, kiosk_id=world.kiosk_id, now=clock.now, org_ids=None).health
+            health = kiosk_detail(session, kiosk_id=world.kiosk_id, now=clock.now, scope=UNSCOPED).health
         assert [(p.code, p.message) for p in health.problems] == [("silent", "已4分钟没有心跳")]
 
     def test_backlog_and_reader(
@@ -178,7 +178,7 @@ class TestProblems:
         )
         post(client, envelope)
         with Session(engine) as session:
-            health = kiosk_detail(session, kiosk_id=world.kiosk_id, now=clock.now, org_ids=None).health
+            health = kiosk_detail(session, kiosk_id=world.kiosk_id, now=clock.now, scope=UNSCOPED).health
         assert [(p.code, p.message) for p in health.problems] == [
             ("upload_backlog", "7条刷卡记录未上传，最早的已等待15分钟"),
             ("reader", "读卡器已断开，正在重连"),
@@ -201,7 +201,7 @@ class TestSeqGaps:
         )
 
         with Session(engine) as session:
-            detail = kiosk_detail(session, kiosk_id=world.kiosk_id, now=clock.now, org_ids=None)
+            detail = kiosk_detail(session, kiosk_id=world.kiosk_id, now=clock.now, scope=UNSCOPED)
         health = detail.health
         assert (health.received_max_seq, health.received_count, health.seq_gaps) == (9, 5, 4)
         assert health.reported_last_seq == 11
@@ -221,7 +221,7 @@ class TestSeqGaps:
             received_at=EVENT_START,
         )
         with Session(engine) as session:
-            detail = kiosk_detail(session, kiosk_id=world.kiosk_id, now=clock.now, org_ids=None)
+            detail = kiosk_detail(session, kiosk_id=world.kiosk_id, now=clock.now, scope=UNSCOPED)
         assert [(r.first, r.last) for r in detail.missing_seqs] == [(1, 2)]
         assert detail.health.seq_gaps == 2
 
