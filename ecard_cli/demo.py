@@ -153,7 +153,13 @@ def seed(env: dict[str, str]) -> Seeded:
                 caller=CLI_CALLER,
             )
             token = create_token(
-                session, keyring=keyring, role=TokenRole.ADMIN, org_id=None, label="demo", now=now
+                session,
+                keyring=keyring,
+                role=TokenRole.ADMIN,
+                org_id=None,
+                label="demo",
+                caller=CLI_CALLER,
+                now=now,
             )
             password = secrets.token_urlsafe(12)
             add_user(

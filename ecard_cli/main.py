@@ -11,8 +11,15 @@ import typer
 from firmware_sim.cli import app as sim_app
 from reader_agent.cli import app as agent_app
 from server.cli import admin_app, server_app
+from server.cli_support import CheckedArgsGroup
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="党员e通卡 check-in & identity service")
+# CheckedArgsGroup: no argument holding NUL or another refused character reaches any command.
+app = typer.Typer(
+    cls=CheckedArgsGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    help="党员e通卡 check-in & identity service",
+)
 app.add_typer(server_app, name="server")
 app.add_typer(admin_app, name="admin")
 app.add_typer(agent_app, name="agent")

@@ -332,12 +332,36 @@ def status(
         "sent": stats.sent,
         "last_seq": stats.last_seq,
         "oldest_pending_at": stats.oldest_pending_at.isoformat() if stats.oldest_pending_at else None,
+        "quarantined": stats.quarantined,
+        "oldest_quarantined_seq": stats.oldest_quarantined_seq,
     }
     if json_output:
         print(json.dumps(facts, ensure_ascii=False), flush=True)
     else:
         for name, value in facts.items():
             print(f"{name}: {'-' if value is None else value}", flush=True)
+
+
+@app.command()
+def requeue(
+    state_dir: Path | None = typer.Option(None, help=STATE_DIR_HELP),
+) -> None:
+    """Put the taps the server kept refusing (quarantined) back in line for upload, once the cause
+    is fixed (e.g. the server was upgraded, or the kiosk's clock corrected). Stop the agent first."""
+    from reader_agent.outbox import Outbox, OutboxError
+    from reader_agent.state import StateDir, StateError, run_lock
+
+    settings = _settings(state_dir=state_dir)
+    state = StateDir(settings.state_dir)
+    try:
+        with run_lock(state), Outbox.open(state.outbox_path) as outbox:
+            set_aside = outbox.quarantined()
+            requeued = outbox.requeue_quarantined()
+    except (StateError, OutboxError) as exc:
+        _fail(exc.code, exc.message)
+    for seq, problem in set_aside:
+        print(f"seq {seq}: {problem or '-'}", flush=True)
+    print(f"已重新排队上传 {requeued} 条 (requeued {requeued} quarantined taps)", flush=True)
 
 
 def local_now() -> datetime:

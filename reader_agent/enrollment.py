@@ -19,7 +19,11 @@ ENROLL_PATH = "/api/v1/kiosks/enroll"
 
 # What an installer sees for each code the server may answer with.
 SERVER_ERROR_MESSAGES: dict[str, str] = {
-    "enrollment_code_invalid": "注册码无效 (enrollment code not recognised)",
+    # Servers answer this one code for unknown, used and expired codes alike (the other two are
+    # from older servers).
+    "enrollment_code_invalid": (
+        "注册码无效、已使用或已过期，请向管理员重新申请 (enrollment code invalid, used or expired)"
+    ),
     "enrollment_code_expired": "注册码已过期，请向管理员重新申请 (enrollment code expired)",
     "enrollment_code_used": "注册码已被使用 (enrollment code already used)",
     "bad_public_key": "服务器不接受本机公钥 (server rejected this kiosk's public key)",

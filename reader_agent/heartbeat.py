@@ -2,8 +2,10 @@
 
 A heartbeat is a :class:`schemas.HeartbeatPayload` signed with the kiosk key, in the same
 envelope form as taps, posted to ``POST /api/v1/kiosks/heartbeat``. It carries the outbox depth
-and the age of its oldest tap, the last seq allocated (the server compares it with the seqs it
-received to find gaps), the reader's state, the mode and the agent version.
+and the age of its oldest tap, the taps set aside because the server kept refusing them (how many,
+and the oldest one's seq: the kiosk health page shows them to the admin), the last seq allocated
+(the server compares it with the seqs it received to find gaps), the reader's state, the mode and
+the agent version.
 
 Clock offset: the server computes it from the send time in the payload and half the round trip
 this sender measured for its previous heartbeat (``previous_round_trip_ms``), and answers with
@@ -11,7 +13,8 @@ its estimate; a kiosk more than :data:`CLOCK_WARNING_MS` off logs a warning, bec
 are stamped with that clock.
 
 Heartbeats run on their own thread, so a slow server never delays taps or their upload. A failed
-heartbeat is not retried: the next one is due soon and says the same, only fresher.
+heartbeat is not retried: the next one is due soon and says the same, only fresher. A 429 is a
+failure too, and the next heartbeat waits at least its ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ from pydantic import ValidationError
 
 from reader_agent.feedback import Feedback, FeedbackStatus
 from reader_agent.outbox import OutboxError, OutboxStats
-from reader_agent.server_call import refusal
+from reader_agent.server_call import refusal, retry_after_s
 from schemas import HeartbeatAck, HeartbeatPayload, ReaderState, SignedEnvelope, TapMode
+from schemas.messages import MAX_INT32
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_PATH = "/api/v1/kiosks/heartbeat"
+MAX_PENDING_AGE_S = 200 * 365 * 86400.0  # the contract's bound on oldest_pending_age_s
 CLOCK_WARNING_MS = 30_000
 
 _READER_ERROR_STATES = {
@@ -85,6 +90,7 @@ class HeartbeatResult:
     round_trip_ms: int | None = None
     code: str | None = None  # server_unreachable, server_timeout, http_503, kiosk_revoked, ...
     detail: str = ""
+    retry_after_s: float | None = None  # the server's Retry-After (a 429, a 503), when it gave one
 
 
 class HeartbeatSender:
@@ -112,11 +118,12 @@ class HeartbeatSender:
         self._signer = signer
         self._kiosk_id = kiosk_id
         self._mode = mode
-        self._agent_version = agent_version[:64]
+        # The contract takes no control characters: a device name is shown, not parsed.
+        self._agent_version = _printable(agent_version)[:64]
         self._interval_s = interval_s
         self._outbox_stats = outbox_stats
         self._reader_state = reader_state
-        self._reader_name = reader_name[:200]
+        self._reader_name = _printable(reader_name)[:200]
         self._now = now
         self._monotonic = monotonic
         self._on_result = on_result
@@ -137,6 +144,11 @@ class HeartbeatSender:
             envelope = self._envelope(counter)
         except OutboxError as exc:
             return HeartbeatResult(HeartbeatOutcome.FAILED, counter, code=exc.code, detail=exc.message)
+        except ValidationError as exc:
+            # A value outside the contract's bounds, e.g. a clock that has not been set since boot
+            # (the contract takes times in 2000–2100 only): nothing the server could accept.
+            problem = ", ".join(".".join(map(str, error["loc"])) for error in exc.errors())
+            return HeartbeatResult(HeartbeatOutcome.FAILED, counter, code="heartbeat_invalid", detail=problem)
         started = self._monotonic()
         try:
             response = self._client.post(
@@ -156,7 +168,11 @@ class HeartbeatSender:
             summary = f"HTTP {response.status_code}" if detail is None else detail[:300]
             if response.status_code >= 500 or response.status_code in (408, 429):
                 return HeartbeatResult(
-                    HeartbeatOutcome.FAILED, counter, code=f"http_{response.status_code}", detail=summary
+                    HeartbeatOutcome.FAILED,
+                    counter,
+                    code=f"http_{response.status_code}",
+                    detail=summary,
+                    retry_after_s=retry_after_s(response, now=self._now()),
                 )
             return HeartbeatResult(HeartbeatOutcome.REFUSED, counter, code=code, detail=summary)
         try:
@@ -195,13 +211,15 @@ class HeartbeatSender:
             self._report(result)
             if self._on_result is not None:
                 self._on_result(result)
-            self._stop.wait(self._interval_s)
+            self._stop.wait(max(self._interval_s, result.retry_after_s or 0.0))
 
     def _envelope(self, counter: int) -> SignedEnvelope:
         stats = self._outbox_stats()
         sent_at = self._now()
         oldest_age = (
-            max(0.0, (sent_at - stats.oldest_pending_at).total_seconds()) if stats.oldest_pending_at else None
+            min(max(0.0, (sent_at - stats.oldest_pending_at).total_seconds()), MAX_PENDING_AGE_S)
+            if stats.oldest_pending_at
+            else None
         )
         payload = HeartbeatPayload(
             kiosk_id=self._kiosk_id,
@@ -211,8 +229,10 @@ class HeartbeatSender:
             interval_s=self._interval_s,
             previous_round_trip_ms=self._previous_round_trip_ms,
             mode=self._mode,
-            outbox_pending=stats.pending,
+            outbox_pending=min(stats.pending, MAX_INT32),
             oldest_pending_age_s=oldest_age,
+            outbox_quarantined=min(stats.quarantined, MAX_INT32),
+            oldest_quarantined_seq=stats.oldest_quarantined_seq,
             last_seq=stats.last_seq,
             agent_version=self._agent_version,
             reader_state=self._reader_state(),
@@ -239,3 +259,7 @@ class HeartbeatSender:
                     result.ack.clock_offset_ms / 1000,
                 )
             self._clock_warned = off
+
+
+def _printable(text: str) -> str:
+    return "".join(c for c in text if c.isprintable())

@@ -4,6 +4,13 @@ A row is ``pending`` until the server's receipt for it arrives, then ``sent`` wi
 stored next to it. Rows are never deleted on read: delivery is at-least-once and the server
 deduplicates by ``(kiosk_id, seq)``.
 
+A third state, ``quarantined``, is for a tap the server keeps refusing while it takes the others
+(the uploader finds it by splitting the batch; see ``reader_agent.uploader``). Uploads go oldest
+first, so a pending tap nobody will ever take would hold up every tap behind it, forever. Set
+aside, it no longer does; it is still kept (a signed tap is evidence, and the fault may be the
+server's), counted in the heartbeat so the kiosk health page shows it, and put back in line with
+:meth:`Outbox.requeue_quarantined` once the cause is fixed.
+
 Durability choices (the kiosk may lose power at any moment):
 
 * WAL journal with ``synchronous=FULL``: a commit that returned is on disk.
@@ -64,6 +71,8 @@ class OutboxStats:
     sent: int
     last_seq: int  # 0 when no tap was ever recorded
     oldest_pending_at: datetime | None
+    quarantined: int = 0
+    oldest_quarantined_seq: int | None = None
 
 
 # Migration N takes the schema from user_version N to N+1. Append; never edit a shipped step.
@@ -88,6 +97,29 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
         "CREATE INDEX taps_pending ON taps (seq) WHERE status = 'pending'",
+    ),
+    # 1 -> 2: the quarantined state. SQLite cannot alter a CHECK, so the table is rebuilt.
+    (
+        """
+        CREATE TABLE taps_v2 (
+            seq INTEGER PRIMARY KEY CHECK (seq >= 1),
+            occurred_at TEXT NOT NULL,
+            envelope TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'quarantined')),
+            receipt TEXT,
+            sent_at TEXT,
+            quarantined_at TEXT,
+            problem TEXT,
+            CHECK ((status = 'sent') = (receipt IS NOT NULL)),
+            CHECK ((status = 'quarantined') = (quarantined_at IS NOT NULL))
+        )
+        """,
+        "INSERT INTO taps_v2 (seq, occurred_at, envelope, status, receipt, sent_at)"
+        " SELECT seq, occurred_at, envelope, status, receipt, sent_at FROM taps",
+        "DROP TABLE taps",
+        "ALTER TABLE taps_v2 RENAME TO taps",
+        "CREATE INDEX taps_pending ON taps (seq) WHERE status = 'pending'",
+        "CREATE INDEX taps_quarantined ON taps (seq) WHERE status = 'quarantined'",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -202,6 +234,40 @@ class Outbox:
                 changed += cursor.rowcount
         return changed
 
+    def quarantine(self, seq: int, *, problem: str, now: datetime) -> bool:
+        """Set pending tap *seq* aside (kept, never deleted), with why; False if it was not pending.
+
+        *problem* is the server's answer in a few words (``http_422: ...``); it holds no card data.
+        """
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE taps SET status = 'quarantined', quarantined_at = ?, problem = ?"
+                " WHERE seq = ? AND status = 'pending'",
+                (now.isoformat(), problem[:500], seq),
+            )
+        return cursor.rowcount == 1
+
+    def requeue_quarantined(self) -> int:
+        """Put every quarantined tap back in line for upload (once the cause is fixed); returns how many."""
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE taps SET status = 'pending', quarantined_at = NULL WHERE status = 'quarantined'"
+            )
+        return cursor.rowcount
+
+    def quarantined(self) -> list[tuple[int, str]]:
+        """Every quarantined tap's seq and the problem that set it aside, oldest first."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT seq, coalesce(problem, '') FROM taps WHERE status = 'quarantined' ORDER BY seq"
+            ).fetchall()
+        return [(int(seq), str(problem)) for seq, problem in rows]
+
+    def is_quarantined(self, seq: int) -> bool:
+        with self._read() as db:
+            row = db.execute("SELECT status FROM taps WHERE seq = ?", (seq,)).fetchone()
+        return row is not None and row[0] == "quarantined"
+
     def continue_from(self, first_seq: int) -> None:
         """Make the next tap carry at least *first_seq* (a replacement device continuing a kiosk's
         numbering); never moves the counter backwards."""
@@ -237,6 +303,9 @@ class Outbox:
             oldest_row = db.execute(
                 "SELECT occurred_at FROM taps WHERE status = 'pending' ORDER BY seq LIMIT 1"
             ).fetchone()
+            quarantined, oldest_quarantined = db.execute(
+                "SELECT count(*), min(seq) FROM taps WHERE status = 'quarantined'"
+            ).fetchone()
             (last_seq,) = db.execute("SELECT last_seq FROM seq_counter").fetchone()
         oldest = oldest_row[0] if oldest_row else None
         return OutboxStats(
@@ -244,6 +313,8 @@ class Outbox:
             sent=int(sent),
             last_seq=int(last_seq),
             oldest_pending_at=datetime.fromisoformat(oldest) if oldest else None,
+            quarantined=int(quarantined),
+            oldest_quarantined_seq=int(oldest_quarantined) if oldest_quarantined is not None else None,
         )
 
     @contextmanager

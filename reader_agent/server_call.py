@@ -2,12 +2,15 @@
 request, read one JSON answer, and turn every way that can fail into one error with a code.
 
 The codes are the server's own (``{"error": code, "detail": ...}``), else ``server_unreachable``,
-``server_bad_response`` or ``http_<status>`` when the server's answer carries no code.
+``server_bad_response`` or ``http_<status>`` when the server's answer carries no code. The
+background senders (uploader, heartbeat) share :func:`refusal` and :func:`retry_after_s`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 import httpx
@@ -59,6 +62,29 @@ def post_for_answer(
         return answer.model_validate_json(response.content)
     except ValidationError as exc:
         raise error("server_bad_response", unreadable) from exc
+
+
+MAX_RETRY_AFTER_S = 3600.0
+"""The longest a ``Retry-After`` is honoured for: a confused proxy must not silence a kiosk for days."""
+
+
+def retry_after_s(response: httpx.Response, *, now: datetime) -> float | None:
+    """How long the server asked us to wait (``Retry-After``: seconds or an HTTP date), else None.
+
+    Capped at :data:`MAX_RETRY_AFTER_S`; a date in the past is 0. *now* is the kiosk's clock, for a date.
+    """
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isascii() and value.isdigit():
+        return min(float(value[:8]), MAX_RETRY_AFTER_S)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return min(max((when - now).total_seconds(), 0.0), MAX_RETRY_AFTER_S)
 
 
 def refusal(response: httpx.Response) -> tuple[str, str | None]:

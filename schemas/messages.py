@@ -6,6 +6,13 @@ by the kiosk key named by ``kid``. The server verifies the bytes before it parse
 payload is never re-serialised to be checked. Heartbeats (:class:`HeartbeatPayload`) and key
 rotations (:class:`KeyRotationPayload`) travel in the same envelope form; each payload kind has
 its own required fields and forbids others, so one kind never parses as another.
+
+Every field is bounded, so that no value a kiosk (or anyone) sends can overflow a column or a
+computation on the server: times lie in [2000, 2100) with a UTC offset within ±14:00, a seq is at
+most :data:`MAX_SEQ` (so its successor still fits every column), counters fit their columns, text
+carries no NUL or other control characters, ``kid`` has its exact format and a signed payload is
+at most :data:`MAX_SIGNED_PAYLOAD_BYTES` bytes. A value outside its bounds makes the message
+``malformed``; in a batch, only the envelope it is in.
 """
 
 from __future__ import annotations
@@ -13,18 +20,70 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
 MAX_BATCH_SIZE = 200
 """Most envelopes one upload may carry; the agent sends at most this many per request."""
+
+MAX_SEQ = 2**53 - 1
+"""The highest seq a kiosk may sign: the largest integer every JSON reader keeps exact. Its
+successor (a replacement device's ``first_seq``) still fits every 64-bit column with room to spare."""
+
+MAX_INT32 = 2**31 - 1
+"""Counters stored in 32-bit columns (``outbox_pending``) stay at or below this."""
+
+MAX_SIGNED_PAYLOAD_BYTES = 4096
+"""Largest signed payload (a tap with a card answer is under 1 KiB)."""
+
+_MAX_PAYLOAD_CHARS = -(-MAX_SIGNED_PAYLOAD_BYTES * 4 // 3)  # unpadded base64url of that many bytes
+_SIGNATURE_CHARS = 86  # unpadded base64url of a 64-byte Ed25519 signature
+_PUBLIC_KEY_CHARS = 43  # unpadded base64url of a 32-byte Ed25519 public key (64 chars allowed)
+
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+MAX_UTC_OFFSET = timedelta(hours=14)
+
+
+def _within_time_window(value: datetime) -> datetime:
+    # The local year is checked before anything converts to UTC: converting year 1 at +14:00, or
+    # year 9999 at -14:00, overflows Python's datetime.
+    offset = value.utcoffset()
+    if offset is None or abs(offset) > MAX_UTC_OFFSET:
+        raise ValueError("UTC offset must be within ±14:00")
+    if not EARLIEST_TIME.year <= value.year < LATEST_TIME.year or not EARLIEST_TIME <= value < LATEST_TIME:
+        raise ValueError("time must lie between 2000-01-01 and 2100-01-01 (UTC)")
+    return value
+
+
+WireTime = Annotated[AwareDatetime, AfterValidator(_within_time_window)]
+"""A timestamp with its UTC offset, in [2000-01-01, 2100-01-01) UTC, offset within ±14:00."""
+
+_NO_CONTROLS = r"^[^\x00-\x1f\x7f]*$"
+
+
+def Text(max_length: int, *, min_length: int = 0) -> StringConstraints:
+    """A string of at most *max_length* characters with no NUL or other control characters."""
+    return StringConstraints(min_length=min_length, max_length=max_length, pattern=_NO_CONTROLS)
+
+
+KioskId = Annotated[str, Text(64, min_length=1)]
+Kid = Annotated[str, StringConstraints(pattern=r"^ed25519:[0-9a-f]{16}$")]
+"""A key id: ``ed25519:`` and the first 16 hex digits of the SHA-256 of the raw public key."""
+Seq = Annotated[int, Field(ge=1, le=MAX_SEQ)]
 
 HexUid = Annotated[str, StringConstraints(pattern=r"^[0-9A-F]{6,20}$")]
 CardNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{19}$")]
 CityCode = Annotated[str, StringConstraints(pattern=r"^[0-9A-F]{4}$")]
 Base64Url = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]*$")]
+# Bounded, not exact: a key of the wrong length is the server's ``bad_public_key``, a clearer answer.
+PublicKeyB64 = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9_-]*$", max_length=_PUBLIC_KEY_CHARS + 21)
+]
+SignatureB64 = Annotated[str, StringConstraints(pattern=rf"^[A-Za-z0-9_-]{{{_SIGNATURE_CHARS}}}$")]
 
 
 class _Message(BaseModel):
@@ -133,29 +192,28 @@ class CardFacts(_Message):
 
 class ReaderInfo(_Message):
     backend: ReaderBackend
-    name: Annotated[str, StringConstraints(max_length=200)]
+    name: Annotated[str, Text(200)]
 
 
 class TapPayload(SignedPayload):
     """One card presentation, as signed by the kiosk."""
 
     schema_version: Literal[1] = 1
-    kiosk_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    seq: int = Field(ge=1, description="Per-kiosk sequence: starts at 1, strictly increasing, never reused.")
-    occurred_at: AwareDatetime = Field(description="Kiosk wall-clock time of the tap, with its UTC offset.")
+    kiosk_id: KioskId
+    seq: Seq = Field(description="Per-kiosk sequence: starts at 1, strictly increasing, never reused.")
+    occurred_at: WireTime = Field(description="Kiosk wall-clock time of the tap, with its UTC offset.")
     card: CardFacts
     mode: TapMode = TapMode.CHECKIN
     reader: ReaderInfo
 
 
 class SignedEnvelope(_Message):
-    kid: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
-        description="Key id of the kiosk key that made the signature."
+    kid: Kid = Field(description="Key id of the kiosk key that made the signature.")
+    payload: Annotated[Base64Url, StringConstraints(max_length=_MAX_PAYLOAD_CHARS)] = Field(
+        description="base64url (no padding) of the signed payload's JSON bytes (a TapPayload in a batch), "
+        f"at most {MAX_SIGNED_PAYLOAD_BYTES} bytes."
     )
-    payload: Base64Url = Field(
-        description="base64url (no padding) of the signed payload's JSON bytes (a TapPayload in a batch)."
-    )
-    sig: Base64Url = Field(description="base64url (no padding) of the Ed25519 signature over those bytes.")
+    sig: SignatureB64 = Field(description="base64url (no padding) of the Ed25519 signature over those bytes.")
 
     def payload_bytes(self) -> bytes:
         return b64url_decode(self.payload)
@@ -165,8 +223,20 @@ class SignedEnvelope(_Message):
 
 
 class TapBatch(_Message):
+    """What a kiosk uploads: its oldest pending taps, in seq order."""
+
     schema_version: Literal[1] = 1
     envelopes: list[SignedEnvelope] = Field(min_length=1, max_length=MAX_BATCH_SIZE)
+
+
+class UncheckedTapBatch(_Message):
+    """A :class:`TapBatch` as the server first reads it: the batch's own shape is checked, each
+    envelope is not yet. The server checks every envelope on its own, so one envelope that breaks
+    the contract gets its own ``malformed`` receipt (naming the field) and its neighbours are
+    decided as usual; only a body that is not a batch at all is refused whole."""
+
+    schema_version: Literal[1] = 1
+    envelopes: list[JsonValue] = Field(min_length=1, max_length=MAX_BATCH_SIZE)
 
 
 class TapStatus(StrEnum):
@@ -178,44 +248,55 @@ class TapStatus(StrEnum):
 class TapDisplay(_Message):
     """What the kiosk shows the member for this tap."""
 
-    member_name: str | None = Field(default=None, description="Masked name, e.g. 张*明.")
-    event_title: str | None = None
-    message: str = Field(description="One line in Chinese for the kiosk screen.")
+    member_name: str | None = Field(default=None, max_length=100, description="Masked name, e.g. 张*明.")
+    event_title: str | None = Field(default=None, max_length=200)
+    message: str = Field(max_length=200, description="One line in Chinese for the kiosk screen.")
 
 
 class TapReceipt(_Message):
     """The server's final word on one envelope of a batch."""
 
-    index: int = Field(ge=0, description="Position of the envelope in the batch it came in.")
-    seq: int | None = Field(default=None, description="The tap's seq, when the payload could be read.")
+    index: int = Field(
+        ge=0, lt=MAX_BATCH_SIZE, description="Position of the envelope in the batch it came in."
+    )
+    seq: int | None = Field(
+        default=None, ge=1, le=MAX_SEQ, description="The tap's seq, when the payload could be read."
+    )
     status: TapStatus
-    code: str | None = Field(default=None, description="Stable machine code when rejected.")
+    code: str | None = Field(default=None, max_length=32, description="Stable machine code when rejected.")
+    field: str | None = Field(
+        default=None,
+        max_length=100,
+        description="For a malformed envelope: where its first problem is, e.g. `kid`, `payload` (too "
+        "long, not base64url) or `payload.occurred_at` (inside the signed payload). Null otherwise.",
+    )
     display: TapDisplay
 
 
 class BatchReceipt(_Message):
     schema_version: Literal[1] = 1
     server_time: AwareDatetime
-    receipts: list[TapReceipt]
+    receipts: list[TapReceipt] = Field(max_length=MAX_BATCH_SIZE)
 
 
 class EnrollRequest(_Message):
     schema_version: Literal[1] = 1
-    code: Annotated[str, StringConstraints(min_length=6, max_length=64)]
-    public_key: Base64Url = Field(description="base64url of the raw 32-byte Ed25519 public key.")
-    agent_version: Annotated[str, StringConstraints(max_length=64)] = ""
+    code: Annotated[str, Text(64, min_length=6)]
+    public_key: PublicKeyB64 = Field(description="base64url of the raw 32-byte Ed25519 public key.")
+    agent_version: Annotated[str, Text(64)] = ""
 
 
 class EnrollResponse(_Message):
     schema_version: Literal[1] = 1
-    kiosk_id: str
-    kid: str
-    kiosk_name: str
-    venue_name: str
+    kiosk_id: str = Field(max_length=64)
+    kid: str = Field(max_length=64)
+    kiosk_name: str = Field(max_length=200)
+    venue_name: str = Field(max_length=200)
     server_time: AwareDatetime
     first_seq: int = Field(
         default=1,
         ge=1,
+        le=MAX_SEQ + 1,
         description="The seq of this device's first tap: a replacement device enrolled for an existing "
         "kiosk continues after the last seq the server received, so its taps never collide.",
     )
@@ -243,11 +324,13 @@ class HeartbeatPayload(SignedPayload):
 
     schema_version: Literal[1] = 1
     kind: Literal["heartbeat"] = "heartbeat"
-    kiosk_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    kiosk_id: KioskId
     boot_id: BootId = Field(description="Random per agent start (32 lower-case hex digits).")
-    counter: int = Field(ge=1, le=2**63 - 1, description="1 for the first heartbeat of a boot, then +1.")
-    sent_at: AwareDatetime = Field(description="Kiosk wall-clock time when the heartbeat was sent.")
-    interval_s: float = Field(gt=0, le=86400, description="How often this kiosk sends heartbeats.")
+    counter: int = Field(ge=1, le=MAX_SEQ, description="1 for the first heartbeat of a boot, then +1.")
+    sent_at: WireTime = Field(description="Kiosk wall-clock time when the heartbeat was sent.")
+    interval_s: float = Field(
+        gt=0, le=86400, allow_inf_nan=False, description="How often this kiosk sends heartbeats."
+    )
     previous_round_trip_ms: int | None = Field(
         default=None,
         ge=0,
@@ -255,20 +338,36 @@ class HeartbeatPayload(SignedPayload):
         description="Round trip of this boot's previous heartbeat; narrows the clock offset estimate.",
     )
     mode: TapMode
-    outbox_pending: int = Field(ge=0, description="Signed taps waiting for upload.")
+    outbox_pending: int = Field(ge=0, le=MAX_INT32, description="Signed taps waiting for upload.")
     oldest_pending_age_s: float | None = Field(
-        default=None, ge=0, description="Age of the oldest waiting tap, by the kiosk clock."
+        default=None,
+        ge=0,
+        le=200 * 365 * 86400,
+        allow_inf_nan=False,
+        description="Age of the oldest waiting tap, by the kiosk clock.",
     )
-    last_seq: int = Field(ge=0, le=2**63 - 1, description="Last seq the kiosk allocated (0: none yet).")
-    agent_version: Annotated[str, StringConstraints(max_length=64)] = ""
+    outbox_quarantined: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_INT32,
+        description="Signed taps the server kept refusing, set aside on the kiosk (kept, never "
+        "deleted) so that they no longer hold up the taps behind them.",
+    )
+    oldest_quarantined_seq: int | None = Field(
+        default=None, ge=1, le=MAX_SEQ, description="The seq of the oldest quarantined tap (null: none)."
+    )
+    last_seq: int = Field(ge=0, le=MAX_SEQ, description="Last seq the kiosk allocated (0: none yet).")
+    agent_version: Annotated[str, Text(64)] = ""
     reader_state: ReaderState
-    reader_name: Annotated[str, StringConstraints(max_length=200)] = ""
+    reader_name: Annotated[str, Text(200)] = ""
 
 
 class HeartbeatAck(_Message):
     schema_version: Literal[1] = 1
     server_time: AwareDatetime = Field(description="When the server received the heartbeat.")
-    clock_offset_ms: int = Field(description="The server's estimate of server clock minus kiosk clock.")
+    clock_offset_ms: int = Field(
+        ge=-MAX_SEQ, le=MAX_SEQ, description="The server's estimate of server clock minus kiosk clock."
+    )
 
 
 class KeyRotationPayload(SignedPayload):
@@ -276,29 +375,29 @@ class KeyRotationPayload(SignedPayload):
 
     schema_version: Literal[1] = 1
     kind: Literal["key_rotation"] = "key_rotation"
-    kiosk_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    new_public_key: Base64Url = Field(description="base64url of the new raw 32-byte Ed25519 public key.")
+    kiosk_id: KioskId
+    new_public_key: PublicKeyB64 = Field(description="base64url of the new raw 32-byte Ed25519 public key.")
     last_seq: int = Field(
         ge=0,
-        le=2**63 - 1,
+        le=MAX_SEQ,
         description="Last seq signed with the old key; old-key taps above it are refused afterwards.",
     )
-    requested_at: AwareDatetime
+    requested_at: WireTime
 
 
 class KeyRotationRequest(_Message):
     schema_version: Literal[1] = 1
     envelope: SignedEnvelope = Field(description="The KeyRotationPayload, signed by the current key.")
-    new_key_sig: Base64Url = Field(
+    new_key_sig: SignatureB64 = Field(
         description="The new key's signature over the same payload bytes (proof it holds that key)."
     )
 
 
 class KeyRotationResponse(_Message):
     schema_version: Literal[1] = 1
-    kiosk_id: str
-    kid: str = Field(description="Key id of the new key: taps are signed with it from now on.")
-    previous_kid: str
+    kiosk_id: str = Field(max_length=64)
+    kid: str = Field(max_length=64, description="Key id of the new key: taps are signed with it from now on.")
+    previous_kid: str = Field(max_length=64)
     server_time: AwareDatetime
 
 

@@ -24,14 +24,21 @@ from server.keyring import Keyring
 from server.kiosks.routes import router as kiosks_router
 from server.leave.routes import router as leave_router
 from server.ledgers.routes import router as ledgers_router
+from server.limits import MIB, BodySizeLimit, rate_limiter_for
 from server.live import TapFeed
 from server.reminders.routes import router as reminders_router
+from server.roster.routes import MAX_ROSTER_BYTES
 from server.roster.routes import router as roster_router
 from server.taps.routes import router as taps_router
+from server.taps.strangers import StrangerTally
+from server.textguard import TEXT_GUARD
 from server.transfers.routes import router as transfers_router
 from server.web.app import mount_web_app
 
 log = logging.getLogger(__name__)
+
+# Routes that take files get a larger body allowance than ECARD_MAX_BODY_BYTES (multipart adds ~1 MiB).
+ROSTER_UPLOAD_PATH = "/api/v1/imports/roster"
 
 
 class Health(BaseModel):
@@ -56,6 +63,8 @@ def create_app(
         app.state.keyring = Keyring(load_secret_key(settings))
         app.state.engine = make_engine(settings.database_url)
         app.state.tap_feed = TapFeed()
+        app.state.tap_strangers = StrangerTally()
+        app.state.rate_limiter = rate_limiter_for(settings.rate_limits)
         own_issuer = (
             HttpIssuerVerifier(settings.issuer_url, timeout=settings.issuer_timeout)
             if issuer is None and settings.issuer_url
@@ -75,8 +84,17 @@ def create_app(
             if own_issuer is not None:
                 own_issuer.close()
 
-    app = FastAPI(title="党员e通卡 check-in server", version="1", lifespan=lifespan)
+    # TEXT_GUARD: every text value of a request is checked before any route sees it.
+    app = FastAPI(
+        title="党员e通卡 check-in server", version="1", lifespan=lifespan, dependencies=[TEXT_GUARD]
+    )
     register_error_handlers(app)
+    # Outermost of ours: an oversized body is refused before any route, form or JSON parser sees it.
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        allowances={ROSTER_UPLOAD_PATH: max(settings.max_body_bytes, MAX_ROSTER_BYTES + MIB)},
+    )
     app.include_router(kiosks_router)
     app.include_router(cards_router)
     app.include_router(taps_router)

@@ -17,6 +17,7 @@ import typer
 from server.attendance.cli import attendance_app, taps_app
 from server.auth.cli import token_app
 from server.cards.cli import card_app
+from server.cli_support import CheckedArgsGroup
 from server.events.cli import event_app
 from server.kiosks.cli import kiosk_app
 from server.leave.cli import leave_app
@@ -32,7 +33,9 @@ from server.venues.cli import venue_app
 
 __all__ = ["admin_app", "server_app"]
 
-admin_app = typer.Typer(no_args_is_help=True, help="Administer organisations, members, cards, kiosks.")
+admin_app = typer.Typer(
+    cls=CheckedArgsGroup, no_args_is_help=True, help="Administer organisations, members, cards, kiosks."
+)
 admin_app.command("import")(roster_import)
 admin_app.command("synth")(synth_city)
 admin_app.command("reminders")(reminders)

@@ -15,6 +15,7 @@ from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -33,6 +34,32 @@ ReasonOption = Annotated[str, typer.Option("--reason", help="Why (kept in the au
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
+
+
+class CheckedArgsGroup(TyperGroup):
+    """The group class of every command-line root (``typer.Typer(cls=CheckedArgsGroup)``): before
+    any command parses them, each argument goes through :func:`server.inputs.check_text`; one with
+    a refused character (NUL, a control character, bytes that are not UTF-8) exits 2 with
+    ``invalid_text`` and a message naming its position (one JSON object with ``--json``)."""
+
+    # ctx is typer's vendored click Context, which typer does not export by a public name.
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        refuse_bad_arguments(args)
+        return super().parse_args(ctx, args)
+
+
+def refuse_bad_arguments(args: list[str]) -> None:
+    from server.errors import InvalidText
+    from server.inputs import REFUSED_CHARACTERS, check_text
+
+    for index, arg in enumerate(args):
+        label = f"第{index + 1}个命令行参数"
+        if index and args[index - 1].startswith("-"):
+            label += f"（{REFUSED_CHARACTERS.sub('?', args[index - 1])[:64]} 之后）"
+        try:
+            check_text(arg, field=f"argv[{index + 1}]", label=label)
+        except InvalidText as exc:
+            fail(exc.code, exc.message, "--json" in args, EXIT_USAGE)
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,11 @@ import os
 import secrets
 import stat
 from datetime import date, timedelta
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from server.vocabulary import Cadence, CardCheckLevel
@@ -33,6 +34,27 @@ _PLACEHOLDER_SECRETS = frozenset(
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message says what to fix."""
+
+
+class RateLimits(BaseModel):
+    """Requests a minute per source address, kiosk or caller (bursts up to the same); 0: no limit.
+
+    Generous for honest use: a flash event of 1,000 taps through 10 kiosks behind one NAT stays
+    far below them (kiosks send up to 200 taps a batch, a heartbeat a minute).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enroll_per_source: int = Field(default=10, ge=0, le=100_000)
+    taps_per_source: int = Field(default=1200, ge=0, le=1_000_000)
+    taps_per_kiosk: int = Field(default=240, ge=0, le=1_000_000)
+    heartbeats_per_source: int = Field(default=600, ge=0, le=1_000_000)
+    heartbeats_per_kiosk: int = Field(default=20, ge=0, le=100_000)
+    transfers_per_source: int = Field(default=60, ge=0, le=100_000)
+    transfers_per_caller: int = Field(default=30, ge=0, le=100_000)
+    lookups_per_source: int = Field(default=120, ge=0, le=100_000)
+    lookups_per_caller: int = Field(default=60, ge=0, le=100_000)
+    max_keys: int = Field(default=20_000, ge=100, le=10_000_000, description="Buckets kept in memory.")
 
 
 class ServerSettings(BaseSettings):
@@ -95,6 +117,22 @@ class ServerSettings(BaseSettings):
     transfer_makeup_workdays: list[date] = Field(
         default_factory=list, description="调休: weekend days that are working days, JSON like the holidays."
     )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="Largest request body, in bytes (file uploads such as the roster may be larger); "
+        "bigger ones get 413 before they are read.",
+    )
+    rate_limits: RateLimits = Field(
+        default_factory=RateLimits,
+        description='Requests a minute, JSON: {"enroll_per_source": 10, "taps_per_kiosk": 240, ...}.',
+    )
+    trusted_proxies: list[IPv4Network | IPv6Network] = Field(
+        default_factory=list,
+        description='Reverse proxies whose X-Forwarded-For is believed, JSON: ["127.0.0.1", "10.0.0.0/8"]; '
+        "empty: the client address is always the direct peer.",
+    )
 
     @field_validator("secret_key", mode="before")
     @classmethod
@@ -107,6 +145,19 @@ class ServerSettings(BaseSettings):
     def _refuse_placeholder_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             check_secret(value.get_secret_value())
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_networks(cls, value: object) -> object:
+        # Accept a bare address or a CIDR with host bits set (10.1.2.3/8 means 10.0.0.0/8).
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list | tuple):
+            try:
+                return [ip_network(str(item).strip(), strict=False) for item in value]
+            except ValueError as exc:
+                raise ValueError(f"not an IP address or network: {exc}") from exc
         return value
 
     @field_validator("timezone")

@@ -10,22 +10,24 @@ Per-tap problems are not errors: they are receipts (see ``server.vocabulary.Reje
 * DomainError (400)
   + NotFound (404): organisation_not_found, member_not_found, venue_not_found, event_not_found,
     kiosk_not_found
-  + InvalidInput (400): invalid_card_identifier, invalid_time_range, org_required
+  + InvalidInput (400): invalid_card_identifier, invalid_time_range, org_required,
+    invalid_text (422, with ``field``)
   + Conflict (409): card_already_bound, kiosk_revoked, public_key_in_use
-  + enrollment_code_invalid, enrollment_code_expired (410), enrollment_code_used (409),
-    bad_public_key
+  + enrollment_code_invalid (unknown, used and expired codes alike), bad_public_key
   + not_authenticated (401), invalid_token (401); Forbidden (403)
   + roster_unreadable, roster_invalid (with ``problems``), roster_too_large (413) (InvalidInput)
   + database_not_empty (Conflict)
   + user_not_found (NotFound), username_taken (Conflict), weak_password (InvalidInput)
   + invalid_credentials (401), login_rate_limited (429), login_required (401), csrf_failed (403)
+  + rate_limited (429, with ``Retry-After``), payload_too_large (413)
   + transfer_not_found (NotFound); transfer_transition_not_allowed, transfer_already_pending,
     already_member, letter_missing, letter_expired, probation_overdue, transfer_cure_missing,
-    transfer_card_taken (Conflict); letter_issuer_not_committee, reason_required,
+    transfer_card_taken, transfer_release_required (Conflict); letter_issuer_not_committee, reason_required,
     placement_required, invalid_placement, applicant_name_required (InvalidInput);
     transfer_level_forbidden (Forbidden)
-  + unknown_kiosk, bad_signature (401); malformed, kiosk_mismatch (InvalidInput); key_retired,
-    stale_heartbeat, enrol_session_closed (Conflict); enrol_session_not_found (NotFound)
+  + unknown_kiosk, bad_signature (401); malformed (422, with ``field``), kiosk_mismatch
+    (InvalidInput); key_retired, stale_heartbeat, enrol_session_closed (Conflict);
+    enrol_session_not_found (NotFound)
   + leave_request_not_found, binding_not_found, tap_not_found, committee_seat_not_found,
     exemption_not_found (NotFound); invalid_period (InvalidInput); leave_already_requested,
     leave_not_pending, leave_too_late, member_not_expected, already_present, binding_not_active,
@@ -55,6 +57,10 @@ class DomainError(Exception):
         """More JSON fields for the error body, next to ``error`` and ``detail`` (none by default)."""
         return {}
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers for the refusal (none by default; ``Retry-After`` for rate limits)."""
+        return {}
+
 
 class NotFound(DomainError):
     code = "not_found"
@@ -70,6 +76,11 @@ class OrganisationNotFound(NotFound):
 class MemberNotFound(NotFound):
     code = "member_not_found"
     default_message = "党员不存在"
+
+
+class TokenNotFound(NotFound):
+    code = "token_not_found"
+    default_message = "令牌不存在"
 
 
 class VenueNotFound(NotFound):
@@ -108,6 +119,22 @@ class OrgRequired(InvalidInput):
     default_message = "该角色的令牌必须指定党组织"
 
 
+class InvalidText(InvalidInput):
+    """Text holding a character no field may hold (see :func:`server.inputs.check_text`)."""
+
+    code = "invalid_text"
+    default_message = "输入含有不允许的字符（空字符、控制字符或无效的Unicode字符）"
+    http_status = 422
+
+    def __init__(self, field: str, *, label: str | None = None) -> None:
+        # field: the name a program knows (a JSON path, a parameter); label: how to say it to people.
+        super().__init__(f"{label or field}含有不允许的字符（空字符、控制字符或无效的Unicode字符）")
+        self.field = field
+
+    def extra(self) -> dict[str, Any]:
+        return {"field": self.field}
+
+
 class Conflict(DomainError):
     code = "conflict"
     default_message = "与现有数据冲突"
@@ -130,20 +157,18 @@ class PublicKeyInUse(Conflict):
 
 
 class EnrollmentCodeInvalid(DomainError):
+    """An unknown, used or expired enrollment code: one answer for all three, so a guesser learns
+    nothing. ``reason`` (unknown, used, expired) and ``kiosk_id`` are for the audit log only."""
+
     code = "enrollment_code_invalid"
-    default_message = "登记码无效"
+    default_message = "登记码无效、已使用或已过期，请向管理员重新生成"
 
-
-class EnrollmentCodeExpired(DomainError):
-    code = "enrollment_code_expired"
-    default_message = "登记码已过期，请重新生成"
-    http_status = 410
-
-
-class EnrollmentCodeUsed(DomainError):
-    code = "enrollment_code_used"
-    default_message = "登记码已被使用"
-    http_status = 409
+    def __init__(
+        self, message: str | None = None, *, reason: str = "unknown", kiosk_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.kiosk_id = kiosk_id
 
 
 class BadPublicKey(DomainError):
@@ -197,6 +222,32 @@ class LoginRateLimited(DomainError):
     code = "login_rate_limited"
     default_message = "登录失败次数过多，请15分钟后再试"
     http_status = 429
+
+
+class RateLimited(DomainError):
+    """Too many requests from one source, kiosk or caller; ``retry_after`` says when to come back."""
+
+    code = "rate_limited"
+    default_message = "请求过于频繁，请稍后再试"
+    http_status = 429
+
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+    def extra(self) -> dict[str, Any]:
+        return {"retry_after": self.retry_after}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class PayloadTooLarge(DomainError):
+    """A request body above the configured size, refused before it is read."""
+
+    code = "payload_too_large"
+    default_message = "请求内容过大"
+    http_status = 413
 
 
 class LoginRequired(DomainError):
@@ -292,6 +343,11 @@ class TransferCardTaken(Conflict):
     default_message = "申请人刷的卡已绑定到其他党员，请核实后再接收"
 
 
+class TransferReleaseRequired(Conflict):
+    code = "transfer_release_required"
+    default_message = "此党员的组织关系在其他党组织，须经原组织同意转出后才能接收"
+
+
 class LetterIssuerNotCommittee(InvalidInput):
     code = "letter_issuer_not_committee"
     default_message = (
@@ -342,6 +398,14 @@ class BadSignature(DomainError):
 class MalformedMessage(InvalidInput):
     code = "malformed"
     default_message = "签名内容无法识别"
+    http_status = 422
+
+    def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
+        super().__init__(message or (f"签名内容无法识别：{field} 不符合约定" if field else None))
+        self.field = field
+
+    def extra(self) -> dict[str, Any]:
+        return {"field": self.field} if self.field else {}
 
 
 class KioskMismatch(InvalidInput):
@@ -475,11 +539,11 @@ def register_error_handlers(app: FastAPI) -> None:
 
     def domain_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DomainError)
-        headers = {"WWW-Authenticate": "Bearer"} if status_for(exc) == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if status_for(exc) == 401 else {}
         return JSONResponse(
             {"error": exc.code, "detail": exc.message, **exc.extra()},
             status_code=status_for(exc),
-            headers=headers,
+            headers={**headers, **exc.headers()},
         )
 
     def invalid_request(_request: Request, exc: Exception) -> JSONResponse:

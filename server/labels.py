@@ -5,6 +5,7 @@ from __future__ import annotations
 from server.vocabulary import (
     AttendanceSource,
     Cadence,
+    CardCheckLevel,
     EventKind,
     ExemptionReason,
     LeaveStatus,
@@ -70,6 +71,12 @@ CADENCE_LABELS: dict[Cadence, str] = {
     Cadence.MONTHLY: "每月",
     Cadence.QUARTERLY: "每季度",
     Cadence.YEARLY: "每年",
+}
+
+CARD_CHECK_LABELS: dict[CardCheckLevel, str] = {
+    CardCheckLevel.UID: "仅UID",
+    CardCheckLevel.CARD_NUMBER: "卡号",
+    CardCheckLevel.ISSUER_MAC: "发卡机构认证",
 }
 
 REMINDER_LEVEL_LABELS: dict[ReminderLevel, str] = {

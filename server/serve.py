@@ -41,6 +41,11 @@ def serve(settings: ServerSettings, *, host: str, port: int, log_level: str = "i
         # Open live-board streams (SSE) never finish on their own; without a bound, a stop would
         # wait for every browser to go away. Boards reconnect and re-read, so cutting them is safe.
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        # uvicorn believes X-Forwarded-* from 127.0.0.1 by default: anyone on the host (or a proxy
+        # passing the client's own header through) could pick their address and scheme. Only the
+        # configured proxies are believed (server.proxies does the same for the client address).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=[str(network) for network in settings.trusted_proxies] or None,
     )
     server = uvicorn.Server(config)
     threading.Thread(

@@ -8,9 +8,17 @@ from typing import Annotated
 
 import typer
 
-from server.cli_support import DbOption, JsonOption, Outcome, emit, load_settings, refusals_reported
+from server.cli_support import (
+    CheckedArgsGroup,
+    DbOption,
+    JsonOption,
+    Outcome,
+    emit,
+    load_settings,
+    refusals_reported,
+)
 
-server_app = typer.Typer(no_args_is_help=True, help="Run and migrate the server.")
+server_app = typer.Typer(cls=CheckedArgsGroup, no_args_is_help=True, help="Run and migrate the server.")
 
 
 class LogLevel(StrEnum):

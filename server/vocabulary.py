@@ -165,6 +165,7 @@ class RejectionCode(StrEnum):
     ISSUER_UNAVAILABLE = "issuer_unavailable"  # issuer-mac required, but the issuer did not answer
     WEAK_CARD_CHECK = "weak_card_check"  # checked below the deployment's ECARD_MIN_CARD_CHECK
     ALREADY_MEMBER = "already_member"  # transfer-in mode, but the member already belongs here
+    CARD_DOWNGRADE = "card_downgrade"  # read below the level its binding was verified at: a clone
 
 
 class CardCheckLevel(StrEnum):

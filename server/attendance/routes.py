@@ -12,19 +12,20 @@ from pydantic import AwareDatetime, BaseModel, Field
 from server.attendance.service import record_manual_attendance
 from server.attendance.unmatched import UnmatchedTap, assign_unmatched_tap, list_unmatched_taps
 from server.deps import RequestDep
+from server.inputs import RowId
 from server.vocabulary import AttendanceSource
 
 router = APIRouter(prefix="/api/v1", tags=["attendance"])
 
 
 class ManualAttendanceCreate(BaseModel):
-    member_id: int
+    member_id: RowId
     reason: str = Field(min_length=1, max_length=500)
     arrived_at: AwareDatetime | None = None  # default: the event's start
 
 
 class TapAssignment(BaseModel):
-    event_id: int
+    event_id: RowId
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -39,7 +40,7 @@ class AttendancePublic(BaseModel):
 
 
 @router.post("/events/{event_id}/attendance", status_code=201)
-def add_manual_attendance(event_id: int, body: ManualAttendanceCreate, ctx: RequestDep) -> AttendancePublic:
+def add_manual_attendance(event_id: RowId, body: ManualAttendanceCreate, ctx: RequestDep) -> AttendancePublic:
     """The recorder records a presence without a tap, with a reason (audited)."""
     attendance = record_manual_attendance(
         ctx.session,
@@ -56,7 +57,7 @@ def add_manual_attendance(event_id: int, body: ManualAttendanceCreate, ctx: Requ
 @router.get("/taps/unmatched")
 def unmatched_taps(
     ctx: RequestDep,
-    org: Annotated[int | None, Query(description="Organisation id; default: the token's")] = None,
+    org: Annotated[RowId | None, Query(description="Organisation id; default: the token's")] = None,
     days: Annotated[int, Query(ge=1, le=3650, description="How far back to look")] = 7,
 ) -> list[UnmatchedTap]:
     """Taps outside every check-in window at the organisation's venues (card holder masked)."""
@@ -72,7 +73,7 @@ def unmatched_taps(
 
 
 @router.post("/taps/{tap_id}/assign", status_code=201)
-def assign_tap(tap_id: int, body: TapAssignment, ctx: RequestDep) -> AttendancePublic:
+def assign_tap(tap_id: RowId, body: TapAssignment, ctx: RequestDep) -> AttendancePublic:
     """A secretary files an out-of-window tap as the card holder's presence at an event (audited)."""
     attendance = assign_unmatched_tap(
         ctx.session,

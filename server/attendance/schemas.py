@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from server.vocabulary import AttendanceSource, EventKind, ExemptionReason, MemberCategory
+from server.vocabulary import AttendanceSource, CardCheckLevel, EventKind, ExemptionReason, MemberCategory
 
 
 class NamedRef(BaseModel):
@@ -23,6 +23,8 @@ class SheetEvent(BaseModel):
     organisation: NamedRef  # the host
     organisations: list[NamedRef]  # host first, then the partners of a joint event
     venue: NamedRef
+    # The venue's serial kiosks may check cards bound with their number by UID alone (仅UID).
+    venue_accepts_uid_only_reads: bool
     start_at: datetime
     end_at: datetime
     checkin_opens_at: datetime
@@ -51,6 +53,11 @@ class SheetPresence(SheetMember):
     late: bool
     source: AttendanceSource
     note: str
+    # 核验等级: how strongly the card of the 签到 tap (and of the 签退 tap) was shown to be the
+    # member's bound card; None without a tap (a manual entry) or for a tap from before levels.
+    card_check: CardCheckLevel | None
+    checkout_card_check: CardCheckLevel | None
+    card_check_label: str  # e.g. 「卡号」, 「发卡机构认证；签退：仅UID」; "" without a level
 
 
 class SheetLeave(SheetMember):

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, tzinfo
 from enum import StrEnum
 
-from sqlmodel import Session, select
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, select
 
 from server.attendance.rolls import EventRoll, Presence, Standing, compute_rolls
 from server.attendance.schemas import (
@@ -25,13 +26,14 @@ from server.caller import Caller
 from server.errors import AlreadyPresent, InvalidTimeRange
 from server.events.service import require_visible_event
 from server.inputs import required_reason
-from server.labels import EXEMPTION_LABELS
-from server.orgs.service import members_by_id, organisation_names, require_member
+from server.labels import CARD_CHECK_LABELS, EXEMPTION_LABELS
+from server.orgs.service import members_by_id, organisation_names, require_visible_member
 from server.records.attendance import Attendance
 from server.records.events import Event
 from server.records.orgs import Member
+from server.records.taps import Tap
 from server.records.venues import Venue
-from server.vocabulary import AttendanceSource, EventKind, MemberCategory
+from server.vocabulary import AttendanceSource, CardCheckLevel, EventKind, MemberCategory
 
 SIGN_OUT_MIN_GAP = timedelta(minutes=10)
 """A later tap counts as 签退 only this long after 签到; sooner it is a repeat (a nervous double tap)."""
@@ -115,7 +117,9 @@ def record_manual_attendance(
         AlreadyPresent: the member is already recorded as present.
     """
     event = require_visible_event(session, event_id, caller=caller)
-    require_member(session, member_id)
+    # Only a member the caller may see: another organisation's member is not theirs to vouch for
+    # (a guest is recorded by their own tap), and an id outside the scope must look missing.
+    require_visible_member(session, member_id, caller=caller)
     text = required_reason(reason, missing="补录须填写理由（如：忘带卡、签到机故障）")
     arrived = at or event.start_at
     if not event.checkin_opens_at <= arrived <= event.end_at:
@@ -201,9 +205,12 @@ def sheet_from_roll(session: Session, roll: EventRoll, *, tz: tzinfo) -> Attenda
     expected_ids = roll.expected
     expected = [as_sheet_member(m) for m in ordered(expected_ids)]
     presences = sorted(roll.present.values(), key=lambda a: (a.first_tap_at, a.member_id))
+    levels = tap_levels(session, event_id=event.id) if presences and event.id is not None else {}
     present = []
     for attendance in presences:
         checkout = sign_out_of(attendance)
+        first_level, last_level = levels.get(attendance.member_id, (None, None))
+        checkout_level = last_level if checkout is not None else None
         present.append(
             SheetPresence(
                 **as_sheet_member(attendance.member_id).model_dump(),
@@ -219,6 +226,9 @@ def sheet_from_roll(session: Session, roll: EventRoll, *, tz: tzinfo) -> Attenda
                 late=attendance.first_tap_at > event.late_after,
                 source=attendance.source,
                 note=attendance.note,
+                card_check=first_level,
+                checkout_card_check=checkout_level,
+                card_check_label=card_check_label(first_level, checkout_level),
             )
         )
     absent = [as_sheet_member(m) for m in ordered(expected_ids - set(roll.present))]
@@ -245,6 +255,40 @@ def sheet_from_roll(session: Session, roll: EventRoll, *, tz: tzinfo) -> Attenda
         counts=counts,
         quorums=quorums_of(roll),
     )
+
+
+def tap_levels(
+    session: Session, *, event_id: int | None = None, member_id: int | None = None
+) -> dict[int, tuple[CardCheckLevel | None, CardCheckLevel | None]]:
+    """The card-check level of the 签到 tap and of the latest tap (a manual entry has neither):
+    per member present at *event_id*, or per event *member_id* was present at."""
+    first, last = aliased(Tap), aliased(Tap)
+    key = Attendance.member_id if member_id is None else Attendance.event_id
+    query = (
+        select(key, first.card_check, last.card_check)
+        .join(first, col(Attendance.first_tap_id) == first.id, isouter=True)
+        .join(last, col(Attendance.last_tap_id) == last.id, isouter=True)
+    )
+    if event_id is not None:
+        query = query.where(Attendance.event_id == event_id)
+    if member_id is not None:
+        query = query.where(Attendance.member_id == member_id)
+    rows = session.exec(query).all()
+
+    def level(value: str | None) -> CardCheckLevel | None:
+        return CardCheckLevel(value) if value is not None else None
+
+    return {found: (level(first_level), level(last_level)) for found, first_level, last_level in rows}
+
+
+def card_check_label(first: CardCheckLevel | None, checkout: CardCheckLevel | None) -> str:
+    """核验等级 as a secretary reads it: the 签到 tap's, and the 签退 tap's when it differs."""
+    if first is None:
+        return CARD_CHECK_LABELS[checkout] if checkout is not None else ""
+    label = CARD_CHECK_LABELS[first]
+    if checkout is not None and checkout != first:
+        label += f"；签退：{CARD_CHECK_LABELS[checkout]}"
+    return label
 
 
 def roll_counts(roll: EventRoll) -> SheetCounts:
@@ -341,6 +385,7 @@ def _sheet_event(
         organisation=NamedRef(id=event.org_id, name=org_names[event.org_id]),
         organisations=[NamedRef(id=org_id, name=org_names[org_id]) for org_id in roll.org_ids],
         venue=NamedRef(id=venue.id, name=venue.name),
+        venue_accepts_uid_only_reads=venue.accept_uid_only_reads,
         start_at=event.start_at.astimezone(tz),
         end_at=event.end_at.astimezone(tz),
         checkin_opens_at=event.checkin_opens_at.astimezone(tz),

@@ -118,6 +118,14 @@ def list_unmatched_taps(
     return rows
 
 
+def _sees_tap(session: Session, tap: Tap, *, caller: Caller) -> bool:
+    """Whether the tap was made at a venue of the caller's scope: the same taps the list shows
+    (a tap at another organisation's kiosk is theirs to assign, and looks missing here)."""
+    kiosk = session.get(Kiosk, tap.kiosk_id) if tap.kiosk_id is not None else None
+    venue = session.get(Venue, kiosk.venue_id) if kiosk is not None else None
+    return venue is not None and caller.sees_org(venue.org_id)
+
+
 def assign_unmatched_tap(
     session: Session,
     *,
@@ -139,7 +147,7 @@ def assign_unmatched_tap(
         TapCardUnbound: no binding held the card at the tap's time.
     """
     tap = session.get(Tap, tap_id)
-    if tap is None:
+    if tap is None or not _sees_tap(session, tap, caller=caller):
         raise TapNotFound(f"刷卡记录 {tap_id} 不存在")
     event = require_visible_event(session, event_id, caller=caller)
     text = required_reason(reason, missing="归入活动须说明理由")

@@ -6,10 +6,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from server.audit.service import record as audit
 from server.caller import Actor, Caller
-from server.errors import InvalidToken, OrgRequired
+from server.errors import InvalidToken, OrgRequired, TokenNotFound
 from server.keyring import Keyring, Purpose
 from server.orgs.service import require_organisation, subtree_scope
 from server.records.auth import ApiToken
@@ -36,9 +37,17 @@ class CreatedToken:
 
 
 def create_token(
-    session: Session, *, keyring: Keyring, role: TokenRole, org_id: int | None, label: str, now: datetime
+    session: Session,
+    *,
+    keyring: Keyring,
+    role: TokenRole,
+    org_id: int | None,
+    label: str,
+    caller: Caller,
+    now: datetime,
 ) -> CreatedToken:
-    """Create a token; an ``org_id`` limits it to that organisation's subtree.
+    """Create a token; an ``org_id`` limits it to that organisation's subtree. Audited
+    (``token.create``; the token itself is never written anywhere but the answer).
 
     Raises:
         OrgRequired: a secretary token without an organisation.
@@ -54,7 +63,49 @@ def create_token(
     )
     session.add(record)
     session.flush()
+    assert record.id is not None
+    audit(
+        session,
+        actor=caller.actor,
+        action="token.create",
+        object_type="api_token",
+        object_id=record.id,
+        org_id=org_id,
+        at=now,
+        detail={"role": role.value, "label": record.label},
+    )
     return CreatedToken(record=record, token=token)
+
+
+def list_tokens(session: Session) -> list[ApiToken]:
+    """Every token, newest first (digests only: a token cannot be read back)."""
+    return list(session.exec(select(ApiToken).order_by(col(ApiToken.id).desc())).all())
+
+
+def revoke_token(session: Session, token_id: int, *, reason: str, caller: Caller, now: datetime) -> ApiToken:
+    """Revoke a token from now on (a leaked config file, a secretary who left); audited
+    (``token.revoke``). Revoking a revoked token changes nothing.
+
+    Raises:
+        TokenNotFound: no such token.
+    """
+    record = session.get(ApiToken, token_id)
+    if record is None:
+        raise TokenNotFound(f"令牌 {token_id} 不存在")
+    if record.revoked_at is None:
+        record.revoked_at = now
+        session.add(record)
+        audit(
+            session,
+            actor=caller.actor,
+            action="token.revoke",
+            object_type="api_token",
+            object_id=token_id,
+            org_id=record.org_id,
+            at=now,
+            reason=reason,
+        )
+    return record
 
 
 def authenticate_token(session: Session, *, keyring: Keyring, token: str) -> Caller:

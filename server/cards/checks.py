@@ -3,7 +3,7 @@
 Levels (:class:`~server.vocabulary.CardCheckLevel`), weakest first, and what defeats each:
 
 * ``uid`` — the UID matches the binding. A "magic" card or an emulator copies a UID, so this is
-  low assurance; the level is stored on the tap for the ledger to show.
+  low assurance; the level is stored on the tap and shown on the sign-in sheet (核验等级).
 * ``card-number`` — the T-Union card number matches the binding, *and* the UID too when the
   binding recorded one. An emulator can replay both (docs/card-protocols.md §6.1), but a cloned UID with
   another number, or a copied number on a card with another UID, is refused: ``card_mismatch``.
@@ -22,8 +22,17 @@ A tap is checked at the strongest level both its binding and its card support:
    whatever the binding says. If the card refused and its binding knows it can answer
    (``issuer_mac_since``: declared at binding with ``--issuer-mac``, or learned from its first
    verified answer), it is a clone too. A kiosk that did not ask (serial readers, older agents)
-   caps the tap at ``card-number``.
-4. A tap below the deployment's minimum (``ECARD_MIN_CARD_CHECK``) is ``weak_card_check``.
+   caps the tap at ``card-number`` (for a card known to answer, see 4).
+4. No downgrade: each binding keeps the strongest level its card has been verified at
+   (``verified_level``: ``card-number`` when bound with its number, ``issuer-mac`` with
+   ``--issuer-mac``; raised by a tap that checked higher). A read below it is ``card_downgrade``
+   when the kiosk could have done better: a UID-only read (a magic-UID card has no T-Union
+   application, so it reads as UID-only) from a pcsc or nfc kiosk, or from any other kiosk
+   (serial) unless its venue accepts UID-only reads (``accept_uid_only_reads``, default off); a
+   card-number read of an ``issuer-mac`` card from a pcsc or nfc kiosk that did not challenge it.
+   The reader is the one the signed payload names (``reader.backend``). An issuer outage, or a
+   deployment without an issuer, is not the card's doing and is no downgrade.
+5. A tap below the deployment's minimum (``ECARD_MIN_CARD_CHECK``) is ``weak_card_check``.
 
 Replay: the challenge is derived from the kiosk id and the kiosk's random nonce
 (:func:`schemas.card_auth_challenge`), and each challenge the issuer confirmed is stored on its
@@ -37,8 +46,10 @@ note ``issuer_unavailable``; if the deployment's minimum is ``issuer-mac`` it is
 during an outage because the minimum already states what the deployment accepts; the flag lets
 an auditor find the taps that were never MAC-checked.
 
-Limits, stated plainly: a clone tapped at a kiosk that does not challenge (or during an issuer
-outage) passes at ``card-number`` when the minimum allows it. A compromised kiosk key can
+Limits, stated plainly: a clone tapped at a kiosk that does not challenge (a serial kiosk, or
+any kiosk during an issuer outage) passes at ``card-number`` when the minimum allows it; a magic-UID
+copy of a card bound by UID only passes at ``uid`` (bind with the number to refuse it); and at a
+venue that accepts UID-only reads, a magic-UID copy passes at its serial kiosks. A compromised kiosk key can
 harvest answers from a genuine card in front of it and spend them later, once each; only an
 online, server-issued challenge would stop that.
 """
@@ -51,16 +62,20 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from schemas.messages import CardFacts, card_auth_challenge
+from schemas.messages import CardFacts, ReaderBackend, card_auth_challenge
 from server.cards.issuer import IssuerMacCheck, IssuerUnavailable, IssuerVerifier, OutageMemo
 from server.records.cards import CardBinding
 from server.records.orgs import Member
 from server.records.taps import Tap
+from server.records.venues import Venue
 from server.vocabulary import BindingStatus, CardCheckLevel, CardCheckNote, RejectionCode
 
 log = logging.getLogger(__name__)
 
 SW_OK = "9000"
+
+CHALLENGING_READERS = frozenset({ReaderBackend.PCSC, ReaderBackend.NFC})
+"""Readers that read a card's T-Union application and put the kiosk's challenge to it."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,8 @@ def check_card(
     card: CardFacts,
     *,
     kiosk_id: str,
+    venue_id: int,
+    reader: ReaderBackend,
     number_hmac: str | None,
     uid_hmac: str,
     policy: CardCheckPolicy,
@@ -106,9 +123,10 @@ def check_card(
     """Check a tapped card against its binding (see the module docstring for the rules).
 
     ``number_hmac`` and ``uid_hmac`` are the card's digests (:func:`server.cards.service.card_digests`).
-    May ask the issuer (a network call) and, on a card's first verified answer, records on its
-    binding that it answers challenges. Never raises for anything about the card: every outcome,
-    including an unreachable issuer, is a :class:`CardCheck`.
+    ``venue_id`` and ``reader`` are the kiosk's venue and the reader its payload names (for the
+    downgrade rule). May ask the issuer (a network call) and, when a card is verified at a level
+    above its binding's, raises the binding's ``verified_level``. Never raises for anything about
+    the card: every outcome, including an unreachable issuer, is a :class:`CardCheck`.
     """
     binding = _active_binding(session, number_hmac=number_hmac, uid_hmac=uid_hmac)
     if binding is None:
@@ -123,6 +141,18 @@ def check_card(
         if check.rejection is not None:
             return check
     assert check.level is not None
+    if _downgraded(session, binding, check, card, reader=reader, venue_id=venue_id):
+        log.warning(
+            "binding %s: read at %s by a %s kiosk, verified at %s before: refused as a downgrade",
+            binding.id,
+            check.level.value,
+            reader.value,
+            binding.verified_level.value,
+        )
+        return replace(check, rejection=RejectionCode.CARD_DOWNGRADE)
+    if check.level.rank > binding.verified_level.rank:
+        binding.verified_level = check.level
+        session.add(binding)
     if check.level.rank < policy.minimum.rank:
         outage = check.note == CardCheckNote.ISSUER_UNAVAILABLE
         code = (
@@ -135,6 +165,31 @@ def check_card(
     if member is None:  # the foreign key makes this impossible; a binding alone proves nothing
         return CardCheck(member=None, level=None, rejection=RejectionCode.UNKNOWN_CARD)
     return replace(check, member=member)
+
+
+def _downgraded(
+    session: Session,
+    binding: CardBinding,
+    check: CardCheck,
+    card: CardFacts,
+    *,
+    reader: ReaderBackend,
+    venue_id: int,
+) -> bool:
+    """Whether this read is below its binding's verified level from a kiosk that could do better."""
+    assert check.level is not None
+    if check.level.rank >= binding.verified_level.rank:
+        return False
+    if check.level == CardCheckLevel.UID:
+        # The binding knows the card's number; this read saw no T-Union application.
+        if reader in CHALLENGING_READERS:
+            return True
+        venue = session.get(Venue, venue_id)
+        return venue is None or not venue.accept_uid_only_reads
+    # card-number, below a card known to answer the issuer: did the kiosk fail to ask?
+    if check.note == CardCheckNote.ISSUER_UNAVAILABLE:
+        return False  # the card answered; the issuer could not be asked
+    return reader in CHALLENGING_READERS and card.auth is None
 
 
 def _active_binding(session: Session, *, number_hmac: str | None, uid_hmac: str) -> CardBinding | None:
@@ -204,7 +259,7 @@ def _issuer_step(
         log.warning("binding %s: the issuer rejected the card's answer", binding.id)
         return CardCheck(member=None, level=None, rejection=RejectionCode.ISSUER_MAC_INVALID)
     if not answers_challenges:
-        binding.issuer_mac_since = now
+        binding.issuer_mac_since = now  # its verified_level is raised by check_card
         session.add(binding)
     return CardCheck(member=None, level=CardCheckLevel.ISSUER_MAC, auth_challenge=challenge_hex)
 

@@ -21,7 +21,7 @@ def card_bind(
         typer.Option(
             "--issuer-mac",
             help="The card answers the issuer's challenge: a kiosk that asks and gets no valid answer "
-            "has a clone (needs --card-no).",
+            "has a clone, and UID-only reads of it are refused (needs --card-no).",
         ),
     ] = False,
     json_output: JsonOption = False,
@@ -56,6 +56,7 @@ def _binding_data(binding: Any) -> dict[str, Any]:
         "card_no_masked": binding.card_no_masked,
         "uid_masked": binding.uid_masked,
         "status": binding.status.value,
+        "verified_level": binding.verified_level.value,
     }
 
 
@@ -132,6 +133,7 @@ def card_list(member_id: int, json_output: JsonOption = False, db: DbOption = No
         lines = [
             f"{r['id']}  {r['status']:<8} "
             + " / ".join(m for m in (r["card_no_masked"], r["uid_masked"]) if m)
+            + f"  verified {r['verified_level']}"
             for r in rows
         ]
         return Outcome({"cards": rows}, "\n".join(lines) or "no cards")

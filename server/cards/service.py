@@ -22,7 +22,7 @@ from server.masking import mask_card_no, mask_uid
 from server.orgs.service import require_member, require_visible_member
 from server.records.cards import CardBinding
 from server.records.orgs import Member
-from server.vocabulary import BindingStatus
+from server.vocabulary import BindingStatus, CardCheckLevel
 
 
 def bind_member_card(
@@ -84,6 +84,11 @@ def bind_card(
     (see ``server.cards.checks``): from then on a kiosk that asks and gets no valid answer has
     a clone in front of it. Cards that are not declared learn it from their first verified tap.
 
+    The binding's ``verified_level`` is the evidence it is made with: ``issuer-mac`` declared,
+    ``card-number`` when the number is given (it is printed on the card, and a kiosk that reads
+    the card application reads it), else ``uid``. Reads below it are refused as downgrades where
+    the kiosk could do better (``server.cards.checks``).
+
     Raises:
         MemberNotFound: no such member.
         InvalidCardIdentifier: neither identifier given, or one is malformed, or *issuer_mac*
@@ -106,6 +111,7 @@ def bind_card(
         if existing.card_no_hmac == number_digest and existing.uid_hmac == uid_hmac:
             if issuer_mac and existing.issuer_mac_since is None:
                 existing.issuer_mac_since = now
+                existing.verified_level = CardCheckLevel.ISSUER_MAC
                 session.add(existing)
                 session.flush()
             return existing
@@ -120,10 +126,18 @@ def bind_card(
         status=BindingStatus.ACTIVE,
         bound_at=now,
         issuer_mac_since=now if issuer_mac else None,
+        verified_level=bind_level(card_no=number, issuer_mac=issuer_mac),
     )
     session.add(binding)
     session.flush()
     return binding
+
+
+def bind_level(*, card_no: str | None, issuer_mac: bool) -> CardCheckLevel:
+    """The level a card is verified at by the evidence it is bound with."""
+    if issuer_mac:
+        return CardCheckLevel.ISSUER_MAC
+    return CardCheckLevel.CARD_NUMBER if card_no else CardCheckLevel.UID
 
 
 def _active_bindings_matching(

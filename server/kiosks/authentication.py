@@ -3,14 +3,17 @@
 Taps, heartbeats and key rotations all arrive as a :class:`~schemas.messages.SignedEnvelope`
 (``{kid, payload, sig}``) and pass the same checks in the same order; the first that fails
 decides. A tap gets the code in its receipt; a heartbeat or a key rotation is refused with the
-matching domain error (:func:`refusal`).
+matching domain error (:func:`refusal`). The envelope itself already has its contract's shape
+(``kid`` in its exact format, a payload of bounded size, a signature of the right length): a
+heartbeat's is checked by FastAPI, each envelope of a tap batch by ``server.taps.service``.
 
 1. ``kid`` names a kiosk key, current or rotated out (:func:`find_signing_key`) .. else ``unknown_kiosk``
 2. the Ed25519 signature verifies over the exact payload bytes (:func:`signed_bytes`)
    ................ else ``bad_signature`` (``malformed`` when the payload is not even base64url);
-   from here on the kiosk counts as seen, whatever the later checks say
-3. the bytes parse as the message's payload model (the caller's ``read``; for a tap
-   :func:`read_tap_payload`) ................................... else ``malformed``
+   from here on the kiosk counts as seen, whatever the later checks say. Until here nothing is
+   known about the sender, so nothing it sent may cost a row.
+3. the bytes parse as the message's payload model, every field within its bounds (the caller's
+   ``read``; for a tap :func:`read_tap_payload`) ........ else ``malformed``, naming the field
 4. the payload names the key's kiosk (:func:`check_kiosk_match`) ..... else ``kiosk_mismatch``
 5. the kiosk is not revoked (:func:`check_not_revoked`) ............. else ``revoked_kiosk``
 6. the key may still sign this message:
@@ -38,6 +41,7 @@ from typing import Generic, Protocol, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import ValidationError
 from sqlmodel import Session, col, or_, select
 
 from schemas.messages import SignedEnvelope, TapPayload, b64url_decode
@@ -53,8 +57,6 @@ from server.errors import (
 from server.records.kiosks import Kiosk, KioskKey
 from server.records.taps import Tap
 from server.vocabulary import KioskStatus, RejectionCode
-
-MAX_SEQ = 2**63 - 1  # the seq column is a signed 64-bit integer
 
 
 class KioskPayload(Protocol):
@@ -92,12 +94,16 @@ SignedTap = Signed[TapPayload]
 @dataclass(frozen=True)
 class Rejection(Generic[P]):
     """The first check that failed, with what was learnt before it: the kiosk from step 2 on, the
-    payload from step 4 on, and for a tap refused at step 7 the seq it claimed at step 6."""
+    payload from step 4 on, and for a tap refused at step 7 the seq it claimed at step 6. A
+    ``malformed`` message names where its first problem is (``field``). ``verified`` is whether
+    the signature had verified (step 2): before that, the message could be anyone's."""
 
     code: RejectionCode
     kiosk: Kiosk | None = None
     payload: P | None = None
     claimed_seq: int | None = None
+    field: str | None = None
+    verified: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,21 +135,22 @@ def authenticate(
     kiosk, key = found.kiosk, found.key
     raw = signed_bytes(envelope, key)
     if isinstance(raw, RejectionCode):
-        return Rejection(raw, kiosk=kiosk)
+        return Rejection(raw, kiosk=kiosk, field="payload" if raw == RejectionCode.MALFORMED else None)
     # A verified signature is the kiosk speaking, even when what it says is refused below.
     kiosk.last_seen_at = now
     session.add(kiosk)
     try:
         payload = read(raw)
-    except ValueError:
-        return Rejection(RejectionCode.MALFORMED, kiosk=kiosk)
+    except ValueError as exc:
+        field = problem_field(exc, prefix="payload")
+        return Rejection(RejectionCode.MALFORMED, kiosk=kiosk, field=field, verified=True)
     refused = check_kiosk_match(kiosk, payload)
     if refused is None:
         refused = check_not_revoked(kiosk)
     if refused is None and refuse_retired_key:
         refused = check_key_current(key)
     if refused is not None:
-        return Rejection(refused, kiosk=kiosk, payload=payload)
+        return Rejection(refused, kiosk=kiosk, payload=payload, verified=True)
     return Signed(kiosk=kiosk, key=key, payload=payload, raw=raw)
 
 
@@ -162,10 +169,11 @@ def authenticate_tap(
     if isinstance(claimed, Duplicate):
         return claimed
     if claimed is not None:
-        return Rejection(claimed, kiosk=signed.kiosk, payload=signed.payload)
+        return Rejection(claimed, kiosk=signed.kiosk, payload=signed.payload, verified=True)
     refused = check_clock(signed.payload, now=now, max_clock_skew=max_clock_skew)
     if refused is not None:
-        return Rejection(refused, kiosk=signed.kiosk, payload=signed.payload, claimed_seq=signed.payload.seq)
+        seq = signed.payload.seq
+        return Rejection(refused, kiosk=signed.kiosk, payload=signed.payload, claimed_seq=seq, verified=True)
     return signed
 
 
@@ -190,11 +198,23 @@ def signed_bytes(envelope: SignedEnvelope, key: KioskKey) -> bytes | RejectionCo
 
 
 def read_tap_payload(raw: bytes) -> TapPayload:
-    """Step 3 for a tap: a TapPayload whose seq fits the seq column. Raises ValueError."""
-    payload = TapPayload.model_validate_json(raw)
-    if payload.seq > MAX_SEQ:
-        raise ValueError(f"seq {payload.seq} does not fit a signed 64-bit integer")
-    return payload
+    """Step 3 for a tap: a TapPayload, every field within its wire bounds (the seq at most
+    ``MAX_SEQ``, so a replacement device's first seq still fits). Raises ValueError."""
+    return TapPayload.model_validate_json(raw)
+
+
+def problem_field(error: ValueError, *, prefix: str) -> str:
+    """Where a message's first problem is, for a receipt or an error body: ``prefix`` and the
+    location pydantic reports (``payload.occurred_at``); never the offending value.
+
+    Keys a sender made up are cut to plain characters and a short length: they are echoed back.
+    """
+    parts = [prefix]
+    if isinstance(error, ValidationError) and error.errors():
+        for part in error.errors()[0]["loc"]:
+            cleaned = "".join(c for c in str(part) if c.isascii() and (c.isalnum() or c == "_"))[:32]
+            parts.append(cleaned or "?")
+    return ".".join(parts)[:100]
 
 
 def check_kiosk_match(kiosk: Kiosk, payload: KioskPayload) -> RejectionCode | None:
@@ -261,6 +281,8 @@ def refusal(rejection: Rejection[P], *, revoked_message: str) -> DomainError:
 
     *revoked_message* says what a revoked kiosk may no longer do.
     """
+    if rejection.code == RejectionCode.MALFORMED:
+        return MalformedMessage(field=rejection.field)
     error = _ERRORS[rejection.code]
     return error(revoked_message if rejection.code == RejectionCode.REVOKED_KIOSK else None)
 

@@ -16,6 +16,11 @@ locked out); an old heartbeat of a previous boot is neither.
 set, unique per kiosk. Below the highest received seq, ``max − count`` seqs never arrived; the
 ranges are found with one window query (``lag``), not by walking the seqs in Python. Seqs above
 the highest received one are still waiting on the kiosk (the heartbeat's ``outbox_pending``).
+
+**Quarantine.** A tap the server kept refusing as a batch (an answer other than a receipt) is set
+aside on the kiosk so that it stops holding up the taps behind it; it is kept there, never
+deleted. The heartbeat reports how many (``outbox_quarantined``) and the oldest one's seq, and the
+health view shows them as a problem with what to do (:func:`quarantine_message`).
 """
 
 from __future__ import annotations
@@ -100,6 +105,8 @@ def record_heartbeat(
         mode=payload.mode,
         outbox_pending=payload.outbox_pending,
         oldest_pending_age_s=payload.oldest_pending_age_s,
+        outbox_quarantined=payload.outbox_quarantined,
+        oldest_quarantined_seq=payload.oldest_quarantined_seq,
         last_seq=payload.last_seq,
         agent_version=payload.agent_version,
         reader_state=payload.reader_state,
@@ -272,6 +279,8 @@ def _health(
         offset_uncertainty_ms=heartbeat.offset_uncertainty_ms if heartbeat else None,
         outbox_pending=heartbeat.outbox_pending if heartbeat else None,
         oldest_pending_age_s=heartbeat.oldest_pending_age_s if heartbeat else None,
+        outbox_quarantined=heartbeat.outbox_quarantined if heartbeat else None,
+        oldest_quarantined_seq=heartbeat.oldest_quarantined_seq if heartbeat else None,
         reported_last_seq=heartbeat.last_seq if heartbeat else None,
         received_max_seq=received_max_seq,
         received_count=count,
@@ -316,6 +325,9 @@ def _problems(health: KioskHealth, *, now: datetime, thresholds: HealthThreshold
                 code="upload_backlog", message=f"{health.outbox_pending}条刷卡记录未上传，最早的已等待{age}"
             )
         )
+    if health.outbox_quarantined:
+        message = quarantine_message(health.outbox_quarantined, health.oldest_quarantined_seq)
+        problems.append(HealthProblem(code="quarantined", message=message))
     if health.seq_gaps > 0:
         problems.append(
             HealthProblem(code="seq_gaps", message=f"缺少{health.seq_gaps}条刷卡记录（编号不连续）")
@@ -323,6 +335,16 @@ def _problems(health: KioskHealth, *, now: datetime, thresholds: HealthThreshold
     if health.reader_state is not None and health.reader_state != ReaderState.READY:
         problems.append(HealthProblem(code="reader", message=_READER_PROBLEMS[health.reader_state]))
     return problems
+
+
+def quarantine_message(count: int, oldest_seq: int | None) -> str:
+    """What the admin reads about a kiosk's quarantined taps, and what to do about them."""
+    oldest = f"（最早编号 {oldest_seq}）" if oldest_seq is not None else ""
+    return (
+        f"{count}条刷卡记录被服务器反复拒收，已在签到机上隔离保存{oldest}，其余记录照常上传："
+        "请查看签到机日志中的拒收原因，核对签到机与服务器的程序版本，"
+        "处理后在签到机上运行 ecard agent requeue 重新上传"
+    )
 
 
 def describe_duration(span: timedelta) -> str:

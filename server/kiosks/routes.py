@@ -4,7 +4,8 @@ revocation (bearer token, scoped to the token's organisation subtree). 刷卡绑
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from schemas.messages import (
@@ -16,9 +17,12 @@ from schemas.messages import (
     SignedEnvelope,
 )
 from server.deps import ClockDep, KeyringDep, RequestDep, SessionDep, SettingsDep
+from server.errors import EnrollmentCodeInvalid, status_for
 from server.kiosks.health import kiosk_detail, list_kiosk_health, record_heartbeat
 from server.kiosks.schemas import KioskDetail, KioskHealth, KioskStatusPublic
-from server.kiosks.service import enroll_kiosk, revoke_kiosk, rotate_kiosk_key
+from server.kiosks.service import enroll_kiosk, record_enrollment_refusal, revoke_kiosk, rotate_kiosk_key
+from server.limits import EnrollLimit, HeartbeatsLimit, Limit, charge_limit, check_limit
+from server.proxies import client_address
 
 router = APIRouter(prefix="/api/v1/kiosks", tags=["kiosks"])
 
@@ -27,26 +31,50 @@ class RevokeRequest(BaseModel):
     reason: str = Field(default="", max_length=500)
 
 
-@router.post("/enroll")
+@router.post("/enroll", response_model=EnrollResponse)
 def enroll(
-    request: EnrollRequest, session: SessionDep, keyring: KeyringDep, clock: ClockDep
-) -> EnrollResponse:
+    request: EnrollRequest,
+    session: SessionDep,
+    keyring: KeyringDep,
+    clock: ClockDep,
+    http_request: Request,
+    _limit: EnrollLimit,
+) -> EnrollResponse | Response:
     """Exchange a one-time enrollment code for a kiosk identity bound to the kiosk's public key."""
-    return enroll_kiosk(session, keyring=keyring, request=request, now=clock())
+    now = clock()
+    try:
+        return enroll_kiosk(session, keyring=keyring, request=request, now=now)
+    except EnrollmentCodeInvalid as refused:
+        # Answered, not raised: the audit entry with the real reason must be committed.
+        record_enrollment_refusal(session, refused=refused, source=client_address(http_request), now=now)
+        body = {"error": refused.code, "detail": refused.message}
+        return JSONResponse(body, status_code=status_for(refused))
 
 
 @router.post("/heartbeat")
 def heartbeat(
-    envelope: SignedEnvelope, session: SessionDep, settings: SettingsDep, clock: ClockDep
+    envelope: SignedEnvelope,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    http_request: Request,
+    _limit: HeartbeatsLimit,
 ) -> HeartbeatAck:
     """Store a kiosk's signed health report; the answer carries the server time and clock offset."""
-    return record_heartbeat(
+    # The kiosk's own budget is spent only once its signature is checked: nobody can use it up
+    # by sending heartbeats in its name.
+    check_limit(http_request, Limit.HEARTBEATS_PER_KIOSK, envelope.kid)
+    ack = record_heartbeat(
         session, envelope=envelope, received_at=clock(), max_clock_skew=settings.max_clock_skew
     )
+    charge_limit(http_request, Limit.HEARTBEATS_PER_KIOSK, envelope.kid)
+    return ack
 
 
 @router.post("/rotate-key")
-def rotate_key(request: KeyRotationRequest, session: SessionDep, clock: ClockDep) -> KeyRotationResponse:
+def rotate_key(
+    request: KeyRotationRequest, session: SessionDep, clock: ClockDep, _limit: EnrollLimit
+) -> KeyRotationResponse:
     """Replace a kiosk's key (signed by the old key and the new); old-key taps still verify."""
     return rotate_kiosk_key(session, request=request, now=clock())
 

@@ -49,6 +49,10 @@ class KioskHealth(BaseModel):
     offset_uncertainty_ms: int | None
     outbox_pending: int | None = Field(description="Taps waiting on the kiosk, from the latest heartbeat.")
     oldest_pending_age_s: float | None
+    outbox_quarantined: int | None = Field(
+        default=None, description="Taps the kiosk set aside because the server kept refusing them."
+    )
+    oldest_quarantined_seq: int | None = Field(default=None, description="Seq of the oldest of those.")
     reported_last_seq: int | None = Field(description="Last seq the kiosk allocated, per its heartbeat.")
     received_max_seq: int | None = Field(description="Highest seq the server has received.")
     received_count: int = Field(description="Distinct seqs the server has received.")

@@ -8,6 +8,7 @@ declared when rotating), so an outbox that was offline across the rotation still
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,9 +30,7 @@ from server.caller import Actor, Caller
 from server.errors import (
     BadPublicKey,
     BadSignature,
-    EnrollmentCodeExpired,
     EnrollmentCodeInvalid,
-    EnrollmentCodeUsed,
     KeyRetired,
     KioskNotFound,
     KioskRevoked,
@@ -45,6 +44,8 @@ from server.records.kiosks import EnrollmentCode, Kiosk, KioskKey
 from server.records.venues import Venue
 from server.venues.service import require_venue, venue_org_id
 from server.vocabulary import KioskStatus
+
+log = logging.getLogger(__name__)
 
 # Crockford base32: no I, L, O or U, so a code read aloud or copied by hand survives.
 _CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -150,9 +151,9 @@ def enroll_kiosk(
 
     Raises:
         BadPublicKey: not a raw 32-byte Ed25519 key in base64url.
-        EnrollmentCodeInvalid: unknown (or superseded) code.
-        EnrollmentCodeUsed: the code was already used, with another key.
-        EnrollmentCodeExpired: the code is past its lifetime.
+        EnrollmentCodeInvalid: the code is unknown (or superseded), was already used with another
+            key, or is past its lifetime; the caller is told the same in every case, and
+            :func:`record_enrollment_refusal` audits which it was.
         KioskRevoked: the kiosk was revoked after the code was issued.
         PublicKeyInUse: another kiosk already enrolled this key, or this kiosk retired it.
     """
@@ -164,14 +165,14 @@ def enroll_kiosk(
         .with_for_update()
     ).first()
     if entry is None:
-        raise EnrollmentCodeInvalid()
+        raise EnrollmentCodeInvalid(reason="unknown")
     kiosk = session.exec(select(Kiosk).where(Kiosk.id == entry.kiosk_id).with_for_update()).one()
     if entry.used_at is not None:
         if entry.used_by_kid == kid and kiosk.kid == kid and kiosk.status == KioskStatus.ACTIVE:
             return _enroll_response(session, kiosk, now)
-        raise EnrollmentCodeUsed()
+        raise EnrollmentCodeInvalid(reason="used", kiosk_id=kiosk.id)
     if now >= entry.expires_at:
-        raise EnrollmentCodeExpired()
+        raise EnrollmentCodeInvalid(reason="expired", kiosk_id=kiosk.id)
     if kiosk.status == KioskStatus.REVOKED:
         raise KioskRevoked()
     holder = session.get(KioskKey, kid)
@@ -205,6 +206,32 @@ def enroll_kiosk(
         detail={"kid": kid, "agent_version": request.agent_version},
     )
     return _enroll_response(session, kiosk, now)
+
+
+def record_enrollment_refusal(
+    session: Session, *, refused: EnrollmentCodeInvalid, source: str, now: datetime
+) -> None:
+    """Audit why an enrollment code was refused (the caller only heard "invalid").
+
+    A used or expired code names its kiosk, so the entry goes on that kiosk's record. A code
+    nobody issued names nothing and is only logged: a row per guess would let anyone grow the
+    database (the per-source rate limit bounds the log lines).
+    """
+    if refused.kiosk_id is None:
+        log.warning("enrollment refused: unknown code from %s", source)
+        return
+    kiosk = session.get(Kiosk, refused.kiosk_id)
+    record(
+        session,
+        actor=Actor(f"source:{source[:64]}", "未认证的请求方"),
+        action="kiosk.enroll_refused",
+        object_type="kiosk",
+        object_id=refused.kiosk_id,
+        org_id=venue_org_id(session, kiosk.venue_id) if kiosk is not None else None,
+        at=now,
+        reason=refused.reason,
+        detail={"reason": refused.reason, "source": source[:64]},
+    )
 
 
 def rotate_kiosk_key(session: Session, *, request: KeyRotationRequest, now: datetime) -> KeyRotationResponse:

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from server.deps import RequestDep
+from server.inputs import RowId
 from server.leave.service import decide_leave, leave_requests_for_event, request_leave, withdraw_leave
 from server.records.leave import LeaveRequest
 from server.vocabulary import LeaveStatus
@@ -16,7 +17,7 @@ router = APIRouter(prefix="/api/v1", tags=["leave"])
 
 
 class LeaveCreate(BaseModel):
-    member_id: int
+    member_id: RowId
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -41,7 +42,7 @@ def _public(leave: LeaveRequest) -> LeavePublic:
 
 
 @router.post("/events/{event_id}/leave", status_code=201)
-def create_leave(event_id: int, body: LeaveCreate, ctx: RequestDep) -> LeavePublic:
+def create_leave(event_id: RowId, body: LeaveCreate, ctx: RequestDep) -> LeavePublic:
     """Ask leave for a member (before the event starts)."""
     leave = request_leave(
         ctx.session,
@@ -55,14 +56,14 @@ def create_leave(event_id: int, body: LeaveCreate, ctx: RequestDep) -> LeavePubl
 
 
 @router.get("/events/{event_id}/leave")
-def list_leave(event_id: int, ctx: RequestDep) -> list[LeavePublic]:
+def list_leave(event_id: RowId, ctx: RequestDep) -> list[LeavePublic]:
     """Every leave request for the event."""
     leave = leave_requests_for_event(ctx.session, event_id=event_id, caller=ctx.caller)
     return [_public(request) for request in leave]
 
 
 @router.post("/leave/{leave_id}/decision")
-def decide(leave_id: int, body: LeaveDecision, ctx: RequestDep) -> LeavePublic:
+def decide(leave_id: RowId, body: LeaveDecision, ctx: RequestDep) -> LeavePublic:
     """Approve or refuse (with a note) a pending request."""
     leave = decide_leave(
         ctx.session,
@@ -76,6 +77,6 @@ def decide(leave_id: int, body: LeaveDecision, ctx: RequestDep) -> LeavePublic:
 
 
 @router.post("/leave/{leave_id}/withdraw")
-def withdraw(leave_id: int, ctx: RequestDep) -> LeavePublic:
+def withdraw(leave_id: RowId, ctx: RequestDep) -> LeavePublic:
     """Withdraw a pending or approved request."""
     return _public(withdraw_leave(ctx.session, leave_id=leave_id, caller=ctx.caller, now=ctx.now))

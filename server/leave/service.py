@@ -17,6 +17,7 @@ from server.errors import (
     LeaveRequestNotFound,
     LeaveTooLate,
     MemberNotExpected,
+    MemberNotFound,
     ReasonRequired,
 )
 from server.events.service import require_event, require_visible_event
@@ -48,12 +49,15 @@ def request_leave(
         LeaveAlreadyRequested: a pending or approved request exists.
     """
     event = require_visible_event(session, event_id, caller=caller)
-    require_member(session, member_id)
+    member = require_member(session, member_id)
     text = required_reason(reason, missing="请假须说明理由", field="请假理由")
     if now >= event.start_at:
         raise LeaveTooLate()
     roll = compute_rolls(session, [event], only_member_id=member_id)[event_id]
     if member_id not in roll.invited or member_id in roll.exempt:
+        if not caller.sees_org(member.org_id):
+            # Not invited and outside the caller's scope: answer as for an id nobody has.
+            raise MemberNotFound(f"党员 {member_id} 不存在")
         raise MemberNotExpected()
     existing = session.exec(
         select(LeaveRequest).where(

@@ -35,6 +35,9 @@ class LedgerDocument:
     landscape: bool = False
 
 
+UID_ONLY_VENUE_NOTE = "（串口签到机接受仅UID读卡）"
+
+
 def when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else ""
 
@@ -50,7 +53,7 @@ def sheet_document(sheet: AttendanceSheet) -> LedgerDocument:
         ("活动", event.title),
         ("类型", kinds_label(event.kinds)),
         ("主办", "、".join(org.name for org in event.organisations)),
-        ("地点", event.venue.name),
+        ("地点", event.venue.name + (UID_ONLY_VENUE_NOTE if event.venue_accepts_uid_only_reads else "")),
         ("时间", f"{event.start_at:%Y-%m-%d %H:%M} 至 {event.end_at:%H:%M}"),
         (
             "签到时间",
@@ -92,15 +95,19 @@ def sheet_document(sheet: AttendanceSheet) -> LedgerDocument:
                 p.duration_minutes,
                 "是" if p.late else "",
                 SOURCE_LABELS[p.source],
+                p.card_check_label,
                 p.note,
             ]
         )
     sections = [
         Section(
             "出席",
-            ["姓名", "所在组织", "类别", "身份", "签到", "签退", "时长(分钟)", "迟到", "方式", "说明"],
+            [
+                *["姓名", "所在组织", "类别", "身份", "签到", "签退"],
+                *["时长(分钟)", "迟到", "方式", "核验等级", "说明"],
+            ],
             present_rows,
-            [8, 12, 5, 7, 14, 14, 7, 4, 8, 14],
+            [8, 12, 5, 7, 14, 14, 6, 4, 8, 12, 12],
         ),
         Section(
             "请假", ["姓名", "所在组织", "类别", "请假理由"], [[*person(r), r.reason] for r in sheet.on_leave]
@@ -293,6 +300,7 @@ def member_history_document(history: MemberHistory) -> LedgerDocument:
                     "时长(分钟)",
                     "迟到",
                     "方式",
+                    "核验等级",
                     "说明",
                 ],
                 [
@@ -307,11 +315,12 @@ def member_history_document(history: MemberHistory) -> LedgerDocument:
                         row.duration_minutes,
                         "是" if row.late else "",
                         SOURCE_LABELS[row.source] if row.source else "",
+                        row.card_check_label,
                         row.note,
                     ]
                     for row in history.events
                 ],
-                [11, 12, 8, 10, 5, 11, 11, 5, 4, 6, 10],
+                [11, 12, 8, 10, 5, 11, 11, 5, 4, 6, 9, 10],
             ),
             Section(
                 "请假",
@@ -343,8 +352,11 @@ def member_history_document(history: MemberHistory) -> LedgerDocument:
             ),
             Section(
                 "卡片",
-                ["卡号/UID（部分隐藏）", "状态", "绑定时间", "停用时间"],
-                [[c.card, c.status_label, when(c.bound_at), when(c.ended_at)] for c in history.cards],
+                ["卡号/UID（部分隐藏）", "状态", "核验等级", "绑定时间", "停用时间"],
+                [
+                    [c.card, c.status_label, c.verified_level_label, when(c.bound_at), when(c.ended_at)]
+                    for c in history.cards
+                ],
             ),
         ],
         signatures=[_signer("支部书记", None), _signer("组织委员", None)],

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response
 from server.attendance.schemas import AttendanceSheet
 from server.attendance.service import build_attendance_sheet
 from server.deps import RequestDep
+from server.inputs import RowId
 from server.ledgers.cadence import CadencePolicy
 from server.ledgers.http import FormatQuery, ledger_response
 from server.ledgers.periods import parse_period
@@ -23,7 +24,7 @@ PeriodQuery = Annotated[str, Query(description="2026 (year), 2026-Q3 (quarter) o
 
 
 @router.get("/events/{event_id}/attendance", response_model=AttendanceSheet)
-def event_attendance(event_id: int, ctx: RequestDep, fmt: FormatQuery = ExportFormat.JSON) -> Response:
+def event_attendance(event_id: RowId, ctx: RequestDep, fmt: FormatQuery = ExportFormat.JSON) -> Response:
     """The event's sign-in sheet: 应到/实到/请假/缺席 (正式/预备), 签到/签退 times, quorum."""
     sheet = build_attendance_sheet(ctx.session, event_id=event_id, caller=ctx.caller, tz=ctx.tz)
     return ledger_response(sheet, fmt)
@@ -31,7 +32,7 @@ def event_attendance(event_id: int, ctx: RequestDep, fmt: FormatQuery = ExportFo
 
 @router.get("/orgs/{org_id}/ledger", response_model=OrgLedger)
 def org_ledger(
-    org_id: int, period: PeriodQuery, ctx: RequestDep, fmt: FormatQuery = ExportFormat.JSON
+    org_id: RowId, period: PeriodQuery, ctx: RequestDep, fmt: FormatQuery = ExportFormat.JSON
 ) -> Response:
     """The organisation's ledger: events with counts and rates, 三会一课 compliance, participation."""
     ledger = build_org_ledger(
@@ -48,7 +49,7 @@ def org_ledger(
 
 @router.get("/members/{member_id}/history", response_model=MemberHistory)
 def member_history(
-    member_id: int,
+    member_id: RowId,
     ctx: RequestDep,
     period: Annotated[str | None, Query(description="Optional: 2026, 2026-Q3 or 2026-07")] = None,
     fmt: FormatQuery = ExportFormat.JSON,

@@ -12,6 +12,7 @@ from server.vocabulary import (
     AttendanceSource,
     BindingStatus,
     Cadence,
+    CardCheckLevel,
     EventKind,
     ExemptionReason,
     LeaveStatus,
@@ -140,6 +141,8 @@ class HistoryCard(BaseModel):
     status_label: str
     bound_at: datetime
     ended_at: datetime | None
+    verified_level: CardCheckLevel  # the strongest level the card has been verified at
+    verified_level_label: str
 
 
 class HistoryEventRow(BaseModel):
@@ -159,6 +162,8 @@ class HistoryEventRow(BaseModel):
     late: bool
     source: AttendanceSource | None
     note: str
+    card_check: CardCheckLevel | None = None  # 核验等级 of the 签到 tap (see SheetPresence)
+    card_check_label: str = ""
 
 
 class HistoryLeave(BaseModel):

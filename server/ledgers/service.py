@@ -18,12 +18,13 @@ from sqlmodel import Session, col, func, select
 
 from server.attendance.rolls import EventRoll, compute_rolls
 from server.attendance.schemas import NamedRef
-from server.attendance.service import quorums_of, roll_counts, sign_out_of
+from server.attendance.service import card_check_label, quorums_of, roll_counts, sign_out_of, tap_levels
 from server.caller import Caller
 from server.cards.lifecycle import card_history
 from server.db import in_chunks
 from server.labels import (
     CADENCE_LABELS,
+    CARD_CHECK_LABELS,
     CATEGORY_LABELS,
     EVENT_KIND_LABELS,
     EXEMPTION_LABELS,
@@ -222,8 +223,12 @@ def build_member_history(
     org_names = organisation_names(
         session, {m.org_id for m in memberships} | {member.org_id} | {e.org_id for e in events}
     )
+    levels = tap_levels(session, member_id=member_id) if event_rows else {}
     for row in event_rows:
         row.host.name = org_names.get(row.host.id, row.host.name)
+        first_level, last_level = levels.get(row.event_id, (None, None))
+        row.card_check = first_level
+        row.card_check_label = card_check_label(first_level, last_level if row.checkout_at else None)
 
     leave_query = (
         select(LeaveRequest, Event)
@@ -275,6 +280,8 @@ def build_member_history(
             status_label=_BINDING_LABELS[binding.status],
             bound_at=binding.bound_at.astimezone(tz),
             ended_at=binding.ended_at.astimezone(tz) if binding.ended_at else None,
+            verified_level=binding.verified_level,
+            verified_level_label=CARD_CHECK_LABELS[binding.verified_level],
         )
         for binding in card_history(session, member_id=member_id, caller=caller)
     ]

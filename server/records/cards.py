@@ -8,7 +8,7 @@ from sqlalchemy import CheckConstraint
 from sqlmodel import Field, SQLModel
 
 from server.db import UtcDateTime, string_enum
-from server.vocabulary import BindingStatus
+from server.vocabulary import BindingStatus, CardCheckLevel
 
 
 class CardBinding(SQLModel, table=True):
@@ -32,3 +32,7 @@ class CardBinding(SQLModel, table=True):
     # Since when the card is known to answer the issuer's challenge (declared at binding, or its
     # first verified answer). From then on, a kiosk that asked and got no valid answer has a clone.
     issuer_mac_since: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    # The strongest level the card has been verified at: from the evidence it was bound with
+    # (its number, --issuer-mac), raised by a tap that checked higher. A read below it from a
+    # kiosk that could have done better is a downgrade, refused (server.cards.checks).
+    verified_level: CardCheckLevel = Field(default=CardCheckLevel.UID, sa_type=string_enum(CardCheckLevel))

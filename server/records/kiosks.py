@@ -85,6 +85,9 @@ class KioskHeartbeat(SQLModel, table=True):
     mode: TapMode = Field(sa_type=string_enum(TapMode))
     outbox_pending: int
     oldest_pending_age_s: float | None = None
+    # Taps the kiosk set aside because the server kept refusing them (kept there, never deleted).
+    outbox_quarantined: int = 0
+    oldest_quarantined_seq: int | None = Field(default=None, sa_type=BigInteger)
     last_seq: int = Field(sa_type=BigInteger)
     agent_version: str = Field(default="", max_length=64)
     reader_state: ReaderState = Field(sa_type=string_enum(ReaderState))

@@ -41,6 +41,11 @@ class DocumentKind(StrEnum):
 
 
 class TransferState(StrEnum):
+    # Waiting for the organisation the member belongs to now (or, for a card nobody here holds,
+    # for the holder's own tap): see docs/transfers.md, "Between organisations".
+    AWAITING_SOURCE = "awaiting_source"  # 待原组织同意转出（原支部）
+    SOURCE_BRANCH_AGREED = "source_branch_agreed"  # 原支部已同意，待原党委同意转出
+    SOURCE_REFUSED = "source_refused"  # 原组织不同意转出
     SUBMITTED = "submitted"  # 已提交，待支部审核
     RETURNED = "returned"  # 已退回补正
     REJECTED = "rejected"  # 不予接收
@@ -53,6 +58,10 @@ class TransferState(StrEnum):
 
 
 class TransferAction(StrEnum):
+    SOURCE_AGREE = "source_agree"  # the member's branch agrees to let them go (支部同意转出)
+    RELEASE = "release"  # the member's 基层党委 releases them (党委同意转出)
+    REFUSE_RELEASE = "refuse_release"  # the member's organisation refuses, with a reason
+    CONFIRM_BY_TAP = "confirm_by_tap"  # the holder of a card nobody here holds tapped it (system)
     BRANCH_ACCEPT = "branch_accept"
     RETURN = "return"
     REJECT = "reject"
@@ -103,6 +112,20 @@ class TransferRequest(SQLModel, table=True):
     note: str = Field(default="", max_length=500)
     pending_key: str | None = Field(default=None, max_length=80)
     received_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    # Between organisations: where the member was when the request was filed (their branch and its
+    # 基层党委), which must release them; NULL when nobody else's consent was needed.
+    from_org_id: int | None = Field(default=None, foreign_key="organisation.id", index=True)
+    from_committee_id: int | None = Field(default=None, foreign_key="organisation.id", index=True)
+    released_at: datetime | None = Field(
+        default=None,
+        sa_type=UtcDateTime,
+        description="When the member's identity became the receiving side's to see: the source's "
+        "release, the holder's own tap for a card nobody held, or filing when no consent was needed.",
+    )
+    member_confirmed_at: datetime | None = Field(
+        default=None, sa_type=UtcDateTime, description="The member's own tap at a receiving venue's kiosk."
+    )
+    member_confirm_tap_id: int | None = Field(default=None, foreign_key="tap.id", sa_type=TAP_ID_TYPE)
 
 
 class IntroductionLetter(SQLModel, table=True):

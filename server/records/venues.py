@@ -16,3 +16,6 @@ class Venue(SQLModel, table=True):
     name: str = Field(max_length=200)
     org_id: int = Field(foreign_key="organisation.id", index=True)
     created_at: datetime = Field(sa_type=UtcDateTime)
+    # A serial kiosk here may check a card bound with its number by UID alone (server.cards.checks);
+    # off by default, as a magic card copies a UID.
+    accept_uid_only_reads: bool = Field(default=False)

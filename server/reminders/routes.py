@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from server.deps import RequestDep
 from server.errors import OrgRequired
+from server.inputs import RowId
 from server.ledgers.cadence import CadencePolicy
 from server.reminders.schemas import ReminderReport
 from server.reminders.service import build_reminders
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/api/v1", tags=["reminders"])
 @router.get("/reminders")
 def reminders(
     ctx: RequestDep,
-    org: Annotated[int | None, Query(description="Organisation id; default: the token's")] = None,
+    org: Annotated[RowId | None, Query(description="Organisation id; default: the token's")] = None,
 ) -> ReminderReport:
     """Cadence gaps and the six-month rule for the organisation and everything below it."""
     org_id = org if org is not None else ctx.caller.org_id

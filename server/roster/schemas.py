@@ -29,6 +29,7 @@ class ProblemCode(StrEnum):
     CARD_NO_INVALID = "card_no_invalid"
     UID_NOT_TEXT = "uid_not_text"
     UID_INVALID = "uid_invalid"
+    TEXT_INVALID = "text_invalid"  # a character no text may hold (NUL, a control character)
     # a row against other rows, or against the database
     CARD_REPEATED = "card_repeated"
     MEMBER_REPEATED = "member_repeated"

@@ -25,7 +25,8 @@ from io import BytesIO
 from typing import Any, Protocol, TypeVar
 
 from server.cards.identifiers import normalise_card_no, normalise_uid
-from server.errors import InvalidCardIdentifier, RosterUnreadable
+from server.errors import InvalidCardIdentifier, InvalidText, RosterUnreadable
+from server.inputs import check_text
 from server.roster.schemas import ProblemCode, RosterProblem
 from server.vocabulary import Gender, MemberCategory
 
@@ -92,6 +93,9 @@ _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _SPACE_BETWEEN_CJK = re.compile(f"(?<=[{_CJK}]) (?=[{_CJK}])")
 _HEADER_NOISE = re.compile(r"[\s*]|\([^)]*\)$")
 _PATH_SEPARATORS = re.compile(r"[/\\]")
+# XML cannot hold NUL or most control characters: a workbook with one written raw into a cell
+# does not parse at all, so it cannot be reported by row.
+_NOT_WELL_FORMED = "无法读取花名册：文件已损坏，或单元格中含有不允许的字符（如空字符、控制字符）"
 
 
 class Tracker(Protocol):
@@ -193,6 +197,8 @@ def read_roster(data: bytes, *, track: Tracker = untracked) -> RosterContent:
         workbook = load_workbook(BytesIO(data), read_only=True, data_only=True)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         raise RosterUnreadable() from exc
+    except SyntaxError as exc:  # xml's ParseError: a part of the file is not well-formed XML
+        raise RosterUnreadable(_NOT_WELL_FORMED) from exc
     content = RosterContent()
     try:
         for worksheet in workbook.worksheets:
@@ -200,6 +206,8 @@ def read_roster(data: bytes, *, track: Tracker = untracked) -> RosterContent:
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         # read-only mode parses lazily, so a damaged sheet only shows up while iterating
         raise RosterUnreadable() from exc
+    except SyntaxError as exc:
+        raise RosterUnreadable(_NOT_WELL_FORMED) from exc
     finally:
         workbook.close()
     if not content.sheets:
@@ -319,15 +327,26 @@ def _parse_row(
     columns: SheetColumns, row: int, values: tuple[Any, ...], problems: list[RosterProblem]
 ) -> RosterRow | None:
     found: list[RosterProblem] = []
+    refused: set[RosterField] = set()  # cells with a refused character: reported once, then blank
 
     def cell(roster_field: RosterField) -> Any:
         position = columns.index.get(roster_field)
-        if position is None or position >= len(values):
+        if position is None or position >= len(values) or roster_field in refused:
             return None
         return values[position]
 
     def problem(roster_field: RosterField, code: ProblemCode, message: str) -> None:
-        found.append(columns.problem(row, roster_field, code, message))
+        if roster_field not in refused:
+            found.append(columns.problem(row, roster_field, code, message))
+
+    for roster_field in columns.index:
+        value = cell(roster_field)
+        if isinstance(value, str):
+            try:
+                check_text(value, field=columns.headers.get(roster_field, roster_field.value))
+            except InvalidText as exc:
+                problem(roster_field, ProblemCode.TEXT_INVALID, exc.message)
+                refused.add(roster_field)
 
     name = name_key(_as_text(cell(RosterField.NAME)))
     if not name:

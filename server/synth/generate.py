@@ -52,6 +52,7 @@ from server.synth.scales import Scale
 from server.vocabulary import (
     AttendanceSource,
     BindingStatus,
+    CardCheckLevel,
     CommitteeRole,
     EventKind,
     ExemptionReason,
@@ -297,7 +298,7 @@ class CityGenerator:
 
     def _venue(self, out: RowSink, name: str, org_id: int) -> SynVenue:
         venue_id = self.next_id("venue")
-        out.add("venue", (venue_id, name[:200], org_id, self.long_ago))
+        out.add("venue", (venue_id, name[:200], org_id, self.long_ago, False))
         number = self.next_id("kiosk")
         kiosk_id, kid = f"K-{number:06d}", f"synth-{number:06d}"
         # A well-formed key nobody holds: synthetic kiosks cannot sign real taps.
@@ -358,6 +359,7 @@ class CityGenerator:
                     self.long_ago,
                     None,
                     None,
+                    CardCheckLevel.CARD_NUMBER.value,
                 ),
             )
         gender = Gender.MALE if rng.random() < 0.72 else Gender.FEMALE

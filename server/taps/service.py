@@ -1,15 +1,23 @@
 """Ingest of signed tap batches.
 
-Each envelope is decided on its own and always gets a receipt; only a batch that does not parse
-at all is an HTTP error. The checks run in this order, and the first that fails decides. Steps
-1–7 authenticate the tap (``authenticate_tap`` in ``server.kiosks.authentication``, the same
-checks heartbeats and key rotations pass); step 8 picks the mode's handler from
-:data:`MODE_HANDLERS`; steps 9 and 10 are the handlers' own.
+Each envelope is decided on its own and always gets a receipt, in the batch's order; only a body
+that is not a batch at all is an HTTP error (a 4xx, never a 5xx). The checks run in this order,
+and the first that fails decides. Step 0 is the envelope's shape; steps 1–7 authenticate the tap
+(``authenticate_tap`` in ``server.kiosks.authentication``, the same checks heartbeats and key
+rotations pass); step 8 picks the mode's handler from :data:`MODE_HANDLERS`; steps 9 and 10 are
+the handlers' own.
 
+0. the item is a ``SignedEnvelope`` within its bounds (``kid`` in its exact format, the payload at
+   most ``MAX_SIGNED_PAYLOAD_BYTES``, a signature's length; :func:`_read_envelope`)
+   ............................................. else ``malformed``, the receipt naming the field
 1. ``kid`` names a kiosk key, current or rotated out (``find_signing_key``) .. else ``unknown_kiosk``
 2. the Ed25519 signature verifies over the exact payload bytes (``signed_bytes``)
-   ................................................................ else ``bad_signature``
-3. the bytes parse as a ``TapPayload`` (``read_tap_payload``) ........ else ``malformed``
+   ......... else ``bad_signature`` (``malformed``, field ``payload``, when the bytes do not decode)
+   Steps 0–2 refuse what could be anyone's: no row is stored for it (else anyone could grow the
+   database); it is counted per source address in bounded memory and logged, rate-limited
+   (:class:`~server.taps.strangers.StrangerTally`).
+3. the bytes parse as a ``TapPayload``, every field within its wire bounds (times in 2000–2100,
+   seq at most ``MAX_SEQ``; ``read_tap_payload``) ...... else ``malformed``, naming the field
 4. the payload names the key's kiosk (``check_kiosk_match``) ........ else ``kiosk_mismatch``
 5. the kiosk is not revoked (``check_not_revoked``) ................. else ``revoked_kiosk``
 6. (kiosk, seq) seen with the same bytes (``claim_seq``) ...... ``duplicate``: the stored receipt
@@ -26,8 +34,10 @@ checks heartbeats and key rotations pass); step 8 picks the mode's handler from
    check-in (:func:`_check_in`): steps 9 and 10
 9. the card is bound to a member and passes its card check (:func:`_check_card`, with
    ``server.cards.checks``: the strongest of uid / card-number / issuer-mac its binding and card
-   support, at least ``ECARD_MIN_CARD_CHECK``) ........ else ``unknown_card``, ``card_mismatch``,
-   ``issuer_mac_invalid``, ``issuer_mac_replayed``, ``issuer_unavailable``, ``weak_card_check``;
+   support, at least ``ECARD_MIN_CARD_CHECK``, and never below the level the binding was already
+   verified at when this kiosk's reader could do better) ........ else ``unknown_card``,
+   ``card_mismatch``, ``card_downgrade``, ``issuer_mac_invalid``, ``issuer_mac_replayed``,
+   ``issuer_unavailable``, ``weak_card_check``;
    a card whose binding was retired (:func:`_retired_or`): ``card_lost``, ``card_replaced``,
    ``card_revoked``
 10. an event at the kiosk's venue has its check-in window open (:func:`_find_event`) .. else
@@ -36,7 +46,8 @@ checks heartbeats and key rotations pass); step 8 picks the mode's handler from
     first tap is 签到, one at least 10 minutes later 签退 (:func:`_accept_checkin`, with
     ``server.attendance.service``).
 
-Every envelope except a duplicate is stored as an immutable :class:`~server.records.taps.Tap` row.
+Every envelope that passed step 2, except a duplicate, is stored as an immutable
+:class:`~server.records.taps.Tap` row.
 """
 
 from __future__ import annotations
@@ -46,6 +57,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -58,6 +70,7 @@ from schemas.messages import (
     TapPayload,
     TapReceipt,
     TapStatus,
+    UncheckedTapBatch,
     b64url_decode,
 )
 from server.attendance.service import CheckinResult, record_checkin
@@ -67,14 +80,15 @@ from server.cards.service import card_digests
 from server.cards.tap_binding import bind_card_from_tap
 from server.events.service import find_event_for_sign_out, find_event_for_tap
 from server.keyring import Keyring, Purpose
-from server.kiosks.authentication import Duplicate, Rejection, SignedTap, authenticate_tap
+from server.kiosks.authentication import Duplicate, Rejection, SignedTap, authenticate_tap, problem_field
 from server.live import AcceptedTap, announce_after_commit
 from server.masking import mask_card_no, mask_name, mask_uid
 from server.records.events import Event
 from server.records.kiosks import Kiosk
 from server.records.orgs import Member
 from server.records.taps import Tap
-from server.transfers.service import TapFiling, check_tap_filing, file_from_tap
+from server.taps.strangers import StrangerTally
+from server.transfers.service import TapFiling, check_tap_filing, confirm_from_tap, file_from_tap
 from server.venues.service import venue_org_id
 from server.vocabulary import RejectionCode, TapOutcome
 
@@ -109,6 +123,7 @@ REJECTION_MESSAGES: dict[RejectionCode, str] = {
     RejectionCode.ISSUER_UNAVAILABLE: "暂时无法向发卡机构验证卡片，请稍后重新刷卡",
     RejectionCode.WEAK_CARD_CHECK: "本终端对此卡的验证等级不足，请联系组织委员",
     RejectionCode.ALREADY_MEMBER: "您的组织关系已在本组织，无需转入",
+    RejectionCode.CARD_DOWNGRADE: "此卡须以更高等级验证，疑似复制卡，请联系组织委员",
 }
 
 
@@ -120,6 +135,9 @@ class IngestContext:
     # Told about each accepted check-in after the commit (the web app's live boards).
     on_accepted: Callable[[AcceptedTap], None] | None = None
     card_policy: CardCheckPolicy = field(default_factory=CardCheckPolicy)
+    # Where the batch came from, and the tally of envelopes refused before authentication.
+    source: str = "unknown"
+    strangers: StrangerTally | None = None
 
 
 @dataclass(frozen=True)
@@ -140,18 +158,22 @@ ModeHandler = Callable[[Session, Deciding, IngestContext], TapReceipt]
 
 def ingest_batch(
     session: Session,
-    batch: TapBatch,
+    batch: TapBatch | UncheckedTapBatch,
     *,
     keyring: Keyring,
     received_at: datetime,
     max_clock_skew: timedelta,
     on_accepted: Callable[[AcceptedTap], None] | None = None,
     card_policy: CardCheckPolicy | None = None,
+    source: str = "unknown",
+    strangers: StrangerTally | None = None,
 ) -> BatchReceipt:
     """Decide, store and answer every envelope of a batch (see the module docstring for the rules).
 
     ``on_accepted`` is called once per accepted check-in, after ``session`` commits.
     ``card_policy`` is the deployment's card-check minimum and issuer (default: ``uid``, none).
+    ``source`` is the sender's address; ``strangers`` counts, per source, the envelopes refused
+    before authentication (steps 0–2).
     """
     context = IngestContext(
         keyring=keyring,
@@ -159,12 +181,27 @@ def ingest_batch(
         max_clock_skew=max_clock_skew,
         on_accepted=on_accepted,
         card_policy=(card_policy or CardCheckPolicy()).for_batch(),
+        source=source,
+        strangers=strangers,
     )
-    receipts = [
-        _ingest_with_retry(session, envelope, index, context)
-        for index, envelope in enumerate(batch.envelopes)
-    ]
+    receipts: list[TapReceipt] = []
+    for index, item in enumerate(batch.envelopes):
+        envelope = _read_envelope(item)  # step 0
+        if isinstance(envelope, str):
+            receipts.append(_refuse_unattributed(index, RejectionCode.MALFORMED, context, field=envelope))
+        else:
+            receipts.append(_ingest_with_retry(session, envelope, index, context))
     return BatchReceipt(server_time=received_at, receipts=receipts)
+
+
+def _read_envelope(item: object) -> SignedEnvelope | str:
+    """Step 0: the batch item as a SignedEnvelope, or where it breaks the contract."""
+    if isinstance(item, SignedEnvelope):
+        return item
+    try:
+        return SignedEnvelope.model_validate(item)
+    except ValidationError as exc:
+        return problem_field(exc, prefix="envelope").removeprefix("envelope.")
 
 
 def _ingest_with_retry(
@@ -196,8 +233,10 @@ def _ingest_envelope(
     if isinstance(authenticated, Duplicate):
         return _duplicate_receipt(authenticated.earlier, index)
     if isinstance(authenticated, Rejection):
+        if not authenticated.verified:  # steps 1–2: could be anyone's, so it costs no row
+            return _refuse_unattributed(index, authenticated.code, context, field=authenticated.field)
         _note_rejected(row, authenticated, context.keyring)
-        return _reject(session, row, index, authenticated.code)
+        return _reject(session, row, index, authenticated.code, field=authenticated.field)
     tap = _note_signed(row, index, authenticated, context.keyring)
     handler = MODE_HANDLERS.get(tap.payload.mode)  # step 8
     if handler is None:
@@ -306,6 +345,17 @@ def _transfer_in(session: Session, tap: Deciding, context: IngestContext) -> Tap
             kiosk_id=tap.kiosk.id,
             now=row.received_at,
         )
+    else:  # the member's own confirmation of their pending request (docs/transfers.md)
+        confirm_from_tap(
+            session,
+            org_id=org_id,
+            member=member,
+            card_no_hmac=row.card_no_hmac,
+            uid_hmac=row.uid_hmac,
+            tap_id=row.id,
+            kiosk_id=tap.kiosk.id,
+            now=row.received_at,
+        )
     log.info("transfer-in tap %s: kiosk=%s seq=%d card=%s", filing, tap.kiosk.id, tap.payload.seq, card)
     return _receipt(row, tap.index, TapStatus.ACCEPTED)
 
@@ -353,6 +403,8 @@ def _check_card(session: Session, tap: Deciding, context: IngestContext) -> Card
         session,
         tap.payload.card,
         kiosk_id=tap.kiosk.id,
+        venue_id=tap.kiosk.venue_id,
+        reader=tap.payload.reader.backend,
         number_hmac=tap.card_no_hmac,
         uid_hmac=tap.uid_hmac,
         policy=context.card_policy,
@@ -429,6 +481,21 @@ def _accept_checkin(
 # --- receipts ----------------------------------------------------------------------------------
 
 
+def _refuse_unattributed(
+    index: int, code: RejectionCode, context: IngestContext, *, field: str | None = None
+) -> TapReceipt:
+    """Steps 0–2: a receipt, but no row; the source's tally goes up (and maybe a log line)."""
+    if context.strangers is not None:
+        context.strangers.note(context.source, code=code.value, now=context.received_at)
+    return TapReceipt(
+        index=index,
+        status=TapStatus.REJECTED,
+        code=code.value,
+        field=field,
+        display=TapDisplay(message=REJECTION_MESSAGES[code]),
+    )
+
+
 def _reject(
     session: Session,
     row: Tap,
@@ -437,6 +504,7 @@ def _reject(
     *,
     member_name: str | None = None,
     card: str | None = None,
+    field: str | None = None,
 ) -> TapReceipt:
     row.outcome = TapOutcome.REJECTED
     row.code = code
@@ -451,15 +519,16 @@ def _reject(
         row.seq,
         f" card={card}" if card else "",
     )
-    return _receipt(row, index, TapStatus.REJECTED)
+    return _receipt(row, index, TapStatus.REJECTED, field=field)
 
 
-def _receipt(row: Tap, index: int, status: TapStatus) -> TapReceipt:
+def _receipt(row: Tap, index: int, status: TapStatus, *, field: str | None = None) -> TapReceipt:
     return TapReceipt(
         index=index,
         seq=row.seq,
         status=status,
         code=row.code.value if row.code else None,
+        field=field,
         display=TapDisplay(
             member_name=row.display_member_name,
             event_title=row.display_event_title,

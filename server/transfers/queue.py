@@ -1,5 +1,12 @@
 """Reading transfer requests: the reviewer's queue with its SLA, one request in full, the branches
-to place into, and guests who keep coming (suggestions). Nothing here writes."""
+to place into, guests who keep coming (suggestions), and the outgoing half (requests for our
+members to move elsewhere, as their own organisation sees them). Nothing here writes.
+
+Each side sees its half. The receiving side does not learn who a member of another organisation
+is (name, id, home organisation, category, status) until that organisation releases them
+(``access.identity_hidden``); the member's organisation sees where they are going, the state and
+its own decisions, not the receiving side's letter, documents, notes or reviewers.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from server.caller import Caller
+from server.inputs import LIKE_ESCAPE, like_pattern
 from server.orgs.service import organisation_subtree_ids, require_visible_organisation
 from server.records.attendance import Attendance
 from server.records.audit import AuditEntry
@@ -28,10 +36,11 @@ from server.transfers.access import (
     OBJECT_TYPE,
     PLACEMENT_KINDS,
     applicant_of,
-    evaluate_request,
+    identity_hidden,
     is_probationary,
+    load_outgoing,
     load_request,
-    may_act_for_committee,
+    may_take,
     org_ref,
 )
 from server.transfers.calendar import TransferPolicy
@@ -41,13 +50,26 @@ from server.transfers.schemas import (
     DocumentPublic,
     HistoryEntry,
     LetterPublic,
+    MemberRef,
     OrgRef,
+    OutgoingDetail,
+    OutgoingList,
+    OutgoingSummary,
     TransferDetail,
     TransferQueue,
     TransferSuggestion,
     TransferSummary,
 )
-from server.transfers.states import OPEN_STATES, PENDING_STATES, STATE_LABELS, Level, actions_from, rule_for
+from server.transfers.states import (
+    OPEN_STATES,
+    OUTGOING_STATE_LABELS,
+    PENDING_STATES,
+    SOURCE_LEVELS,
+    SOURCE_STATES,
+    STATE_LABELS,
+    actions_from,
+    rule_for,
+)
 from server.vocabulary import MemberStatus
 
 
@@ -86,14 +108,22 @@ def list_queue(
             or_(col(TransferRequest.to_org_id).in_(ids), col(TransferRequest.placement_org_id).in_(ids))
         )
     if search and search.strip():
-        pattern = f"%{search.strip()}%"
+        pattern = like_pattern(search.strip())
         query = query.outerjoin(Member, col(Member.id) == col(TransferRequest.member_id)).where(
-            or_(col(Member.name).like(pattern), col(TransferRequest.claimed_name).like(pattern))
+            or_(
+                col(Member.name).like(pattern, escape=LIKE_ESCAPE),
+                col(TransferRequest.claimed_name).like(pattern, escape=LIKE_ESCAPE),
+            )
         )
     requests = list(
         session.exec(query.order_by(col(TransferRequest.submitted_at), col(TransferRequest.id))).all()
     )
-    summaries = _summaries(session, requests, policy=policy, now=now)
+    summaries = _summaries(session, requests, caller=caller, policy=policy, now=now)
+    if search and search.strip():
+        # The name as shown decides, not the roster: a search must not find a member of another
+        # organisation before it released them (that would tell who the request is for).
+        needle = search.strip().casefold()
+        summaries = [summary for summary in summaries if needle in summary.applicant_name.casefold()]
     if overdue_only:
         summaries = [summary for summary in summaries if summary.overdue]
     return TransferQueue(
@@ -106,7 +136,7 @@ def get_detail(
 ) -> TransferDetail:
     """Everything a reviewer needs on one page. Raises TransferNotFound."""
     request = load_request(session, request_id, caller)
-    (summary,) = _summaries(session, [request], policy=policy, now=now)
+    (summary,) = _summaries(session, [request], caller=caller, policy=policy, now=now)
     letters = session.exec(
         select(IntroductionLetter)
         .where(IntroductionLetter.request_id == request.id)
@@ -120,7 +150,15 @@ def get_detail(
         ).all()
     }
     member = session.get(Member, request.member_id) if request.member_id is not None else None
-    evaluation = evaluate_request(session, request, current, policy.local_date(now), member=member)
+    if identity_hidden(caller, request, member):
+        member = None  # judged like a person we do not know, until their organisation releases them
+    evaluation = evaluate(
+        applicant=applicant_of(request, current, member),
+        letter=current,
+        probation_due_on=request.probation_due_on,
+        ticked=set(ticked_rows),
+        today=policy.local_date(now),
+    )
     documents = [
         DocumentPublic(
             kind=kind,
@@ -148,7 +186,7 @@ def get_detail(
         checks=evaluation.checks,
         documents=documents,
         actions=_actions_for(caller, request),
-        history=_history(session, request),
+        history=_history(session, request, side="receiving"),
     )
 
 
@@ -176,7 +214,12 @@ def placement_choices(session: Session, *, request_id: int, caller: Caller) -> l
 
 
 def _summaries(
-    session: Session, requests: Sequence[TransferRequest], *, policy: TransferPolicy, now: datetime
+    session: Session,
+    requests: Sequence[TransferRequest],
+    *,
+    caller: Caller,
+    policy: TransferPolicy,
+    now: datetime,
 ) -> list[TransferSummary]:
     if not requests:
         return []
@@ -213,6 +256,8 @@ def _summaries(
     for request in requests:
         assert request.id is not None
         member = members.get(request.member_id) if request.member_id is not None else None
+        if identity_hidden(caller, request, member):
+            member = None
         letter = letters.get(request.id)
         evaluation = evaluate(
             applicant=applicant_of(request, letter, member),
@@ -229,7 +274,7 @@ def _summaries(
                 state=request.state,
                 state_label=STATE_LABELS[request.state],
                 applicant_name=_applicant_name(request, member),
-                member_id=request.member_id,
+                member_id=member.id if member is not None else None,
                 card_masked=request.card_masked,
                 source=request.source,
                 to_org=org_ref(orgs[request.to_org_id]),
@@ -244,6 +289,7 @@ def _summaries(
                 overdue=due_on is not None and today > due_on,
                 blockers=evaluation.blockers,
                 warnings=evaluation.warnings,
+                member_confirmed_at=request.member_confirmed_at,
             )
         )
     return summaries
@@ -290,7 +336,19 @@ def _letter_public(letter: IntroductionLetter) -> LetterPublic:
     )
 
 
-def _history(session: Session, request: TransferRequest) -> list[HistoryEntry]:
+SOURCE_SIDE_ENTRIES = frozenset(
+    f"transfer.{action.value}"
+    for action in (TransferAction.SOURCE_AGREE, TransferAction.RELEASE, TransferAction.REFUSE_RELEASE)
+)
+# What the receiving side did that its own reviewers and notes are part of; the other side sees
+# only that the state changed.
+OTHER_SIDE = {"receiving": "原组织", "source": "接收方"}
+
+
+def _history(session: Session, request: TransferRequest, *, side: str) -> list[HistoryEntry]:
+    """The request's audit entries as ``side`` ("receiving" or "source") may read them: its own in
+    full; the other side's state changes without who or why (a refusal keeps its reason, which is
+    meant for the receiving side), and none of the other side's letter, documents or notes."""
     entries = session.exec(
         select(AuditEntry)
         .where(AuditEntry.object_type == OBJECT_TYPE, AuditEntry.object_id == str(request.id))
@@ -299,13 +357,19 @@ def _history(session: Session, request: TransferRequest) -> list[HistoryEntry]:
     history = []
     for entry in entries:
         detail = json.loads(entry.detail or "{}")
+        own = (entry.action in SOURCE_SIDE_ENTRIES) == (side == "source")
+        state_change = "to_state" in detail
+        if not own and not state_change and entry.action != "transfer.member_confirm":
+            continue
+        shown_in_full = own or entry.action == "transfer.member_confirm"
+        keeps_reason = shown_in_full or entry.action == f"transfer.{TransferAction.REFUSE_RELEASE.value}"
         history.append(
             HistoryEntry(
                 at=entry.at,
-                actor=entry.actor,
-                actor_name=entry.actor_name,
+                actor=entry.actor if shown_in_full else "",
+                actor_name=entry.actor_name if shown_in_full else OTHER_SIDE[side],
                 action=entry.action,
-                reason=entry.reason,
+                reason=entry.reason if keeps_reason else "",
                 from_state=detail.get("from_state"),
                 to_state=detail.get("to_state"),
             )
@@ -314,12 +378,104 @@ def _history(session: Session, request: TransferRequest) -> list[HistoryEntry]:
 
 
 def _actions_for(caller: Caller, request: TransferRequest) -> list[TransferAction]:
-    committee = may_act_for_committee(caller, request)
+    """The receiving side's actions this caller may take now (never the member's organisation's)."""
     return [
         action
         for action in actions_from(request.state)
-        if rule_for(request.state, action).level != Level.COMMITTEE or committee
+        if rule_for(request.state, action).level not in SOURCE_LEVELS
+        and may_take(rule_for(request.state, action).level, caller, request)
     ]
+
+
+# --- the outgoing half --------------------------------------------------------------------------
+
+
+def list_outgoing(
+    session: Session,
+    *,
+    caller: Caller,
+    states: Collection[TransferState] | None = None,
+    limit: int = 200,
+) -> OutgoingList:
+    """Requests for members of the caller's subtree to move to another organisation, those waiting
+    for our decision first, then oldest first. ``states`` defaults to every open state."""
+    wanted = list(states) if states else [s for s in TransferState if s in OPEN_STATES]
+    query = select(TransferRequest).where(
+        col(TransferRequest.from_org_id).is_not(None),
+        col(TransferRequest.state).in_(wanted),
+        caller.scope.condition(TransferRequest.from_org_id),
+    )
+    requests = list(
+        session.exec(query.order_by(col(TransferRequest.submitted_at), col(TransferRequest.id))).all()
+    )
+    summaries = _outgoing_summaries(session, requests)
+    ordered = sorted(summaries, key=lambda summary: summary.state not in SOURCE_STATES)  # stable
+    return OutgoingList(items=ordered[:limit], total=len(ordered))
+
+
+def get_outgoing(session: Session, *, request_id: int, caller: Caller) -> OutgoingDetail:
+    """One outgoing request with the decisions this caller may take. Raises TransferNotFound."""
+    request = load_outgoing(session, request_id, caller)
+    (summary,) = _outgoing_summaries(session, [request])
+    return OutgoingDetail(
+        **summary.model_dump(),
+        actions=[
+            action
+            for action in actions_from(request.state)
+            if rule_for(request.state, action).level in SOURCE_LEVELS
+            and may_take(rule_for(request.state, action).level, caller, request)
+        ],
+        history=_history(session, request, side="source"),
+    )
+
+
+def count_outgoing_waiting(session: Session, *, caller: Caller) -> int:
+    """Outgoing requests waiting for a decision of the caller's organisation (for dashboards)."""
+    return list_outgoing(session, caller=caller, states=SOURCE_STATES, limit=0).total
+
+
+def _outgoing_summaries(session: Session, requests: Sequence[TransferRequest]) -> list[OutgoingSummary]:
+    if not requests:
+        return []
+    member_ids = {request.member_id for request in requests if request.member_id is not None}
+    members = {
+        member.id: member
+        for member in session.exec(select(Member).where(col(Member.id).in_(member_ids))).all()
+    }
+    org_ids: set[int] = set()
+    for request in requests:
+        org_ids |= {request.to_org_id, request.committee_id}
+        org_ids |= {o for o in (request.from_org_id, request.from_committee_id) if o is not None}
+    orgs = {
+        org.id: org
+        for org in session.exec(select(Organisation).where(col(Organisation.id).in_(org_ids))).all()
+    }
+    summaries = []
+    for request in requests:
+        assert request.id is not None
+        assert request.member_id is not None
+        assert request.from_org_id is not None
+        assert request.from_committee_id is not None
+        member = members[request.member_id]
+        assert member.id is not None
+        summaries.append(
+            OutgoingSummary(
+                id=request.id,
+                state=request.state,
+                state_label=OUTGOING_STATE_LABELS[request.state],
+                member=MemberRef(id=member.id, name=member.name),
+                from_org=org_ref(orgs[request.from_org_id]),
+                from_committee=org_ref(orgs[request.from_committee_id]),
+                to_org=org_ref(orgs[request.to_org_id]),
+                to_committee=org_ref(orgs[request.committee_id]),
+                source=request.source,
+                submitted_at=request.submitted_at,
+                state_since=request.state_since,
+                member_confirmed_at=request.member_confirmed_at,
+                released_at=request.released_at,
+            )
+        )
+    return summaries
 
 
 def list_suggestions(

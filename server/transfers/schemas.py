@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel
 from pydantic import Field as PydanticField
 
+from server.inputs import RowId
 from server.records.transfers import (
     DUES_MONTH_PATTERN,
     DocumentKind,
@@ -34,14 +35,18 @@ class LetterIn(BaseModel):
 
 
 class TransferCreate(BaseModel):
-    """File a request. The applicant is ``member_id`` (a member the caller may see), or the member
-    behind ``card_no`` (the 易通卡 number they show), or else a new person named ``claimed_name``."""
+    """File a request. The applicant is ``member_id`` (a member the caller may see), or the holder
+    of ``card_no`` (the 易通卡 number they show), or else a new person named ``claimed_name``.
 
-    to_org_id: int
-    member_id: int | None = None
+    A card number reveals nothing outside the caller's scope: a card of a member elsewhere and a
+    card nobody holds both file a request in ``awaiting_source`` under the name typed here, which
+    the member's organisation releases or the holder's own tap at a kiosk confirms."""
+
+    to_org_id: RowId
+    member_id: RowId | None = None
     card_no: str | None = PydanticField(default=None, max_length=40)
     claimed_name: str | None = PydanticField(default=None, max_length=100)
-    placement_org_id: int | None = None
+    placement_org_id: RowId | None = None
     letter: LetterIn | None = None
     probation_due_on: date | None = None
     note: str = PydanticField(default="", max_length=500)
@@ -51,15 +56,23 @@ class TransferUpdate(BaseModel):
     """Details a reviewer completes later; ``None`` leaves a field as it is."""
 
     claimed_name: str | None = PydanticField(default=None, max_length=100)
-    placement_org_id: int | None = None
+    placement_org_id: RowId | None = None
     probation_due_on: date | None = None
     note: str | None = PydanticField(default=None, max_length=500)
+
+
+class ReleaseDecisionIn(BaseModel):
+    """The member's own organisation on an outgoing request: agree (branch), release (基层党委), or
+    refuse with a reason."""
+
+    action: Literal[TransferAction.SOURCE_AGREE, TransferAction.RELEASE, TransferAction.REFUSE_RELEASE]
+    reason: str = PydanticField(default="", max_length=500)
 
 
 class TransitionIn(BaseModel):
     action: TransferAction
     reason: str = PydanticField(default="", max_length=500)
-    placement_org_id: int | None = PydanticField(
+    placement_org_id: RowId | None = PydanticField(
         default=None, description="For branch_accept/receive: the 党支部 (or 党小组) the member joins."
     )
 
@@ -113,6 +126,9 @@ class HistoryEntry(BaseModel):
 
 
 class TransferSummary(BaseModel):
+    """One request as the receiving side sees it. Until the member's own organisation releases
+    them, ``applicant_name`` is what the filer typed (or 未登记持卡人) and ``member_id`` is None."""
+
     id: int
     state: TransferState
     state_label: str
@@ -132,6 +148,9 @@ class TransferSummary(BaseModel):
     overdue: bool
     blockers: list[str] = PydanticField(description="Codes of the blocking checks.")
     warnings: list[str]
+    member_confirmed_at: datetime | None = PydanticField(
+        default=None, description="When the applicant confirmed by tapping their card at a kiosk here."
+    )
 
 
 class TransferDetail(TransferSummary):
@@ -164,3 +183,42 @@ class TransferSuggestion(BaseModel):
     events_attended: int
     last_attended_at: datetime
     evidence_tap_id: int | None
+
+
+class MemberRef(BaseModel):
+    id: int
+    name: str
+
+
+class OutgoingSummary(BaseModel):
+    """A request for one of our members to move to another organisation, as their own organisation
+    sees it: where to, how far it is, and its own decision; not the receiving side's documents,
+    letter or notes."""
+
+    id: int
+    state: TransferState
+    state_label: str
+    member: MemberRef
+    from_org: OrgRef
+    from_committee: OrgRef
+    to_org: OrgRef
+    to_committee: OrgRef
+    source: TransferSource
+    submitted_at: datetime
+    state_since: datetime
+    member_confirmed_at: datetime | None = PydanticField(
+        description="When the member tapped their own card at a kiosk of the receiving venue."
+    )
+    released_at: datetime | None
+
+
+class OutgoingDetail(OutgoingSummary):
+    actions: list[TransferAction] = PydanticField(description="What this caller may decide now.")
+    history: list[HistoryEntry] = PydanticField(
+        description="State changes; who acted and why only for this organisation's own decisions."
+    )
+
+
+class OutgoingList(BaseModel):
+    items: list[OutgoingSummary]
+    total: int

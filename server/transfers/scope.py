@@ -9,8 +9,8 @@ from sqlmodel import Session
 
 from server.caller import Caller
 from server.transfers.calendar import TransferPolicy
-from server.transfers.queue import get_detail
-from server.transfers.schemas import TransferDetail
+from server.transfers.queue import get_detail, get_outgoing
+from server.transfers.schemas import OutgoingDetail, TransferDetail
 
 
 @dataclass(frozen=True)
@@ -30,3 +30,6 @@ class TransferScope:
         return get_detail(
             self.session, request_id=request_id, caller=self.caller, policy=self.policy, now=self.now
         )
+
+    def outgoing(self, request_id: int) -> OutgoingDetail:
+        return get_outgoing(self.session, request_id=request_id, caller=self.caller)

@@ -19,14 +19,25 @@ Where requests come from:
   kiosk's configured mode says what a tap means. Guests who keep coming are listed for the
   secretary, who can file a request for them in one step, with the latest tap as evidence.
 
+Between organisations (docs/transfers.md): when the applicant is a current member of an
+organisation the filer cannot see, or outside the receiving 基层党委, the request starts in
+``awaiting_source`` and the member's own organisation releases it (:func:`decide_release`: their
+branch agrees, their 基层党委 releases) before the receiving side may review and receive. Until then
+the receiving side learns nothing about who it is: a card number typed on a form gets the same
+answer whether it is bound to someone elsewhere or to nobody (for a card nobody holds, the holder's
+own tap at a kiosk of the receiving venue confirms it, :func:`confirm_from_tap`).
+
 Who may do what: a request is visible to a caller whose scope holds its receiving organisation
 or its placement branch; actions of level ``committee`` also need the receiving 基层党委 in the
 scope and ``caller.may_approve`` (organiser or admin on the web; any token on the API, whose
-scope alone decides).
+scope alone decides). The outgoing half is visible to a caller whose scope holds the member's
+organisation (``access.load_outgoing``); :func:`server.transfers.access.may_take` decides levels.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 
@@ -49,6 +60,7 @@ from server.errors import (
     TransferCardTaken,
     TransferCureMissing,
     TransferLevelForbidden,
+    TransferReleaseRequired,
     TransferTransitionNotAllowed,
 )
 from server.inputs import clean_text
@@ -79,8 +91,10 @@ from server.transfers.access import (
     audit_request,
     current_letter,
     evaluate_request,
+    identity_hidden,
+    load_outgoing,
     load_request,
-    may_act_for_committee,
+    may_take,
     require_pending,
     ticked_documents,
 )
@@ -88,7 +102,15 @@ from server.transfers.calendar import TransferPolicy
 from server.transfers.checks import letter_lapsed, letter_valid_until, overdue_cured
 from server.transfers.kinds import AUTHORISED_ISSUERS
 from server.transfers.schemas import LetterIn, TransferCreate, TransferUpdate
-from server.transfers.states import PENDING_STATES, Level, Rule, rule_for
+from server.transfers.states import (
+    ALLOWED,
+    PENDING_STATES,
+    SOURCE_LEVELS,
+    SOURCE_STATES,
+    Level,
+    Rule,
+    rule_for,
+)
 from server.vocabulary import BindingStatus, MemberStatus, OrgKind
 
 SYSTEM_ACTOR = Actor("system", "系统")
@@ -102,7 +124,11 @@ DEFAULT_REASONS = {
     TransferAction.RECEIVE: "已接收入支部",
     TransferAction.CLOSE: "回执已寄回原基层党委",
     TransferAction.RESUBMIT: "已补正，重新提交",
+    TransferAction.SOURCE_AGREE: "支部同意转出",
+    TransferAction.RELEASE: "党委同意转出",
 }
+# Members of an organisation now; a member who transferred out of our tree or left is nobody's.
+CURRENT_STATUSES = frozenset({MemberStatus.ACTIVE, MemberStatus.SUSPENDED})
 
 
 class TapFiling(StrEnum):
@@ -114,6 +140,54 @@ class TapFiling(StrEnum):
 
 
 # --- filing -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Consent:
+    """How a new request starts: whose consent it waits for, and whether the receiving side may
+    see who the applicant is from the start (``released``)."""
+
+    state: TransferState
+    from_org_id: int | None = None
+    from_committee_id: int | None = None
+    released: bool = False
+
+
+def _consent(
+    session: Session,
+    member: Member | None,
+    *,
+    committee_id: int,
+    filer_sees: Callable[[int], bool],
+    holder_present: bool,
+) -> _Consent:
+    """Whose consent a request for ``member`` needs before the receiving side may review it.
+
+    * A person unknown to the system: nobody's, when they are present (their tap) or named by the
+      filer; a card number typed by the filer waits for the holder's own tap (``confirm_by_tap``),
+      exactly like the card of a member elsewhere would wait for their organisation.
+    * A member the filer can see, inside the receiving 基层党委: a move within one committee, which
+      the committee itself approves and receives.
+    * A current member of any other organisation: their branch and 基层党委 release them first.
+    * A member who is nobody's now (transferred out, left) and whom the filer cannot see: their tap
+      confirms, as for an unknown card.
+    """
+    if member is None:
+        return _Consent(TransferState.SUBMITTED if holder_present else TransferState.AWAITING_SOURCE)
+    current = member.status in CURRENT_STATUSES
+    if filer_sees(member.org_id) and (
+        not current or member.org_id in organisation_subtree_ids(session, committee_id)
+    ):
+        return _Consent(TransferState.SUBMITTED, released=True)
+    if not current:
+        if holder_present:
+            return _Consent(TransferState.SUBMITTED, released=True)
+        return _Consent(TransferState.AWAITING_SOURCE)
+    return _Consent(
+        TransferState.AWAITING_SOURCE,
+        from_org_id=member.org_id,
+        from_committee_id=_receiving_committee(session, member.org_id),
+    )
 
 
 def check_tap_filing(
@@ -147,11 +221,23 @@ def file_from_tap(
     """Open a request at ``org_id`` for the tapped card's member, or for an unknown person keyed by
     the card's digests, with the tap as evidence. Call after :func:`check_tap_filing` said FILED.
 
+    The tap is the member's own application, but not their organisation's consent: a current
+    member of another organisation waits for its release (``awaiting_source``).
+
     A concurrent tap of the same person can make the insert fail on the pending-key constraint;
     ingest retries the envelope, and the retry finds this request pending.
     """
+    subtree = organisation_subtree_ids(session, org_id)
+    consent = _consent(
+        session,
+        member,
+        committee_id=_receiving_committee(session, org_id),
+        filer_sees=subtree.__contains__,
+        holder_present=True,
+    )
     request = _new_request(
         session,
+        consent=consent,
         to_org_id=org_id,
         source=TransferSource.KIOSK_TAP,
         created_by=f"kiosk:{kiosk_id}",
@@ -166,6 +252,10 @@ def file_from_tap(
         note="",
         now=now,
     )
+    request.member_confirmed_at = now
+    request.member_confirm_tap_id = tap_id
+    session.add(request)
+    session.flush()
     audit_request(
         session,
         request,
@@ -175,6 +265,66 @@ def file_from_tap(
         reason="签到机转入模式刷卡申请",
         detail={"to_state": request.state.value, "evidence_tap_id": tap_id},
     )
+    return request
+
+
+def confirm_from_tap(
+    session: Session,
+    *,
+    org_id: int,
+    member: Member | None,
+    card_no_hmac: str | None,
+    uid_hmac: str | None,
+    tap_id: int,
+    kiosk_id: str,
+    now: datetime,
+) -> TransferRequest | None:
+    """A transfer-in tap for a request already pending at ``org_id`` (:func:`check_tap_filing`
+    said PENDING): the member's own confirmation, recorded on the request once.
+
+    It stands as the applicant's confirmation only. For a card nobody here held when a secretary
+    typed its number, the holder's tap is all the identity there is to confirm, so the request
+    goes on to review (``confirm_by_tap``); a member of another organisation still waits for its
+    release, which a tap does not replace.
+    """
+    request = _pending_request(
+        session,
+        org_id=org_id,
+        member_id=member.id if member is not None else None,
+        card_no_hmac=None if member is not None else card_no_hmac,
+        uid_hmac=None if member is not None else uid_hmac,
+    )
+    if request is None:
+        return None
+    actor = Actor(f"kiosk:{kiosk_id}", "签到机")
+    if request.member_confirmed_at is None:
+        request.member_confirmed_at = now
+        request.member_confirm_tap_id = tap_id
+        session.add(request)
+        session.flush()
+        audit_request(
+            session,
+            request,
+            actor=actor,
+            action="transfer.member_confirm",
+            at=now,
+            reason="本人在接收方签到机刷卡确认转入",
+            detail={"tap_id": tap_id},
+        )
+    if request.state == TransferState.AWAITING_SOURCE and request.from_org_id is None:
+        if request.uid_hmac is None and uid_hmac is not None and member is None:
+            request.uid_hmac = uid_hmac  # so receiving binds the card the holder actually tapped
+        if request.evidence_tap_id is None:
+            request.evidence_tap_id = tap_id
+        _apply(
+            session,
+            request,
+            TransferAction.CONFIRM_BY_TAP,
+            actor=actor,
+            reason="持卡人本人刷卡确认身份",
+            now=now,
+            detail={"tap_id": tap_id},
+        )
     return request
 
 
@@ -191,15 +341,20 @@ def create_request(
     """File a request from the web or the API.
 
     The applicant is ``member_id`` (a member the reviewer may see: a move inside their subtree),
-    or the member whose card number is ``card_no`` (they show their 易通卡), or else a new person
-    named ``claimed_name`` (keyed by the card number's digest when one was given). A letter that
-    has already lapsed sends the request straight to ``expired``.
+    or the holder of the card whose number is ``card_no``, or else a new person named
+    ``claimed_name``. A letter that has already lapsed sends the request straight to ``expired``.
+
+    A card number is printed on the card; knowing it proves nothing. When its holder is a member
+    outside the caller's scope, or nobody, the answer is the same: a request in
+    ``awaiting_source``, named as the caller typed it (or 未登记持卡人), that the member's
+    organisation releases or the holder's own tap confirms. Only a member inside the caller's scope
+    is named (and ``already_member`` told).
 
     Raises:
         OrganisationNotFound: ``to_org_id`` (or the placement) is not in the caller's scope.
         MemberNotFound: ``member_id`` is unknown or outside the caller's scope.
         InvalidCardIdentifier: ``card_no`` is not 19 digits.
-        ApplicantNameRequired: neither a member nor a name.
+        ApplicantNameRequired: neither a member, nor a card number, nor a name.
         AlreadyMember: the member already belongs to ``to_org_id``'s subtree.
         TransferAlreadyPending: the person has a pending request there.
         LetterIssuerNotCommittee: the letter comes from a 党支部 or 党总支.
@@ -219,14 +374,26 @@ def create_request(
         member = _member_by_card_number(session, card_no_hmac)
         card_masked = mask_card_no(card_no)
     claimed_name = None
-    if member is None:
-        if not data.claimed_name or not data.claimed_name.strip():
-            raise ApplicantNameRequired()
+    if data.claimed_name and data.claimed_name.strip():
         claimed_name = clean_text(data.claimed_name, field="姓名", max_length=100)
-    else:
+    hidden = member is not None and not caller.sees_org(member.org_id)
+    if member is None and card_no_hmac is None and claimed_name is None:
+        raise ApplicantNameRequired()
+    if member is not None and not hidden:
         if member.org_id in organisation_subtree_ids(session, data.to_org_id):
             raise AlreadyMember()
-        card_no_hmac = card_masked = None
+        # A member the caller may see is named by the roster, not by what was typed.
+        claimed_name = card_no_hmac = card_masked = None
+    elif member is not None:
+        card_no_hmac = None  # the pending key is the member; the masked number is what was typed
+    committee_id = _receiving_committee(session, data.to_org_id)
+    consent = _consent(
+        session,
+        member,
+        committee_id=committee_id,
+        filer_sees=caller.sees_org,
+        holder_present=card_no_hmac is None and member is None,
+    )
     pending = _pending_request(
         session,
         org_id=data.to_org_id,
@@ -243,6 +410,7 @@ def create_request(
 
     request = _new_request(
         session,
+        consent=consent,
         to_org_id=data.to_org_id,
         source=source,
         created_by=caller.actor.ref,
@@ -275,6 +443,7 @@ def create_request(
 def _new_request(
     session: Session,
     *,
+    consent: _Consent,
     to_org_id: int,
     source: TransferSource,
     created_by: str,
@@ -290,7 +459,7 @@ def _new_request(
     now: datetime,
 ) -> TransferRequest:
     request = TransferRequest(
-        state=TransferState.SUBMITTED,
+        state=consent.state,
         state_since=now,
         submitted_at=now,
         source=source,
@@ -306,6 +475,9 @@ def _new_request(
         evidence_tap_id=evidence_tap_id,
         probation_due_on=probation_due_on,
         note=note[:500],
+        from_org_id=consent.from_org_id,
+        from_committee_id=consent.from_committee_id,
+        released_at=now if consent.released else None,
     )
     request.pending_key = _pending_key(request)
     session.add(request)
@@ -403,7 +575,9 @@ def update_details(
     require_pending(request, "修改申请信息")
     changed: dict[str, object] = {}
     if changes.claimed_name is not None:
-        if request.member_id is not None:
+        member = session.get(Member, request.member_id) if request.member_id is not None else None
+        # Refusing only for a member the caller may see: else the refusal would tell who it is.
+        if member is not None and not identity_hidden(caller, request, member):
             raise ApplicantNameRequired("申请人已是系统中的党员，姓名以党员信息为准")
         request.claimed_name = clean_text(changes.claimed_name, field="姓名", max_length=100)
         changed["claimed_name"] = request.claimed_name
@@ -561,19 +735,23 @@ def transition(
 
     Raises:
         TransferNotFound: no such request in the caller's scope.
-        TransferTransitionNotAllowed: the state table has no such move (or it is the system's).
+        TransferTransitionNotAllowed: the state table has no such move (or it is the system's, or
+            the member's own organisation's: :func:`decide_release`).
         TransferLevelForbidden: a committee-level action by someone who is not the receiving 基层党委.
         ReasonRequired: return, reject, withdraw and revive need a reason.
         PlacementRequired / InvalidPlacement: accepting or receiving needs a branch to place into.
         ApplicantNameRequired, LetterMissing, LetterExpired, ProbationOverdue: a blocking check.
         TransferCureMissing: reviving an expired request without the documents or a new letter.
         TransferCardTaken: receiving an unknown person whose card was bound to someone else meanwhile.
+        TransferReleaseRequired: receiving a member of another organisation that has not released them.
     """
     request = load_request(session, request_id, caller, for_update=True)
     rule = rule_for(request.state, action)
     if rule.level == Level.SYSTEM:
         raise TransferTransitionNotAllowed("此状态变化由系统自动完成")
-    if rule.level == Level.COMMITTEE and not may_act_for_committee(caller, request):
+    if rule.level in SOURCE_LEVELS:
+        raise TransferTransitionNotAllowed("是否同意转出，由党员所在的原组织办理")
+    if not may_take(rule.level, caller, request):
         raise TransferLevelForbidden()
     reason = " ".join(reason.split())[:500]
     if rule.reason_required and not reason:
@@ -605,6 +783,49 @@ def transition(
         now=now,
         detail=detail,
     )
+    return request
+
+
+def decide_release(
+    session: Session,
+    *,
+    request_id: int,
+    action: TransferAction,
+    reason: str,
+    caller: Caller,
+    policy: TransferPolicy,
+    now: datetime,
+) -> TransferRequest:
+    """The member's own organisation on an outgoing request: its branch agrees (``source_agree``),
+    its 基层党委 releases (``release``, after which the receiving side reviews and sees who it is),
+    or either refuses with a reason (``refuse_release``). Released with a letter that has already
+    lapsed, the request goes on to ``expired`` at once, as when it is filed so.
+
+    Raises:
+        TransferNotFound: no outgoing request for a member of the caller's subtree.
+        TransferTransitionNotAllowed: not a move of the member's organisation in this state.
+        TransferLevelForbidden: releasing without the member's 基层党委 in scope and the right to approve.
+        ReasonRequired: refusing without a reason.
+    """
+    request = load_outgoing(session, request_id, caller, for_update=True)
+    rule = rule_for(request.state, action)
+    if rule.level not in SOURCE_LEVELS:
+        raise TransferTransitionNotAllowed("此操作由接收方办理")
+    if not may_take(rule.level, caller, request):
+        raise TransferLevelForbidden("同意转出须由党员所在基层党委的组织员办理")
+    reason = " ".join(reason.split())[:500]
+    if rule.reason_required and not reason:
+        raise ReasonRequired()
+    _apply(
+        session,
+        request,
+        action,
+        actor=caller.actor,
+        reason=reason or DEFAULT_REASONS.get(action, ""),
+        now=now,
+        detail={},
+    )
+    _expire_if_lapsed(session, request, policy=policy, now=now)
     return request
 
 
@@ -643,7 +864,9 @@ def _expire_if_lapsed(
     letter: IntroductionLetter | None = None,
     today: date | None = None,
 ) -> bool:
-    if request.state not in PENDING_STATES or request.state == TransferState.EXPIRED:
+    if (request.state, TransferAction.EXPIRE) not in ALLOWED:
+        # Finished, already expired, or still waiting for the member's organisation (expiring it
+        # there would let a revival skip the release).
         return False
     letter = letter or current_letter(session, request)
     today = today or policy.local_date(now)
@@ -676,12 +899,14 @@ def _apply(
     now: datetime,
     detail: dict[str, object],
 ) -> Rule:
-    """The one place a request changes state: table lookup, pending key, audit entry."""
+    """The one place a request changes state: table lookup, pending key, release, audit entry."""
     rule = rule_for(request.state, action)
     source = request.state
     request.state = rule.target
     request.state_since = now
     request.pending_key = _pending_key(request) if rule.target in PENDING_STATES else None
+    if source in SOURCE_STATES and rule.target == TransferState.SUBMITTED:
+        request.released_at = now  # released, or confirmed by the holder: the receiving side may know
     session.add(request)
     session.flush()
     audit_request(
@@ -692,6 +917,7 @@ def _apply(
         at=now,
         reason=reason,
         detail={"from_state": source.value, "to_state": rule.target.value, **detail},
+        source_side=rule.level in SOURCE_LEVELS,
     )
     return rule
 
@@ -742,6 +968,7 @@ def _receive_member(
         if member is None:
             raise MemberNotFound()
         assert member.id is not None
+        _require_release(session, request, member)
         from_org_id: int | None = member.org_id
         if member.status == MemberStatus.TRANSFERRED_OUT:
             # Transferred out of our tree earlier and now coming back.
@@ -796,6 +1023,27 @@ def _receive_member(
     }
 
 
+def _require_release(session: Session, request: TransferRequest, member: Member) -> None:
+    """Nobody takes what isn't theirs: a current member of an organisation outside the receiving
+    基层党委 moves only when that organisation released them (and they are still under it).
+
+    The state table already sends such requests through the release; this guard also covers a
+    member who moved elsewhere after a request was filed, and requests filed before the release
+    existed.
+    """
+    if member.status not in CURRENT_STATUSES:
+        return
+    if member.org_id in organisation_subtree_ids(session, request.committee_id):
+        return
+    released_by = request.from_committee_id
+    if (
+        request.released_at is None
+        or released_by is None
+        or member.org_id not in organisation_subtree_ids(session, released_by)
+    ):
+        raise TransferReleaseRequired()
+
+
 def _bind_tapped_card(session: Session, request: TransferRequest, member: Member, *, now: datetime) -> None:
     if request.card_no_hmac is None and request.uid_hmac is None:
         return
@@ -840,9 +1088,12 @@ def file_from_suggestion(
     """
     require_visible_organisation(session, org_id, caller=caller)
     subtree = organisation_subtree_ids(session, org_id)
+    # One answer for "no such member" and "never came here": a member id outside the caller's
+    # scope must not be probed through this door.
+    not_a_guest = MemberNotFound(f"党员 {member_id} 没有在本组织参加活动的记录")
     member = session.get(Member, member_id)
     if member is None:
-        raise MemberNotFound(f"党员 {member_id} 不存在")
+        raise not_a_guest
     if member.org_id in subtree:
         raise AlreadyMember()
     attended = session.exec(
@@ -854,13 +1105,22 @@ def file_from_suggestion(
     if attended is None:
         # Only people who came to our events can be named this way; anyone else files themselves
         # (a tap in transfer-in mode) or shows their card number.
-        raise MemberNotFound(f"党员 {member_id} 没有在本组织参加活动的记录")
+        raise not_a_guest
     evidence = attended.last_tap_id
     pending = _pending_request(session, org_id=org_id, member_id=member_id, card_no_hmac=None, uid_hmac=None)
     if pending is not None:
         raise TransferAlreadyPending(f"此人已有正在办理的转入申请（编号 {pending.id}）")
+    # Coming to our events is not the member's application, nor their organisation's consent.
+    consent = _consent(
+        session,
+        member,
+        committee_id=_receiving_committee(session, org_id),
+        filer_sees=caller.sees_org,
+        holder_present=False,
+    )
     request = _new_request(
         session,
+        consent=consent,
         to_org_id=org_id,
         source=TransferSource.GUEST_TAP,
         created_by=caller.actor.ref,

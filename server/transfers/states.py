@@ -1,6 +1,19 @@
 """The 组织关系转入 (inbound transfer) state machine: one explicit table, enforced in one function.
 
-The states of docs/domain-rules.md §3.7, refined::
+Between organisations the member's own organisation releases them first (转出), and only then
+does the receiving side review::
+
+    (filed for a current member of another organisation, or by a card number) ──▶ AWAITING_SOURCE
+    AWAITING_SOURCE ──source_agree (branch)──▶ SOURCE_BRANCH_AGREED ──release (基层党委)──▶ SUBMITTED
+    AWAITING_SOURCE | SOURCE_BRANCH_AGREED ──refuse_release (with a reason)──▶ SOURCE_REFUSED
+    AWAITING_SOURCE ──confirm_by_tap──▶ SUBMITTED   (a card nobody here holds: its holder tapped it)
+    AWAITING_SOURCE | SOURCE_BRANCH_AGREED ──withdraw / reject (the receiving side)──▶ WITHDRAWN / REJECTED
+
+A card number is printed on the card: typing it is not the member's consent, nor their
+organisation's. The source states have no ``expire``: reviving an expired request goes to
+SUBMITTED, which would skip the release.
+
+Then the states of docs/domain-rules.md §3.7, refined::
 
     (kiosk tap, web or API) ──▶ SUBMITTED ──branch_accept──▶ BRANCH_ACCEPTED ──committee_approve──▶
     COMMITTEE_APPROVED ──receive──▶ RECEIVED ──close (回执 returned)──▶ CLOSED
@@ -25,7 +38,11 @@ What changed from the proposal and why:
 Each rule also says at which *level* the actor must stand: ``BRANCH`` actions need the request to
 be visible to the actor (its receiving organisation or its placement branch is in their subtree);
 ``COMMITTEE`` actions need the receiving 基层党委 itself in their subtree (docs/domain-rules.md §3.7: the
-committee receives, the branch confirms placement). ``SYSTEM`` actions are not offered to people.
+committee receives, the branch confirms placement). ``SOURCE_BRANCH`` and ``SOURCE_COMMITTEE``
+actions are the same two levels on the member's side: their organisation (``from_org_id``) in the
+actor's subtree, and for the release their 基层党委 (``from_committee_id``) too. ``SYSTEM`` actions
+are not offered to people. Who stands at which level is decided in one place,
+``server.transfers.access.may_take``.
 """
 
 from __future__ import annotations
@@ -40,7 +57,13 @@ from server.records.transfers import TransferAction, TransferState
 class Level(StrEnum):
     BRANCH = "branch"
     COMMITTEE = "committee"
+    SOURCE_BRANCH = "source_branch"
+    SOURCE_COMMITTEE = "source_committee"
     SYSTEM = "system"
+
+
+# The levels of the member's own organisation: its half of the request (the outgoing list).
+SOURCE_LEVELS: frozenset[Level] = frozenset({Level.SOURCE_BRANCH, Level.SOURCE_COMMITTEE})
 
 
 @dataclass(frozen=True)
@@ -56,16 +79,36 @@ A = TransferAction
 # Waiting for someone; a second request for the same person at the same organisation refers to
 # the pending one instead. RECEIVED is not pending: the member already belongs here.
 PENDING_STATES: frozenset[TransferState] = frozenset(
-    {S.SUBMITTED, S.RETURNED, S.BRANCH_ACCEPTED, S.COMMITTEE_APPROVED, S.EXPIRED}
+    {
+        S.AWAITING_SOURCE,
+        S.SOURCE_BRANCH_AGREED,
+        S.SUBMITTED,
+        S.RETURNED,
+        S.BRANCH_ACCEPTED,
+        S.COMMITTEE_APPROVED,
+        S.EXPIRED,
+    }
 )
-FINAL_STATES: frozenset[TransferState] = frozenset({S.REJECTED, S.CLOSED, S.WITHDRAWN})
+# Waiting for the member's organisation (or the holder's tap); the receiving side only waits.
+SOURCE_STATES: frozenset[TransferState] = frozenset({S.AWAITING_SOURCE, S.SOURCE_BRANCH_AGREED})
+FINAL_STATES: frozenset[TransferState] = frozenset({S.REJECTED, S.CLOSED, S.WITHDRAWN, S.SOURCE_REFUSED})
 OPEN_STATES: frozenset[TransferState] = frozenset(set(TransferState) - FINAL_STATES)
 
 B, C, SYS = Level.BRANCH, Level.COMMITTEE, Level.SYSTEM
+SB, SC = Level.SOURCE_BRANCH, Level.SOURCE_COMMITTEE
 WHY, NO_WHY = True, False  # is a reason required?
 
 # Every allowed (state, action) pair; anything not listed is refused.
 ALLOWED: dict[tuple[TransferState, TransferAction], Rule] = {
+    (S.AWAITING_SOURCE, A.SOURCE_AGREE): Rule(S.SOURCE_BRANCH_AGREED, SB, NO_WHY),
+    (S.AWAITING_SOURCE, A.REFUSE_RELEASE): Rule(S.SOURCE_REFUSED, SB, WHY),
+    (S.AWAITING_SOURCE, A.CONFIRM_BY_TAP): Rule(S.SUBMITTED, SYS, NO_WHY),
+    (S.AWAITING_SOURCE, A.REJECT): Rule(S.REJECTED, B, WHY),
+    (S.AWAITING_SOURCE, A.WITHDRAW): Rule(S.WITHDRAWN, B, WHY),
+    (S.SOURCE_BRANCH_AGREED, A.RELEASE): Rule(S.SUBMITTED, SC, NO_WHY),
+    (S.SOURCE_BRANCH_AGREED, A.REFUSE_RELEASE): Rule(S.SOURCE_REFUSED, SC, WHY),
+    (S.SOURCE_BRANCH_AGREED, A.REJECT): Rule(S.REJECTED, B, WHY),
+    (S.SOURCE_BRANCH_AGREED, A.WITHDRAW): Rule(S.WITHDRAWN, B, WHY),
     (S.SUBMITTED, A.BRANCH_ACCEPT): Rule(S.BRANCH_ACCEPTED, B, NO_WHY),
     (S.SUBMITTED, A.RETURN): Rule(S.RETURNED, B, WHY),
     (S.SUBMITTED, A.REJECT): Rule(S.REJECTED, B, WHY),
@@ -112,6 +155,9 @@ def actions_from(state: TransferState, *, include_system: bool = False) -> list[
 
 
 STATE_LABELS: dict[TransferState, str] = {
+    S.AWAITING_SOURCE: "待原组织同意转出或本人确认",
+    S.SOURCE_BRANCH_AGREED: "原支部已同意，待原党委同意转出",
+    S.SOURCE_REFUSED: "原组织不同意转出",
     S.SUBMITTED: "待支部审核",
     S.RETURNED: "已退回补正",
     S.REJECTED: "不予接收",
@@ -124,6 +170,10 @@ STATE_LABELS: dict[TransferState, str] = {
 }
 
 ACTION_LABELS: dict[TransferAction, str] = {
+    A.SOURCE_AGREE: "支部同意转出",
+    A.RELEASE: "党委同意转出",
+    A.REFUSE_RELEASE: "不同意转出",
+    A.CONFIRM_BY_TAP: "本人刷卡确认",
     A.BRANCH_ACCEPT: "支部同意",
     A.RETURN: "退回补正",
     A.REJECT: "不予接收",
@@ -134,4 +184,21 @@ ACTION_LABELS: dict[TransferAction, str] = {
     A.EXPIRE: "介绍信过期",
     A.REVIVE: "补齐材料，恢复办理",
     A.WITHDRAW: "本人撤回",
+}
+
+# The same states as the member's own organisation reads them (its outgoing list).
+OUTGOING_STATE_LABELS: dict[TransferState, str] = {
+    **STATE_LABELS,
+    S.AWAITING_SOURCE: "待本支部审核转出",
+    S.SOURCE_BRANCH_AGREED: "支部已同意，待党委同意转出",
+    S.SOURCE_REFUSED: "已不同意转出",
+    S.SUBMITTED: "已转出，待接收方审核",
+    S.RETURNED: "已转出，接收方退回补正",
+    S.BRANCH_ACCEPTED: "已转出，待接收方党委审批",
+    S.COMMITTEE_APPROVED: "已转出，待接收",
+    S.RECEIVED: "对方已接收",
+    S.CLOSED: "对方已接收，已办结",
+    S.REJECTED: "对方不予接收",
+    S.WITHDRAWN: "已撤回",
+    S.EXPIRED: "已转出，介绍信已过期",
 }

@@ -1,4 +1,5 @@
-"""Venues."""
+"""Venues, and the one card-check option a venue carries: whether its serial kiosks may check a
+card bound with its number by UID alone (``accept_uid_only_reads``, see ``server.cards.checks``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
+from server.audit.service import record
 from server.caller import Caller
 from server.errors import VenueNotFound
 from server.inputs import clean_text
@@ -14,13 +16,55 @@ from server.orgs.tree import ancestor_ids
 from server.records.venues import Venue
 
 
-def add_venue(session: Session, *, name: str, org_id: int, now: datetime) -> Venue:
+def add_venue(
+    session: Session, *, name: str, org_id: int, now: datetime, accept_uid_only_reads: bool = False
+) -> Venue:
     """Add a venue owned by an organisation. Raises OrganisationNotFound."""
     require_organisation(session, org_id)
-    venue = Venue(name=clean_text(name, field="名称", max_length=200), org_id=org_id, created_at=now)
+    venue = Venue(
+        name=clean_text(name, field="名称", max_length=200),
+        org_id=org_id,
+        created_at=now,
+        accept_uid_only_reads=accept_uid_only_reads,
+    )
     session.add(venue)
     session.flush()
     return venue
+
+
+def set_uid_only_reads(
+    session: Session, *, venue_id: int, accept: bool, caller: Caller, now: datetime
+) -> Venue:
+    """Whether the venue's serial kiosks may check a card bound with its number by UID alone (a
+    magic-UID copy then passes there). Audited (``venue.uid_only_reads``).
+
+    Raises:
+        VenueNotFound: no such venue, or outside the caller's scope.
+    """
+    venue = require_venue(session, venue_id)
+    if not caller.sees_org(venue.org_id):
+        raise VenueNotFound(f"场地 {venue_id} 不存在")
+    before = venue.accept_uid_only_reads
+    venue.accept_uid_only_reads = accept
+    session.add(venue)
+    session.flush()
+    record(
+        session,
+        actor=caller.actor,
+        action="venue.uid_only_reads",
+        object_type="venue",
+        object_id=venue_id,
+        org_id=venue.org_id,
+        at=now,
+        detail={"accept_uid_only_reads": accept, "before": before},
+    )
+    return venue
+
+
+def list_venues(session: Session, *, caller: Caller) -> list[Venue]:
+    """The venues of the caller's organisations, by name."""
+    query = select(Venue).where(caller.scope.condition(Venue.org_id))
+    return list(session.exec(query.order_by(col(Venue.name), col(Venue.id))).all())
 
 
 def require_venue(session: Session, venue_id: int) -> Venue:

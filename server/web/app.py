@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.textguard import TEXT_GUARD
 from server.web.errors import register_web_error_handlers
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -43,7 +44,9 @@ def page_routers() -> list[APIRouter]:
 
 def create_web_app(state: State) -> FastAPI:
     """The secretary web app, sharing the API app's state (engine, settings, clock, live feed)."""
-    web = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, title="党员e通卡 web")
+    web = FastAPI(
+        openapi_url=None, docs_url=None, redoc_url=None, title="党员e通卡 web", dependencies=[TEXT_GUARD]
+    )
     # The parent's lifespan fills its state; a mounted app's lifespan never runs, so share it.
     web.state = state
     register_web_error_handlers(web)

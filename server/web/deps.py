@@ -64,7 +64,9 @@ def get_current_user(
     if viewer is None:
         raise LoginRequired()
     if request.method not in _SAFE_METHODS and (
-        sent_csrf is None or not secrets.compare_digest(sent_csrf, viewer.csrf_token)
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, so a 500).
+        sent_csrf is None
+        or not secrets.compare_digest(sent_csrf.encode(errors="replace"), viewer.csrf_token.encode())
     ):
         raise CsrfFailed()
     request.state.viewer = viewer  # for render(): the layout shows who is signed in

@@ -51,7 +51,9 @@ def _login_required(request: Request, _exc: Exception) -> Response:
 
 def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    return _refusal(request, status_for(exc), exc.code, exc.message)
+    response = _refusal(request, status_for(exc), exc.code, exc.message)
+    response.headers.update(exc.headers())
+    return response
 
 
 def _invalid_form(request: Request, exc: Exception) -> Response:

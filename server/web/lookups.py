@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import func, or_
+from sqlalchemy import ColumnElement, func, or_
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from server.caller import Caller
+from server.inputs import LIKE_ESCAPE, MAX_ROW_ID, like_pattern
 from server.records.attendance import Attendance
 from server.records.events import Event, EventOrganisation
 from server.records.orgs import Member, Organisation
@@ -83,8 +84,11 @@ def members_in_scope(
         query = query.where(Member.status == MemberStatus.ACTIVE)
     text = search.strip()
     if text:
-        conditions = [col(Member.name).contains(text)]
-        if text.isdigit():
+        by_name = col(Member.name).like(like_pattern(text), escape=LIKE_ESCAPE)
+        conditions: list[ColumnElement[bool]] = [by_name]
+        # An id only when it could be one: a pasted card number must not overflow the column, and
+        # str.isdigit() also admits digits int() refuses (「²」).
+        if text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_ROW_ID:
             conditions.append(col(Member.id) == int(text))
         query = query.where(or_(*conditions))
     return list(session.exec(query.limit(limit)).all())

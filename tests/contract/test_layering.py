@@ -37,12 +37,14 @@ GROUND = {
     "inputs",
     "keyring",
     "labels",
+    "limits",
     "live",
     "masking",
     "migrate",
+    "proxies",
     "vocabulary",
 }
-PLUMBING = {"cli_support", "deps"}
+PLUMBING = {"cli_support", "deps", "textguard"}
 TOP_MODULES = {"app", "cli", "serve", "server_cli"}
 FACES = {"routes", "cli"}
 TOP_PACKAGES = {"web", "migrations"}

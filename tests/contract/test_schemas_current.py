@@ -35,7 +35,7 @@ def test_stale_file_is_detected(tmp_path: Path) -> None:
 def test_a_real_batch_validates_against_the_committed_schema() -> None:
     """What the models produce is accepted by the JSON Schema other implementations would use."""
     envelope = SignedEnvelope(
-        kid="ed25519:0011223344556677", payload=b64url_encode(b"{}"), sig=b64url_encode(b"s")
+        kid="ed25519:0011223344556677", payload=b64url_encode(b"{}"), sig=b64url_encode(b"s" * 64)
     )
     batch = TapBatch(envelopes=[envelope])
     schema = json.loads((JSON_DIR / "tap_batch.v1.schema.json").read_text())

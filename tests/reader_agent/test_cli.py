@@ -426,3 +426,29 @@ class TestRun:
         assert second.proc.wait(timeout=15) == 1
         second.terminate()
         assert "agent_already_running" in second.stderr
+
+
+class TestRequeue:
+    def test_status_counts_quarantined_taps_and_requeue_puts_them_back(
+        self, runner: CliRunner, enrolled: Path
+    ) -> None:
+        """What the kiosk health page tells an admin to do: see the set-aside taps, then requeue them."""
+        from reader_agent.outbox import Outbox
+        from reader_agent.signing import KioskKey
+        from reader_agent.state import StateDir
+        from tests.reader_agent.test_outbox import make_payload
+
+        key = KioskKey.generate()
+        with Outbox.open(StateDir(enrolled).outbox_path) as outbox:
+            for _ in range(3):
+                outbox.append(make_payload, key)
+            outbox.quarantine(2, problem="http_422: malformed", now=datetime.now(UTC))
+        before = status_of(runner, enrolled)
+        assert (before["pending"], before["quarantined"], before["oldest_quarantined_seq"]) == (2, 1, 2)
+
+        result = runner.invoke(app, ["requeue", "--state-dir", str(enrolled)])
+        assert result.exit_code == 0, result.stderr
+        assert "seq 2: http_422: malformed" in result.stdout
+        assert "requeued 1" in result.stdout
+        after = status_of(runner, enrolled)
+        assert (after["pending"], after["quarantined"], after["oldest_quarantined_seq"]) == (3, 0, None)

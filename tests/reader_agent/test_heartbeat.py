@@ -7,6 +7,7 @@ import collections
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -146,6 +147,43 @@ class TestBeatOnce:
         assert (result.outcome, result.code) == (outcome, code)
         assert result.ack is None
 
+    def test_reports_quarantined_taps(self, outbox: Outbox) -> None:
+        """Taps set aside because the server kept refusing them are counted, with the oldest seq."""
+        for _ in range(4):
+            outbox.append(make_payload, KEY)
+        outbox.quarantine(3, problem="http_422", now=NOW)
+        outbox.quarantine(2, problem="http_422", now=NOW)
+        server = FakeHealthServer()
+        sender(server, outbox).beat_once()
+        sent = server.received[0]
+        assert (sent.outbox_pending, sent.outbox_quarantined, sent.oldest_quarantined_seq) == (2, 2, 2)
+
+    def test_an_empty_outbox_reports_no_quarantine(self, outbox: Outbox) -> None:
+        server = FakeHealthServer()
+        sender(server, outbox).beat_once()
+        assert (server.received[0].outbox_quarantined, server.received[0].oldest_quarantined_seq) == (0, None)
+
+    def test_rate_limited_is_a_failure_with_the_wait(self, outbox: Outbox) -> None:
+        """A 429 is FAILED (not refused) and carries the server's Retry-After."""
+        limited = httpx.Response(429, headers={"Retry-After": "120"}, json={"error": "rate_limited"})
+        result = sender(FakeHealthServer(limited), outbox).beat_once()
+        assert (result.outcome, result.code, result.retry_after_s) == (
+            HeartbeatOutcome.FAILED,
+            "http_429",
+            120,
+        )
+
+    def test_a_clock_outside_the_contract_is_a_failed_heartbeat(self, outbox: Outbox) -> None:
+        """A kiosk whose clock was never set (1970) sends nothing the server would refuse as malformed."""
+        server = FakeHealthServer()
+        result = sender(server, outbox, now=datetime(1970, 1, 1, tzinfo=CST)).beat_once()
+        assert (result.outcome, result.code, result.detail) == (
+            HeartbeatOutcome.FAILED,
+            "heartbeat_invalid",
+            "sent_at",
+        )
+        assert server.received == []
+
     def test_an_unreadable_outbox_is_a_failed_heartbeat(self, outbox: Outbox) -> None:
         server = FakeHealthServer()
 
@@ -194,6 +232,27 @@ class TestThread:
         sent = len(server.received)
         assert [p.counter for p in server.received] == list(range(1, sent + 1))
         assert all(r.outcome is HeartbeatOutcome.ACKNOWLEDGED for r in results)
+
+    def test_waits_retry_after_before_the_next_heartbeat(self, outbox: Outbox) -> None:
+        """After a 429 the next heartbeat waits the server's Retry-After, not just the interval."""
+        server = FakeHealthServer(httpx.Response(429, headers={"Retry-After": "1"}))
+        results: list[HeartbeatResult] = []
+        second = threading.Event()
+
+        def collect(result: HeartbeatResult) -> None:
+            results.append(result)
+            if len(results) == 2:
+                second.set()
+
+        heartbeats = sender(server, outbox, interval_s=0.02, on_result=collect)
+        started = time.monotonic()
+        heartbeats.start()
+        try:
+            assert second.wait(5)
+        finally:
+            heartbeats.stop()
+        assert time.monotonic() - started >= 1.0
+        assert [r.outcome for r in results[:2]] == [HeartbeatOutcome.FAILED, HeartbeatOutcome.ACKNOWLEDGED]
 
     def test_interval_must_be_positive(self, outbox: Outbox) -> None:
         with pytest.raises(ValueError, match="interval_s"):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from reader_agent.outbox import SCHEMA_VERSION, Outbox, OutboxError
+from reader_agent.outbox import MIGRATIONS, SCHEMA_VERSION, Outbox, OutboxError
 from reader_agent.signing import KioskKey
 from schemas import (
     CardApplication,
@@ -272,6 +272,60 @@ class TestPendingAndSent:
             assert (stats.pending, stats.sent, stats.last_seq) == (1, 1, 2)
             assert stats.oldest_pending_at == make_payload(2).occurred_at
             assert outbox.receipt(1) is not None
+
+
+class TestQuarantine:
+    def test_a_quarantined_tap_is_kept_but_no_longer_pending(self, path: Path) -> None:
+        """Set aside with its problem: out of the upload line, counted in the stats, still on disk."""
+        with Outbox.open(path) as outbox:
+            for _ in range(3):
+                outbox.append(make_payload, KEY)
+            assert outbox.quarantine(2, problem="http_422: invalid_request", now=NOW)
+            assert not outbox.quarantine(2, problem="again", now=NOW)  # already set aside
+            assert not outbox.quarantine(99, problem="unknown", now=NOW)
+            assert [entry.seq for entry in outbox.pending_batch(10)] == [1, 3]
+        with Outbox.open(path) as outbox:
+            stats = outbox.stats()
+            assert (stats.pending, stats.quarantined, stats.oldest_quarantined_seq) == (2, 1, 2)
+            assert outbox.quarantined() == [(2, "http_422: invalid_request")]
+            assert outbox.is_quarantined(2)
+            assert not outbox.is_quarantined(1)
+
+    def test_only_a_pending_tap_can_be_quarantined(self, outbox: Outbox) -> None:
+        """A tap with its receipt is final: it is never set aside afterwards."""
+        outbox.append(make_payload, KEY)
+        outbox.mark_sent([(1, receipt(0, 1))], now=NOW)
+        assert not outbox.quarantine(1, problem="late", now=NOW)
+        assert outbox.stats().quarantined == 0
+
+    def test_requeue_puts_them_back_in_line(self, outbox: Outbox) -> None:
+        for _ in range(3):
+            outbox.append(make_payload, KEY)
+        outbox.quarantine(1, problem="x", now=NOW)
+        outbox.quarantine(3, problem="y", now=NOW)
+        assert outbox.requeue_quarantined() == 2
+        assert [entry.seq for entry in outbox.pending_batch(10)] == [1, 2, 3]
+        stats = outbox.stats()
+        assert (stats.quarantined, stats.oldest_quarantined_seq) == (0, None)
+
+    def test_an_outbox_of_the_first_schema_is_migrated_with_its_taps(self, path: Path) -> None:
+        """An outbox written before quarantine existed opens with every tap and receipt intact."""
+        db = sqlite3.connect(path, isolation_level=None)
+        for statement in MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+        db.close()
+        with Outbox(sqlite3.connect(path, isolation_level=None, check_same_thread=False)) as legacy:
+            legacy.append(make_payload, KEY)
+            legacy.append(make_payload, KEY)
+            legacy.mark_sent([(1, receipt(0, 1))], now=NOW)
+        with Outbox.open(path) as outbox:
+            stats = outbox.stats()
+            assert (stats.pending, stats.sent, stats.last_seq, stats.quarantined) == (1, 1, 2, 0)
+            assert outbox.receipt(1) is not None
+            assert outbox.quarantine(2, problem="x", now=NOW)
+        with sqlite3.connect(path) as check:
+            assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
 
 
 class TestFile:

@@ -41,7 +41,9 @@ class FakeTapServer:
     """Answers ``POST /api/v1/taps`` like the real server: verify, then one receipt per envelope.
 
     ``script`` holds canned answers (a response to return or an exception to raise) used before
-    falling back to normal service; ``verdict`` decides each tap's status.
+    falling back to normal service; ``verdict`` decides each tap's status. A batch holding a seq
+    in ``refuse`` is refused whole with a 422 (an old server that does not know a field, say);
+    a seq in ``confuse`` gets a receipt naming another seq.
     """
 
     def __init__(self, *script: Action) -> None:
@@ -49,6 +51,8 @@ class FakeTapServer:
         self.requests: list[httpx.Request] = []
         self.received: list[TapPayload] = []
         self.verdict: dict[int, TapStatus] = {}
+        self.refuse: set[int] = set()
+        self.confuse: set[int] = set()
         self.public_key = Ed25519PublicKey.from_public_bytes(KEY.public_key_raw)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -60,16 +64,18 @@ class FakeTapServer:
                 raise action
             return action
         batch = TapBatch.model_validate_json(request.content)
+        payloads = [TapPayload.model_validate_json(e.payload_bytes()) for e in batch.envelopes]
+        if any(payload.seq in self.refuse for payload in payloads):
+            return httpx.Response(422, json={"error": "invalid_request", "detail": "请求内容不符合接口约定"})
         receipts = []
-        for index, envelope in enumerate(batch.envelopes):
+        for index, (envelope, payload) in enumerate(zip(batch.envelopes, payloads, strict=True)):
             self.public_key.verify(envelope.signature_bytes(), envelope.payload_bytes())
-            payload = TapPayload.model_validate_json(envelope.payload_bytes())
             self.received.append(payload)
             status = self.verdict.get(payload.seq, TapStatus.ACCEPTED)
             receipts.append(
                 TapReceipt(
                     index=index,
-                    seq=payload.seq,
+                    seq=payload.seq + 1000 if payload.seq in self.confuse else payload.seq,
                     status=status,
                     code="card_unknown" if status is TapStatus.REJECTED else None,
                     display=TapDisplay(member_name="张*明", event_title="七月主题党日", message="签到成功"),
@@ -81,6 +87,9 @@ class FakeTapServer:
     @property
     def seqs_received(self) -> list[int]:
         return [payload.seq for payload in self.received]
+
+    def batch_sizes(self) -> list[int]:
+        return [len(TapBatch.model_validate_json(r.content).envelopes) for r in self.requests]
 
 
 def make_payload(seq: int) -> TapPayload:
@@ -172,9 +181,10 @@ class TestUploadOnce:
     def test_whole_batch_refused_keeps_taps_and_says_so_loudly(
         self, outbox: Outbox, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """A 422 keeps every tap, is reported as an error, and never copies the card number into the log."""
+        """A server that refuses every batch (422) takes nothing, so nothing is quarantined: every
+        tap is kept, it is reported as an error, and the card number never reaches the log."""
         echo = {"detail": [{"loc": ["body", "envelopes", 0], "msg": "bad", "input": CARD_NO}]}
-        server = FakeTapServer(httpx.Response(422, json=echo))
+        server = FakeTapServer(*[httpx.Response(422, json=echo) for _ in range(50)])
         uploader = uploader_for(server, outbox, incompatible_retry_s=60)
         add_taps(outbox, 3)
         with caplog.at_level(logging.INFO):
@@ -194,7 +204,9 @@ class TestUploadOnce:
         assert "http_422" in errors[0].getMessage()
         assert "body.envelopes.0: bad" in errors[0].getMessage()
         assert CARD_NO not in caplog.text
-        assert len(server.requests) == 1  # the long pause, not a quick retry loop
+        assert outbox.stats().quarantined == 0
+        # The batch and its halves down to single taps, once; then the long pause, not a retry loop.
+        assert len(server.requests) == 5
 
     def test_rejected_receipt_is_final(self, outbox: Outbox) -> None:
         """A rejected tap is stored with its reason and never sent again."""
@@ -221,7 +233,7 @@ class TestUploadOnce:
         assert server.seqs_received == [1, 2, 3, 4, 5]
 
     def test_receipt_for_the_wrong_seq_is_not_trusted(self, outbox: Outbox) -> None:
-        """A receipt whose seq does not match its index leaves that tap pending."""
+        """A receipt whose seq does not match its index is ignored, and that tap is sent again alone."""
         confused = BatchReceipt(
             server_time=datetime.now(UTC),
             receipts=[
@@ -233,8 +245,9 @@ class TestUploadOnce:
         uploader = uploader_for(server, outbox)
         add_taps(outbox, 2)
         result = uploader.upload_once()
-        assert (result.outcome, result.sent, result.missing) == (UploadOutcome.DELIVERED, 1, 1)
-        assert [entry.seq for entry in outbox.pending_batch(10)] == [2]
+        assert (result.outcome, result.sent, result.missing) == (UploadOutcome.DELIVERED, 2, 0)
+        assert server.batch_sizes() == [2, 1]
+        assert outbox.pending_count() == 0
 
     def test_unreadable_receipt_keeps_taps(self, outbox: Outbox) -> None:
         """A 200 that is not a BatchReceipt (a proxy's HTML page, say) marks nothing sent."""
@@ -244,6 +257,129 @@ class TestUploadOnce:
         result = uploader.upload_once()
         assert (result.outcome, result.code) == (UploadOutcome.INCOMPATIBLE, "bad_receipt")
         assert outbox.pending_count() == 1
+
+
+class TestSplitAndQuarantine:
+    def test_a_refused_tap_is_found_and_set_aside(self, outbox: Outbox) -> None:
+        """A batch refused because of one tap is halved down to that tap, which is quarantined
+        (kept, with the server's answer); every other tap is delivered in the same round."""
+        server = FakeTapServer()
+        server.refuse.add(3)
+        uploader = uploader_for(server, outbox)
+        add_taps(outbox, 8)
+        result = uploader.upload_once()
+        assert (result.outcome, result.sent, result.quarantined) == (UploadOutcome.DELIVERED, 7, 1)
+        assert sorted(server.seqs_received) == [1, 2, 4, 5, 6, 7, 8]
+        assert server.batch_sizes() == [8, 4, 2, 2, 1, 1, 4]  # [1-8] [1-4] [1,2] [3,4] [3] [4] [5-8]
+        assert outbox.pending_count() == 0
+        assert outbox.is_quarantined(3)
+        assert outbox.receipt(3) is None
+        ((seq, problem),) = outbox.quarantined()
+        assert seq == 3
+        assert problem.startswith("http_422")
+        stats = outbox.stats()
+        assert (stats.quarantined, stats.oldest_quarantined_seq) == (1, 3)
+
+    def test_the_outbox_moves_on_past_a_quarantined_tap(self, outbox: Outbox) -> None:
+        """Later rounds no longer send the quarantined tap; new taps go straight through."""
+        server = FakeTapServer()
+        server.refuse.add(1)
+        uploader = uploader_for(server, outbox)
+        add_taps(outbox, 2)
+        assert uploader.upload_once().quarantined == 1
+        add_taps(outbox, 1)
+        requests_before = len(server.requests)
+        assert uploader.upload_once().sent == 1
+        assert server.batch_sizes()[requests_before:] == [1]
+        assert uploader.upload_once().outcome is UploadOutcome.IDLE
+
+    def test_a_lone_refused_tap_waits_for_evidence(self, outbox: Outbox) -> None:
+        """A single pending tap that is refused is not quarantined (it may be the server that is
+        wrong); once a new tap gets through beside it, it is."""
+        server = FakeTapServer()
+        server.refuse.add(1)
+        uploader = uploader_for(server, outbox)
+        add_taps(outbox, 1)
+        assert uploader.upload_once().outcome is UploadOutcome.INCOMPATIBLE
+        assert outbox.pending_count() == 1
+        add_taps(outbox, 1)
+        result = uploader.upload_once()
+        assert (result.sent, result.quarantined) == (1, 1)
+        assert outbox.is_quarantined(1)
+
+    def test_a_tap_that_never_gets_a_matching_receipt_is_quarantined(self, outbox: Outbox) -> None:
+        """Sent alone and still answered with a receipt for another seq: set aside, not resent forever."""
+        server = FakeTapServer()
+        server.confuse.add(2)
+        uploader = uploader_for(server, outbox)
+        add_taps(outbox, 3)
+        result = uploader.upload_once()
+        assert (result.sent, result.quarantined) == (2, 1)
+        assert outbox.is_quarantined(2)
+        assert outbox.quarantined()[0][1].startswith("bad_receipt")
+
+    def test_requeued_taps_are_uploaded_again(self, outbox: Outbox) -> None:
+        """Once the cause is fixed, quarantined taps go back in line and are delivered."""
+        server = FakeTapServer()
+        server.refuse.add(1)
+        uploader = uploader_for(server, outbox)
+        add_taps(outbox, 2)
+        uploader.upload_once()
+        server.refuse.clear()
+        assert outbox.requeue_quarantined() == 1
+        assert uploader.upload_once().sent == 1
+        assert outbox.stats().quarantined == 0
+        assert outbox.receipt(1) is not None
+
+    def test_a_body_too_large_halves_later_batches(self, outbox: Outbox) -> None:
+        """A 413 for a full batch splits it, and later rounds send half as many at once."""
+        server = FakeTapServer(
+            httpx.Response(413, json={"error": "payload_too_large", "detail": "请求内容过大"})
+        )
+        uploader = uploader_for(server, outbox, batch_size=4)
+        add_taps(outbox, 4)
+        assert uploader.upload_once().sent == 4
+        add_taps(outbox, 4)
+        uploader.upload_once()
+        assert server.batch_sizes() == [4, 2, 2, 2]
+
+    def test_server_errors_never_quarantine(self, outbox: Outbox) -> None:
+        """A 5xx is the server's trouble: the round stops, every tap stays pending."""
+        server = FakeTapServer(httpx.Response(500))
+        uploader = uploader_for(server, outbox)
+        add_taps(outbox, 4)
+        assert uploader.upload_once().outcome is UploadOutcome.RETRY
+        assert outbox.pending_count() == 4
+        assert outbox.stats().quarantined == 0
+
+
+class TestRateLimited:
+    def test_retry_after_is_reported(self, outbox: Outbox) -> None:
+        """A 429 is transient and carries the server's Retry-After (seconds, or an HTTP date)."""
+        server = FakeTapServer(httpx.Response(429, headers={"Retry-After": "7"}))
+        uploader = uploader_for(server, outbox)
+        add_taps(outbox, 1)
+        result = uploader.upload_once()
+        assert (result.outcome, result.code, result.retry_after_s) == (UploadOutcome.RETRY, "http_429", 7.0)
+        assert outbox.pending_count() == 1
+
+    def test_waits_at_least_retry_after_even_when_woken(self, outbox: Outbox) -> None:
+        """After a 429 the uploader waits the server's Retry-After; a new tap does not cut it short."""
+        server = FakeTapServer(httpx.Response(429, headers={"Retry-After": "1"}))
+        uploader = uploader_for(server, outbox)
+        add_taps(outbox, 1)
+        started = time.monotonic()
+        uploader.start()
+        try:
+            time.sleep(0.2)
+            uploader.wake()
+            time.sleep(0.2)
+            assert len(server.requests) == 1
+            assert uploader.wait_for_receipt(1, timeout=5) is not None
+        finally:
+            uploader.stop()
+        assert time.monotonic() - started >= 1.0
+        assert len(server.requests) == 2
 
 
 class TestBackgroundThread:

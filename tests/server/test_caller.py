@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from server.audit.service import list_entries
 from server.auth.service import authenticate_token, create_token
-from server.caller import UNSCOPED, Actor, Caller
+from server.caller import CLI_CALLER, UNSCOPED, Actor, Caller
 from server.cards.service import bind_member_card
 from server.db import unit_of_work
 from server.errors import DomainError
@@ -27,7 +27,13 @@ from tests.server.factories import EVENT_END, EVENT_START, ZHANG_CARD, World
 def token_caller(engine: Engine, keyring: Keyring, *, role: TokenRole, org_id: int | None) -> Caller:
     with unit_of_work(engine) as session:
         token = create_token(
-            session, keyring=keyring, role=role, org_id=org_id, label="test", now=EVENT_START
+            session,
+            keyring=keyring,
+            role=role,
+            org_id=org_id,
+            label="test",
+            caller=CLI_CALLER,
+            now=EVENT_START,
         )
     with Session(engine) as session:
         return authenticate_token(session, keyring=keyring, token=token.token)

@@ -15,7 +15,7 @@ def all_subclasses(cls: type[errors.DomainError]) -> set[type[errors.DomainError
 
 
 # Every status a domain error may answer with; a typo or a 2xx/5xx in ``http_status`` fails here.
-SANE_STATUSES = {400, 401, 403, 404, 409, 410, 413, 429}
+SANE_STATUSES = {400, 401, 403, 404, 409, 410, 413, 422, 429}
 
 
 def test_every_domain_error_has_an_http_status() -> None:

@@ -52,6 +52,18 @@ class TestKioskList:
         assert "终端时钟慢了2分钟" in page.text
         assert 'class="troubled"' in page.text
 
+    def test_quarantined_taps_are_shown_with_what_to_do(self, web_client: TestClient, site: Site) -> None:
+        """Taps the kiosk set aside (the server kept refusing them) show on the list and the detail page."""
+        beat(web_client, site, quarantined=3, oldest_quarantined_seq=17)
+        sign_in(web_client, site.world.accounts["secretary_a"])
+        listing = web_client.get("/web/kiosks").text
+        assert "3条刷卡记录被服务器反复拒收，已在签到机上隔离保存（最早编号 17）" in listing
+        detail = web_client.get(f"/web/kiosks/{site.world.kiosk_id}").text
+        quarantined = re.search(r'id="outbox-quarantined">(.*?)</dd>', detail)
+        assert quarantined is not None
+        assert "3 条" in quarantined.group(1)
+        assert "17" in quarantined.group(1)
+
     def test_other_branch_sees_no_kiosk_and_gets_404_by_url(self, web_client: TestClient, site: Site) -> None:
         sign_in(web_client, site.world.accounts["secretary_b"])
         assert "服务中心一号机" not in web_client.get("/web/kiosks").text

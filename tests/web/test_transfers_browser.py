@@ -1,6 +1,7 @@
-"""Transfer-in in the browser: a card tapped in transfer-in mode becomes a request; the branch
-secretary records the letter and accepts, the committee's organiser approves and receives, and the
-member is then on the branch's roster. Another branch's secretary cannot open it, even by URL."""
+"""Transfer-in in the browser: a card tapped in transfer-in mode becomes a request; once the
+member's own organisation has released them, the branch secretary records the letter and accepts,
+the committee's organiser approves and receives, and the member is then on the branch's roster.
+Another branch's secretary cannot open it, even by URL."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from playwright.sync_api import Page, expect
 
 from schemas.messages import TapMode
-from tests.server.transfers.factories import QIAN_CARD, build_elsewhere
+from tests.server.transfers.factories import QIAN_CARD, build_elsewhere, release, requests
 from tests.web.conftest import LiveServer, screenshot
 from tests.web.world import WebAccount
 
@@ -29,7 +30,7 @@ def test_approve_a_transfer_and_find_the_member_in_the_roster(
     page.on("dialog", lambda dialog: dialog.accept())  # the 接收 button asks "确定接收？"
     world = live_server.world
     now = datetime.now(UTC)
-    build_elsewhere(live_server.engine, live_server.keyring, now=now - timedelta(days=30))
+    elsewhere = build_elsewhere(live_server.engine, live_server.keyring, now=now - timedelta(days=30))
 
     # 钱七, a member of a committee elsewhere, taps at branch A's kiosk in transfer-in mode.
     response = live_server.post_taps(
@@ -40,6 +41,11 @@ def test_approve_a_transfer_and_find_the_member_in_the_roster(
         "accepted",
         "已提交组织关系转入申请，请等待组织委员联系",
     )
+
+    # 钱七's own 基层党委 releases him (its pages are tested in tests/security/test_transfer_takeover.py).
+    (filed,) = requests(live_server.engine)
+    assert filed.id is not None
+    release(live_server.engine, elsewhere, filed.id, now=now)
 
     # Branch A's secretary finds it in the queue, records the letter, ticks the ID card, accepts.
     login(page, world.accounts["secretary_a"])

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from server.audit.service import list_entries
+from server.inputs import RowId
 from server.records.audit import AuditEntry
 from server.web.deps import PageDep
 from server.web.lookups import organisation_names
@@ -65,7 +66,7 @@ LOGIN_REASONS = {
 
 
 @router.get("")
-def audit_log(request: Request, ctx: PageDep, before: int | None = None) -> HTMLResponse:
+def audit_log(request: Request, ctx: PageDep, before: RowId | None = None) -> HTMLResponse:
     session = ctx.session
     entries = list_entries(session, scope=ctx.caller.scope, limit=PAGE_SIZE, before_id=before)
     org_ids = {e.org_id for e in entries if e.org_id is not None}

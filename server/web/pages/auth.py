@@ -14,6 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from server.deps import ClockDep, SessionDep
 from server.errors import CsrfFailed, status_for
+from server.proxies import client_address
 from server.users.service import SignedIn, sign_in, sign_out
 from server.web.deps import CSRF_FIELD, SESSION_COOKIE, CurrentUser
 from server.web.errors import local_path
@@ -46,7 +47,7 @@ def login(
     if not expected or not secrets.compare_digest(expected, csrf_token):
         refused = CsrfFailed()
         return _login_page_with_error(request, refused.code, refused.message, 403, username, next_page)
-    ip = request.client.host if request.client else ""
+    ip = client_address(request)  # X-Forwarded-For only from ECARD_TRUSTED_PROXIES
     outcome = sign_in(session, username=username, password=password, ip=ip, now=clock())
     if not isinstance(outcome, SignedIn):
         # Returned, not raised: the failed attempt must be committed for the rate limit to count it.

@@ -11,7 +11,7 @@ from server.ledgers.periods import period_containing
 from server.reminders.schemas import CadenceReminder, InactivityReminder
 from server.reminders.service import build_reminders
 from server.transfers.calendar import transfer_policy
-from server.transfers.queue import count_pending
+from server.transfers.queue import count_outgoing_waiting, count_pending
 from server.vocabulary import Cadence, KioskStatus, ReminderLevel
 from server.web.deps import PageDep
 from server.web.lookups import count_events_between, events_in_scope, present_counts
@@ -58,6 +58,7 @@ def dashboard(request: Request, ctx: PageDep) -> HTMLResponse:
             "kind_labels": EVENT_KIND_LABELS,
             "pending_transfers": pending,
             "overdue_transfers": overdue,
+            "outgoing_transfers": count_outgoing_waiting(session, caller=caller),
             "kiosks": kiosks,
             "troubled_kiosks": [k for k in kiosks if k.problems],
             "month": month,

@@ -32,6 +32,7 @@ from server.events.service import (
     require_visible_event,
     update_event_details,
 )
+from server.inputs import RowId
 from server.labels import EVENT_KIND_LABELS
 from server.live import AcceptedTap
 from server.records.events import Event
@@ -86,8 +87,8 @@ def create_event(
     request: Request,
     ctx: PageDep,
     title: Annotated[str, Form(max_length=200)],
-    org_id: Annotated[int, Form()],
-    venue_id: Annotated[int, Form()],
+    org_id: Annotated[RowId, Form()],
+    venue_id: Annotated[RowId, Form()],
     kind: Annotated[EventKind, Form()],
     start_at: Annotated[str, Form()],
     end_at: Annotated[str, Form()],
@@ -116,7 +117,7 @@ def create_event(
 
 
 @router.get("/{event_id}")
-def event_detail(event_id: int, request: Request, ctx: PageDep) -> HTMLResponse:
+def event_detail(event_id: RowId, request: Request, ctx: PageDep) -> HTMLResponse:
     sheet = build_attendance_sheet(ctx.session, event_id=event_id, caller=ctx.caller, tz=ctx.tz)
     return render(
         request,
@@ -126,14 +127,14 @@ def event_detail(event_id: int, request: Request, ctx: PageDep) -> HTMLResponse:
 
 
 @router.get("/{event_id}/edit")
-def edit_event_form(event_id: int, request: Request, ctx: PageDep) -> HTMLResponse:
+def edit_event_form(event_id: RowId, request: Request, ctx: PageDep) -> HTMLResponse:
     event = require_visible_event(ctx.session, event_id, caller=ctx.caller)
     return render(request, "events/form.html", _form_context(ctx.session, ctx.caller, event=event))
 
 
 @router.post("/{event_id}")
 def update_event(
-    event_id: int,
+    event_id: RowId,
     request: Request,
     ctx: PageDep,
     title: Annotated[str, Form(max_length=200)],
@@ -154,7 +155,7 @@ def update_event(
 
 
 @router.get("/{event_id}/board")
-def live_board(event_id: int, request: Request, ctx: PageDep) -> HTMLResponse:
+def live_board(event_id: RowId, request: Request, ctx: PageDep) -> HTMLResponse:
     sheet = build_attendance_sheet(ctx.session, event_id=event_id, caller=ctx.caller, tz=ctx.tz)
     return render(
         request,
@@ -164,7 +165,7 @@ def live_board(event_id: int, request: Request, ctx: PageDep) -> HTMLResponse:
 
 
 @router.get("/{event_id}/board/stream")
-def live_board_stream(event_id: int, request: Request, ctx: PageDep, feed: TapFeedDep) -> StreamingResponse:
+def live_board_stream(event_id: RowId, request: Request, ctx: PageDep, feed: TapFeedDep) -> StreamingResponse:
     """Server-sent events: ``event: board`` with the board's HTML, on open and after each tap."""
     require_visible_event(ctx.session, event_id, caller=ctx.caller)  # checked once; re-read as this caller
     engine: Engine = request.app.state.engine

@@ -21,6 +21,7 @@ from server.caller import Caller
 from server.cards.schemas import EnrolSessionPublic
 from server.cards.tap_binding import cancel_enrol_session, read_enrol_session, start_enrol_session
 from server.deps import KeyringDep, RequestContext
+from server.inputs import RowId
 from server.kiosks.health import describe_duration, kiosk_detail, list_kiosk_health
 from server.kiosks.schemas import KioskHealth
 from server.kiosks.service import (
@@ -101,7 +102,7 @@ def create_kiosk(
     ctx: PageDep,
     keyring: KeyringDep,
     name: Annotated[str, Form(max_length=200)],
-    venue_id: Annotated[int, Form()],
+    venue_id: Annotated[RowId, Form()],
 ) -> HTMLResponse:
     ensure_role(ctx.caller, UserRole.ADMIN)
     issued = add_kiosk(
@@ -145,7 +146,7 @@ def revoke(
 
 @router.post("/members/{member_id}/enrol")
 def start_enrol(
-    member_id: int,
+    member_id: RowId,
     request: Request,
     ctx: PageDep,
     kiosk_id: Annotated[str, Form(max_length=64)] = "",
@@ -162,7 +163,7 @@ def start_enrol(
 
 
 @router.get("/enrol-sessions/{enrol_session_id}")
-def poll_enrol(enrol_session_id: int, request: Request, ctx: PageDep) -> Response:
+def poll_enrol(enrol_session_id: RowId, request: Request, ctx: PageDep) -> Response:
     enrol = read_enrol_session(ctx.session, enrol_session_id=enrol_session_id, now=ctx.now, caller=ctx.caller)
     if enrol.state == EnrolSessionState.BOUND:
         # Reload the member page: the new card shows in its table, the toast says which one.
@@ -171,7 +172,7 @@ def poll_enrol(enrol_session_id: int, request: Request, ctx: PageDep) -> Respons
 
 
 @router.post("/enrol-sessions/{enrol_session_id}/cancel")
-def cancel_enrol(enrol_session_id: int, request: Request, ctx: PageDep) -> HTMLResponse:
+def cancel_enrol(enrol_session_id: RowId, request: Request, ctx: PageDep) -> HTMLResponse:
     enrol = cancel_enrol_session(
         ctx.session,
         enrol_session_id=enrol_session_id,

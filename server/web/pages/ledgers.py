@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 from server.attendance.service import build_attendance_sheet
 from server.config import ServerSettings
 from server.errors import OrganisationNotFound
+from server.inputs import RowId
 from server.ledgers.cadence import CadencePolicy
 from server.ledgers.periods import Period, make_period, parse_period, period_containing
 from server.ledgers.render import ExportFormat, RenderedLedger, render_ledger
@@ -33,7 +34,7 @@ def cadence_policy(settings: ServerSettings) -> CadencePolicy:
 
 
 @router.get("")
-def ledger_page(request: Request, ctx: PageDep, org: int | None = None, period: str = "") -> HTMLResponse:
+def ledger_page(request: Request, ctx: PageDep, org: RowId | None = None, period: str = "") -> HTMLResponse:
     now, tz, caller = ctx.now, ctx.tz, ctx.caller
     organisations = organisations_in_scope(ctx.session, caller)
     org_id = (
@@ -67,7 +68,7 @@ def ledger_page(request: Request, ctx: PageDep, org: int | None = None, period: 
 
 
 @router.get("/org/{org_id}/{period_key}.{fmt}")
-def download_org_ledger(org_id: int, period_key: str, fmt: ExportFormat, ctx: PageDep) -> Response:
+def download_org_ledger(org_id: RowId, period_key: str, fmt: ExportFormat, ctx: PageDep) -> Response:
     ledger = build_org_ledger(
         ctx.session,
         org_id=org_id,
@@ -81,13 +82,13 @@ def download_org_ledger(org_id: int, period_key: str, fmt: ExportFormat, ctx: Pa
 
 
 @router.get("/events/{event_id}.{fmt}")
-def download_sign_in_sheet(event_id: int, fmt: ExportFormat, ctx: PageDep) -> Response:
+def download_sign_in_sheet(event_id: RowId, fmt: ExportFormat, ctx: PageDep) -> Response:
     sheet = build_attendance_sheet(ctx.session, event_id=event_id, caller=ctx.caller, tz=ctx.tz)
     return _download(render_ledger(sheet, fmt))
 
 
 @router.get("/members/{member_id}.{fmt}")
-def download_member_history(member_id: int, fmt: ExportFormat, ctx: PageDep) -> Response:
+def download_member_history(member_id: RowId, fmt: ExportFormat, ctx: PageDep) -> Response:
     history = build_member_history(
         ctx.session, member_id=member_id, period=None, caller=ctx.caller, now=ctx.now, tz=ctx.tz
     )

@@ -12,7 +12,9 @@ from server.cards.lifecycle import card_history, report_card_lost, require_bindi
 from server.cards.service import bind_member_card
 from server.deps import KeyringDep
 from server.errors import CardBindingNotFound
+from server.inputs import RowId
 from server.labels import CATEGORY_LABELS, STATUS_LABELS
+from server.limits import limit_card_lookup
 from server.orgs.service import require_visible_member
 from server.records.cards import CardBinding
 from server.vocabulary import BindingStatus
@@ -50,7 +52,7 @@ def member_list(request: Request, ctx: PageDep, q: str = "") -> HTMLResponse:
 
 
 @router.get("/{member_id}")
-def member_detail(member_id: int, request: Request, ctx: PageDep) -> HTMLResponse:
+def member_detail(member_id: RowId, request: Request, ctx: PageDep) -> HTMLResponse:
     member = require_visible_member(ctx.session, member_id, caller=ctx.caller)
     return render(
         request,
@@ -69,13 +71,15 @@ def member_detail(member_id: int, request: Request, ctx: PageDep) -> HTMLRespons
 
 @router.post("/{member_id}/cards")
 def bind_member_card_page(
-    member_id: int,
+    member_id: RowId,
     request: Request,
     ctx: PageDep,
     keyring: KeyringDep,
     card_no: Annotated[str, Form(max_length=40)] = "",
     uid: Annotated[str, Form(max_length=40)] = "",
 ) -> Response:
+    # card_already_bound says a number is someone's card: a lookup, limited like the others.
+    limit_card_lookup(request, ctx.caller)
     binding = bind_member_card(
         ctx.session,
         keyring=keyring,
@@ -92,8 +96,8 @@ def bind_member_card_page(
 
 @router.post("/{member_id}/cards/{binding_id}/lost")
 def report_lost(
-    member_id: int,
-    binding_id: int,
+    member_id: RowId,
+    binding_id: RowId,
     request: Request,
     ctx: PageDep,
     reason: Annotated[str, Form(max_length=200)] = "",

@@ -3,6 +3,10 @@
 Every handler calls :mod:`server.transfers.service`, the same functions as
 ``/api/v1/transfers``; scope, levels, guards and the audit trail are the service's. A request
 outside the user's subtree is a 404 (the service raises TransferNotFound), also by URL.
+
+``/web/transfers/outgoing`` is the other half (转出): requests for members of the user's subtree to
+move elsewhere, where their branch secretary agrees, their 基层党委's organiser releases, and
+either may refuse with a reason.
 """
 
 from __future__ import annotations
@@ -16,22 +20,38 @@ from pydantic import ValidationError
 
 from server.deps import KeyringDep
 from server.errors import InvalidInput
+from server.inputs import RowId
+from server.limits import Limit, TransfersLimit, enforce_limit
 from server.records.transfers import DocumentKind, TransferAction, TransferSource, TransferState
 from server.transfers.calendar import transfer_policy
 from server.transfers.kinds import DOCUMENT_LABELS, ISSUER_LABELS, SOURCE_LABELS
-from server.transfers.queue import list_queue, list_suggestions, placement_choices
+from server.transfers.queue import (
+    count_outgoing_waiting,
+    list_outgoing,
+    list_queue,
+    list_suggestions,
+    placement_choices,
+)
 from server.transfers.schemas import LetterIn, TransferCreate, TransferUpdate
 from server.transfers.scope import TransferScope
 from server.transfers.service import (
     attach_letter,
     create_request,
+    decide_release,
     file_from_suggestion,
     tick_document,
     transition,
     untick_document,
     update_details,
 )
-from server.transfers.states import ACTION_LABELS, OPEN_STATES, STATE_LABELS
+from server.transfers.states import (
+    ACTION_LABELS,
+    OPEN_STATES,
+    OUTGOING_STATE_LABELS,
+    PENDING_STATES,
+    SOURCE_STATES,
+    STATE_LABELS,
+)
 from server.vocabulary import MemberCategory
 from server.web.deps import PageDep
 from server.web.lookups import organisations_in_scope
@@ -42,6 +62,9 @@ router = APIRouter(prefix="/transfers")
 SUGGESTION_WINDOW = timedelta(days=180)
 CATEGORY_NAMES = {MemberCategory.FULL: "正式党员", MemberCategory.PROBATIONARY: "预备党员"}
 STATE_BADGES = {
+    TransferState.AWAITING_SOURCE: "blue",
+    TransferState.SOURCE_BRANCH_AGREED: "blue",
+    TransferState.SOURCE_REFUSED: "",
     TransferState.SUBMITTED: "amber",
     TransferState.BRANCH_ACCEPTED: "amber",
     TransferState.COMMITTEE_APPROVED: "blue",
@@ -66,6 +89,8 @@ CHECK_LABELS = {
 # Which actions take a placement, and which are destructive enough to ask first.
 PLACING_ACTIONS = frozenset({TransferAction.BRANCH_ACCEPT, TransferAction.RECEIVE})
 CONFIRMS = {
+    TransferAction.REFUSE_RELEASE: "确定不同意转出？此操作不能撤销，理由将告知接收方。",
+    TransferAction.RELEASE: "确定同意转出？接收方将看到该同志的姓名和所在组织。",
     TransferAction.REJECT: "确定不予接收？此操作不能撤销。",
     TransferAction.WITHDRAW: "确定登记为本人撤回？此操作不能撤销。",
     TransferAction.RECEIVE: "确定接收？接收后该同志即编入所选党支部的花名册。",
@@ -80,7 +105,8 @@ PRIMARY_ACTIONS = frozenset(
         TransferAction.REVIVE,
     }
 )
-DANGER_ACTIONS = frozenset({TransferAction.REJECT, TransferAction.WITHDRAW})
+DANGER_ACTIONS = frozenset({TransferAction.REJECT, TransferAction.WITHDRAW, TransferAction.REFUSE_RELEASE})
+RELEASE_ACTIONS = frozenset({TransferAction.SOURCE_AGREE, TransferAction.RELEASE})
 
 HISTORY_LABELS = {
     "transfer.submit": "提交申请",
@@ -89,12 +115,15 @@ HISTORY_LABELS = {
     "transfer.update": "补充申请信息",
     "transfer.document_tick": "核对材料",
     "transfer.document_untick": "取消核对材料",
+    "transfer.member_confirm": "本人刷卡确认",
     **{f"transfer.{action.value}": label for action, label in ACTION_LABELS.items()},
 }
 
 LABELS = {
     "history_labels": HISTORY_LABELS,
     "state_labels": STATE_LABELS,
+    "outgoing_state_labels": OUTGOING_STATE_LABELS,
+    "source_states": SOURCE_STATES,
     "state_badges": STATE_BADGES,
     "action_labels": ACTION_LABELS,
     "document_labels": DOCUMENT_LABELS,
@@ -142,6 +171,14 @@ def get_scope(ctx: PageDep) -> TransferScope:
 ScopeDep = Annotated[TransferScope, Depends(get_scope)]
 
 
+def limit_filing_per_caller(request: Request, scope: ScopeDep) -> None:
+    """Filing looks a card number up: a budget per signed-in user as well as per source address."""
+    enforce_limit(request, Limit.TRANSFERS_PER_CALLER, scope.caller.actor.ref)
+
+
+FilingLimit = Annotated[None, Depends(limit_filing_per_caller)]
+
+
 @router.get("")
 def transfer_queue(
     request: Request,
@@ -186,6 +223,7 @@ def transfer_queue(
             "open_states": OPEN_STATES,
             "sla_days": scope.policy.step_working_days,
             "suggestions": suggestions,
+            "outgoing_waiting": count_outgoing_waiting(scope.session, caller=scope.caller),
             **LABELS,
         },
     )
@@ -210,6 +248,8 @@ def file_transfer(
     request: Request,
     keyring: KeyringDep,
     scope: ScopeDep,
+    _source: TransfersLimit,
+    _caller: FilingLimit,
     letter_fields: LetterFormDep,
     to_org_id: Annotated[int, Form()],
     card_no: Annotated[str, Form(max_length=40)] = "",
@@ -243,9 +283,11 @@ def file_transfer(
 
 @router.post("/suggestions/{member_id}")
 def file_suggested(
-    member_id: int,
+    member_id: RowId,
     request: Request,
     scope: ScopeDep,
+    _source: TransfersLimit,
+    _caller: FilingLimit,
     org_id: Annotated[int, Form()],
 ) -> Response:
     filed = file_from_suggestion(
@@ -254,8 +296,64 @@ def file_suggested(
     return redirect(request, f"/web/transfers/{filed.id}", toast="已代为发起转入申请，请录入介绍信")
 
 
+@router.get("/outgoing")
+def outgoing_list(
+    request: Request,
+    scope: ScopeDep,
+    state: Annotated[str, Query(max_length=32)] = "",
+) -> HTMLResponse:
+    """转出申请: requests for our members to move elsewhere, those waiting for us first."""
+    states = list(TransferState) if state == "all" else None
+    outgoing = list_outgoing(scope.session, caller=scope.caller, states=states)
+    return render(
+        request,
+        "transfers/outgoing.html",
+        {"nav": "transfers", "outgoing": outgoing, "state": state, **LABELS},
+    )
+
+
+@router.get("/outgoing/{transfer_id}")
+def outgoing_detail(transfer_id: RowId, request: Request, scope: ScopeDep) -> HTMLResponse:
+    return render(
+        request,
+        "transfers/outgoing_detail.html",
+        {
+            "nav": "transfers",
+            "t": scope.outgoing(transfer_id),
+            "confirms": CONFIRMS,
+            "release_actions": RELEASE_ACTIONS,
+            "danger_actions": DANGER_ACTIONS,
+            **LABELS,
+        },
+    )
+
+
+@router.post("/outgoing/{transfer_id}/decision")
+def outgoing_decision(
+    transfer_id: RowId,
+    request: Request,
+    scope: ScopeDep,
+    action: Annotated[TransferAction, Form()],
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    decided = decide_release(
+        scope.session,
+        request_id=transfer_id,
+        action=action,
+        reason=reason,
+        caller=scope.caller,
+        policy=scope.policy,
+        now=scope.now,
+    )
+    return redirect(
+        request,
+        f"/web/transfers/outgoing/{transfer_id}",
+        toast=f"已{ACTION_LABELS[action]}：当前状态「{OUTGOING_STATE_LABELS[decided.state]}」",
+    )
+
+
 @router.get("/{transfer_id}")
-def transfer_detail(transfer_id: int, request: Request, scope: ScopeDep) -> HTMLResponse:
+def transfer_detail(transfer_id: RowId, request: Request, scope: ScopeDep) -> HTMLResponse:
     detail = scope.detail(transfer_id)
     return render(
         request,
@@ -264,14 +362,7 @@ def transfer_detail(transfer_id: int, request: Request, scope: ScopeDep) -> HTML
             "nav": "transfers",
             "t": detail,
             "placements": placement_choices(scope.session, request_id=transfer_id, caller=scope.caller),
-            "pending": detail.state
-            in {
-                TransferState.SUBMITTED,
-                TransferState.RETURNED,
-                TransferState.BRANCH_ACCEPTED,
-                TransferState.COMMITTEE_APPROVED,
-                TransferState.EXPIRED,
-            },
+            "pending": detail.state in PENDING_STATES,
             "categories": list(MemberCategory),
             "placing_actions": PLACING_ACTIONS,
             "confirms": CONFIRMS,
@@ -284,7 +375,7 @@ def transfer_detail(transfer_id: int, request: Request, scope: ScopeDep) -> HTML
 
 @router.post("/{transfer_id}/transition")
 def transfer_transition(
-    transfer_id: int,
+    transfer_id: RowId,
     request: Request,
     scope: ScopeDep,
     action: Annotated[TransferAction, Form()],
@@ -312,7 +403,7 @@ def transfer_transition(
 
 @router.post("/{transfer_id}/letter")
 def transfer_letter(
-    transfer_id: int,
+    transfer_id: RowId,
     request: Request,
     scope: ScopeDep,
     letter_fields: LetterFormDep,
@@ -331,7 +422,7 @@ def transfer_letter(
 
 @router.post("/{transfer_id}/details")
 def transfer_details(
-    transfer_id: int,
+    transfer_id: RowId,
     request: Request,
     scope: ScopeDep,
     claimed_name: Annotated[str, Form(max_length=100)] = "",
@@ -354,7 +445,7 @@ def transfer_details(
 
 @router.post("/{transfer_id}/documents/{kind}")
 def transfer_document(
-    transfer_id: int,
+    transfer_id: RowId,
     kind: DocumentKind,
     request: Request,
     scope: ScopeDep,

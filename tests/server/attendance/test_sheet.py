@@ -27,7 +27,13 @@ def token_for(
 ) -> str:
     with unit_of_work(engine) as session:
         return create_token(
-            session, keyring=keyring, role=role, org_id=org_id, label="test", now=EVENT_START
+            session,
+            keyring=keyring,
+            role=role,
+            org_id=org_id,
+            label="test",
+            caller=CLI_CALLER,
+            now=EVENT_START,
         ).token
 
 
@@ -158,6 +164,12 @@ class TestTokens:
         """Secretary tokens are always scoped."""
         with unit_of_work(engine) as session, pytest.raises(OrgRequired) as excinfo:
             create_token(
-                session, keyring=keyring, role=TokenRole.SECRETARY, org_id=None, label="", now=EVENT_START
+                session,
+                keyring=keyring,
+                role=TokenRole.SECRETARY,
+                org_id=None,
+                label="",
+                caller=CLI_CALLER,
+                now=EVENT_START,
             )
         assert excinfo.value.code == "org_required"

@@ -26,6 +26,7 @@ from schemas.messages import (
     TapBatch,
     card_auth_challenge,
 )
+from server.caller import CLI_CALLER
 from server.cards.checks import CardCheckPolicy
 from server.cards.issuer import IssuerMacCheck, IssuerUnavailable
 from server.cards.service import bind_card
@@ -36,6 +37,7 @@ from server.kiosks.service import enroll_kiosk
 from server.records.cards import CardBinding
 from server.records.taps import Tap
 from server.taps.service import ingest_batch
+from server.venues.service import set_uid_only_reads
 from server.vocabulary import CardCheckLevel, CardCheckNote
 from tests.server.factories import EVENT_START, LI_CARD, ZHANG_CARD, ZHAO_CARD, World
 from tests.server.signing import KioskKeys, tap_payload
@@ -148,8 +150,10 @@ class TestLevels:
         self, engine: Engine, keyring: Keyring, world: World, policy: CardCheckPolicy
     ) -> None:
         assert zhang_binding(engine, world).issuer_mac_since is None
+        assert zhang_binding(engine, world).verified_level == CardCheckLevel.CARD_NUMBER
         tap(engine, keyring, world, read(genuine(), world.kiosk_id), policy)
         assert zhang_binding(engine, world).issuer_mac_since == RECEIVED
+        assert zhang_binding(engine, world).verified_level == CardCheckLevel.ISSUER_MAC
 
     @pytest.mark.parametrize(
         ("facts", "level"),
@@ -157,9 +161,6 @@ class TestLevels:
             pytest.param(ZHANG_CARD, CardCheckLevel.CARD_NUMBER, id="number-and-uid-binding"),
             pytest.param(ZHAO_CARD, CardCheckLevel.CARD_NUMBER, id="number-only-binding"),
             pytest.param(LI_CARD, CardCheckLevel.UID, id="uid-only-binding"),
-            pytest.param(
-                CardFacts(uid=ZHANG_CARD.uid, application="uid_only"), CardCheckLevel.UID, id="uid-only-read"
-            ),
         ],
     )
     def test_without_a_challenge_the_level_is_what_binding_and_read_share(
@@ -175,10 +176,15 @@ class TestLevels:
         assert tap(engine, keyring, world, facts, policy) == "accepted"
         assert last_tap(engine).card_check == level
 
-    def test_serial_uid_reader_reads_a_genuine_card_at_uid_level(
+    def test_serial_uid_reader_reads_a_genuine_card_at_uid_level_where_the_venue_accepts_it(
         self, engine: Engine, keyring: Keyring, world: World, policy: CardCheckPolicy
     ) -> None:
+        """张三明's card is bound with its number: a UID-only read of it is a downgrade
+        (tests/security/test_card_downgrade.py) unless the venue accepts UID-only reads."""
         facts = read(uid_only_card(bytes.fromhex(ZHANG_CARD.uid)), world.kiosk_id)
+        assert tap(engine, keyring, world, facts, policy) == "card_downgrade"
+        with unit_of_work(engine) as session:
+            set_uid_only_reads(session, venue_id=world.venue_id, accept=True, caller=CLI_CALLER, now=RECEIVED)
         assert tap(engine, keyring, world, facts, policy) == "accepted"
         assert last_tap(engine).card_check == CardCheckLevel.UID
 
@@ -330,7 +336,7 @@ class TestMinimum:
         ("facts", "outcome"),
         [
             pytest.param(
-                CardFacts(uid=ZHANG_CARD.uid, application="uid_only"), "weak_card_check", id="uid-read"
+                CardFacts(uid=ZHANG_CARD.uid, application="uid_only"), "card_downgrade", id="uid-read"
             ),
             pytest.param(LI_CARD, "weak_card_check", id="uid-binding"),
             pytest.param(ZHANG_CARD, "accepted", id="card-number"),
@@ -453,3 +459,39 @@ class TestBinding:
             )
             assert binding.issuer_mac_since == RECEIVED
         assert zhang_binding(engine, world).issuer_mac_since == RECEIVED
+        assert zhang_binding(engine, world).verified_level == CardCheckLevel.ISSUER_MAC
+
+    @pytest.mark.parametrize(
+        ("card_no", "uid", "issuer_mac", "level"),
+        [
+            pytest.param(
+                "3104393000000042424", "04AABBCCDD4242", True, CardCheckLevel.ISSUER_MAC, id="issuer-mac"
+            ),
+            pytest.param(
+                "3104393000000042424", "04AABBCCDD4242", False, CardCheckLevel.CARD_NUMBER, id="both"
+            ),
+            pytest.param("3104393000000042424", None, False, CardCheckLevel.CARD_NUMBER, id="number"),
+            pytest.param(None, "04AABBCCDD4242", False, CardCheckLevel.UID, id="uid"),
+        ],
+    )
+    def test_a_binding_is_verified_at_the_evidence_it_is_made_with(
+        self,
+        engine: Engine,
+        keyring: Keyring,
+        world: World,
+        card_no: str | None,
+        uid: str | None,
+        issuer_mac: bool,
+        level: CardCheckLevel,
+    ) -> None:
+        with unit_of_work(engine) as session:
+            binding = bind_card(
+                session,
+                keyring=keyring,
+                member_id=world.members["王五"],
+                card_no=card_no,
+                uid=uid,
+                now=EVENT_START,
+                issuer_mac=issuer_mac,
+            )
+            assert binding.verified_level == level

@@ -16,6 +16,7 @@ from schemas.messages import (
     b64url_encode,
 )
 from server.auth.service import create_token
+from server.caller import CLI_CALLER
 from server.db import unit_of_work
 from server.keyring import Keyring
 from server.vocabulary import TokenRole
@@ -35,6 +36,8 @@ def heartbeat(
     round_trip_ms: int | None = None,
     pending: int = 0,
     oldest_pending_age_s: float | None = None,
+    quarantined: int = 0,
+    oldest_quarantined_seq: int | None = None,
     last_seq: int = 0,
     reader_state: ReaderState = ReaderState.READY,
     mode: TapMode = TapMode.CHECKIN,
@@ -49,6 +52,8 @@ def heartbeat(
         mode=mode,
         outbox_pending=pending,
         oldest_pending_age_s=oldest_pending_age_s,
+        outbox_quarantined=quarantined,
+        oldest_quarantined_seq=oldest_quarantined_seq,
         last_seq=last_seq,
         agent_version="1.2.3",
         reader_state=reader_state,
@@ -81,5 +86,7 @@ def bearer(
 ) -> dict[str, str]:
     """Authorization headers for a fresh API token."""
     with unit_of_work(engine) as session:
-        token = create_token(session, keyring=keyring, role=role, org_id=org_id, label="test", now=now)
+        token = create_token(
+            session, keyring=keyring, role=role, org_id=org_id, label="test", caller=CLI_CALLER, now=now
+        )
     return {"Authorization": f"Bearer {token.token}"}

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session
 from typer.testing import CliRunner
@@ -133,6 +134,55 @@ class TestHeartbeatToTheRealServer:
         assert abs(health.clock_offset_ms - 5000) <= 1 + (health.offset_uncertainty_ms or 0)
         assert (health.agent_version, health.reader_name) == ("9.9", "pcsc:Virtual PCD 00 00")
         assert health.problems == []
+
+
+class TestQuarantineAgainstTheRealServer:
+    def test_a_tap_the_server_never_takes_is_set_aside_and_shown(
+        self, settings: ServerSettings, engine: Engine, world: World, clock: FakeClock, tmp_path: Path
+    ) -> None:
+        """A tap too big for the server's body limit (413 even alone) no longer holds up the taps
+        behind it: the uploader splits, the others are accepted, that one is quarantined, and the
+        next heartbeat puts it on the kiosk's health for the admin."""
+        clock.now = EVENT_START + timedelta(minutes=1)
+        tight = settings.model_copy(update={"max_body_bytes": 1024})
+        key = KioskKey(world.keys.private)
+
+        def tap(seq: int, reader_name: str = "pcsc:ACR122") -> TapPayload:
+            payload = tap_payload(kiosk_id=world.kiosk_id, seq=seq, at=EVENT_START, card_facts=ZHANG_CARD)
+            return payload.model_copy(
+                update={"reader": payload.reader.model_copy(update={"name": reader_name})}
+            )
+
+        with (
+            TestClient(create_app(tight, clock=clock)) as client,
+            Outbox.open(tmp_path / "outbox.sqlite3") as outbox,
+        ):
+            outbox.append(tap, key)
+            outbox.append(lambda seq: tap(seq, "读卡器" * 66), key)  # ~1.7 KB as an envelope
+            outbox.append(tap, key)
+            uploader = Uploader(client, outbox, now=lambda: clock.now)
+            result = uploader.upload_once()
+            assert (result.outcome, result.sent, result.quarantined) == (UploadOutcome.DELIVERED, 2, 1)
+            assert outbox.is_quarantined(2)
+            assert [outbox.receipt(s) is not None for s in (1, 2, 3)] == [True, False, True]
+            heartbeats = HeartbeatSender(
+                client,
+                key,
+                kiosk_id=world.kiosk_id,
+                mode=TapMode.CHECKIN,
+                agent_version="9.9",
+                interval_s=30,
+                outbox_stats=outbox.stats,
+                reader_state=lambda: ReaderState.READY,
+                reader_name="pcsc:ACR122",
+                now=lambda: clock.now,
+            )
+            assert heartbeats.beat_once().outcome is HeartbeatOutcome.ACKNOWLEDGED
+        with Session(engine) as session:
+            health = kiosk_detail(session, kiosk_id=world.kiosk_id, now=clock.now, scope=UNSCOPED).health
+        assert (health.outbox_pending, health.outbox_quarantined, health.oldest_quarantined_seq) == (0, 1, 2)
+        # Seq 2 never reached the server: a gap, explained by the quarantine beside it.
+        assert [p.code for p in health.problems] == ["quarantined", "seq_gaps"]
 
 
 class TestRotateKey:

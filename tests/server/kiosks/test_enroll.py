@@ -22,6 +22,8 @@ from tests.server.factories import World
 from tests.server.signing import KioskKeys
 
 ENROLL = "/api/v1/kiosks/enroll"
+# Unknown, used and expired codes get this one answer (the audit log keeps which it was).
+INVALID_CODE_MESSAGE = EnrollmentCodeInvalid.default_message
 
 
 def enroll_body(code: str, keys: KioskKeys) -> dict[str, object]:
@@ -48,11 +50,11 @@ class TestEnrollRoute:
             assert (kiosk.status, kiosk.kid, kiosk.agent_version) == (KioskStatus.ACTIVE, keys.kid, "1.0")
 
     def test_code_is_single_use(self, client: TestClient, world: World) -> None:
-        """A used code refuses another key (409 enrollment_code_used)."""
+        """A used code refuses another key, with the answer an unknown code gets (400)."""
         assert client.post(ENROLL, json=enroll_body(world.spare_code, KioskKeys())).status_code == 200
         response = client.post(ENROLL, json=enroll_body(world.spare_code, KioskKeys()))
-        assert response.status_code == 409
-        assert response.json() == {"error": "enrollment_code_used", "detail": "登记码已被使用"}
+        assert response.status_code == 400
+        assert response.json() == {"error": "enrollment_code_invalid", "detail": INVALID_CODE_MESSAGE}
 
     def test_retry_with_the_same_key_gets_the_same_answer(self, client: TestClient, world: World) -> None:
         """An agent whose first response was lost can enroll again with the same key."""
@@ -63,18 +65,18 @@ class TestEnrollRoute:
         assert again.json()["kiosk_id"] == first.json()["kiosk_id"]
 
     def test_expired_code(self, client: TestClient, world: World, clock: FakeClock) -> None:
-        """After its lifetime a code is gone (410 enrollment_code_expired)."""
+        """After its lifetime a code is gone, with the answer an unknown code gets (400)."""
         clock.advance(hours=24)
         response = client.post(ENROLL, json=enroll_body(world.spare_code, KioskKeys()))
-        assert response.status_code == 410
-        assert response.json()["error"] == "enrollment_code_expired"
+        assert response.status_code == 400
+        assert response.json() == {"error": "enrollment_code_invalid", "detail": INVALID_CODE_MESSAGE}
 
     @pytest.mark.usefixtures("world")
     def test_unknown_code(self, client: TestClient) -> None:
         """A code nobody issued: 400 enrollment_code_invalid."""
         response = client.post(ENROLL, json=enroll_body("ZZZZ-ZZZZ-ZZZZ", KioskKeys()))
         assert response.status_code == 400
-        assert response.json()["error"] == "enrollment_code_invalid"
+        assert response.json() == {"error": "enrollment_code_invalid", "detail": INVALID_CODE_MESSAGE}
 
     @pytest.mark.parametrize(
         "public_key",

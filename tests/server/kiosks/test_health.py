@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -184,6 +185,35 @@ class TestProblems:
             ("reader", "读卡器已断开，正在重连"),
         ]
         assert (health.outbox_pending, health.reader_state) == (7, ReaderState.DISCONNECTED)
+
+    def test_quarantined_taps_tell_the_admin_what_to_do(
+        self, client: TestClient, engine: Engine, world: World, clock: FakeClock
+    ) -> None:
+        """Taps the kiosk set aside are stored from its heartbeat and shown with the next step."""
+        envelope = heartbeat(
+            world.keys, kiosk_id=world.kiosk_id, sent_at=clock.now, quarantined=2, oldest_quarantined_seq=41
+        )
+        assert post(client, envelope)[0] == 200
+        with Session(engine) as session:
+            health = kiosk_detail(session, kiosk_id=world.kiosk_id, now=clock.now, scope=UNSCOPED).health
+        assert (health.outbox_quarantined, health.oldest_quarantined_seq) == (2, 41)
+        ((code, message),) = [(p.code, p.message) for p in health.problems]
+        assert code == "quarantined"
+        assert message.startswith("2条刷卡记录被服务器反复拒收，已在签到机上隔离保存（最早编号 41）")
+        assert "签到机日志" in message
+
+    def test_a_heartbeat_without_quarantine_fields_still_counts(
+        self, client: TestClient, engine: Engine, world: World, clock: FakeClock
+    ) -> None:
+        """An agent from before quarantine existed sends neither field: nothing is quarantined."""
+        current = heartbeat(world.keys, kiosk_id=world.kiosk_id, sent_at=clock.now).payload_bytes()
+        fields = json.loads(current)
+        del fields["outbox_quarantined"], fields["oldest_quarantined_seq"]
+        older = world.keys.sign_bytes(json.dumps(fields).encode())
+        assert post(client, older)[0] == 200
+        with Session(engine) as session:
+            health = kiosk_detail(session, kiosk_id=world.kiosk_id, now=clock.now, scope=UNSCOPED).health
+        assert (health.outbox_quarantined, health.oldest_quarantined_seq, health.problems) == (0, None, [])
 
 
 class TestSeqGaps:

@@ -103,6 +103,12 @@ def token(engine: Engine, keyring: Keyring, *, org_id: int | None = None) -> dic
     role = TokenRole.ADMIN if org_id is None else TokenRole.SECRETARY
     with unit_of_work(engine) as session:
         created = create_token(
-            session, keyring=keyring, role=role, org_id=org_id, label="test", now=at("2025-01-01")
+            session,
+            keyring=keyring,
+            role=role,
+            org_id=org_id,
+            label="test",
+            caller=CLI_CALLER,
+            now=at("2025-01-01"),
         )
     return {"Authorization": f"Bearer {created.token}"}

@@ -8,6 +8,7 @@ from httpx import Response
 from sqlalchemy import Engine
 
 from server.auth.service import create_token
+from server.caller import CLI_CALLER
 from server.db import unit_of_work
 from server.keyring import Keyring
 from server.vocabulary import TokenRole
@@ -28,7 +29,9 @@ def token(
     engine: Engine, keyring: Keyring, *, role: TokenRole = TokenRole.ADMIN, org_id: int | None = None
 ) -> str:
     with unit_of_work(engine) as session:
-        return create_token(session, keyring=keyring, role=role, org_id=org_id, label="roster", now=NOW).token
+        return create_token(
+            session, keyring=keyring, role=role, org_id=org_id, label="roster", caller=CLI_CALLER, now=NOW
+        ).token
 
 
 def upload(client: TestClient, data: bytes, bearer: str | None, **params: str) -> Response:
@@ -68,8 +71,9 @@ def test_upload_imports_and_reupload_changes_nothing(
 
 
 def test_dry_run_writes_nothing(client: TestClient, engine: Engine, keyring: Keyring, tree: Tree) -> None:
+    admin = token(engine, keyring)  # creating it is audited: count after
     before = table_counts(engine)
-    response = upload(client, roster_xlsx(ROWS), token(engine, keyring), dry_run="true")
+    response = upload(client, roster_xlsx(ROWS), admin, dry_run="true")
 
     assert response.status_code == 200
     assert response.json()["dry_run"] is True

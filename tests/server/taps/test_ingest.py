@@ -19,6 +19,7 @@ from server.kiosks.service import revoke_kiosk
 from server.records.attendance import Attendance
 from server.records.kiosks import Kiosk
 from server.records.taps import Tap
+from server.venues.service import set_uid_only_reads
 from tests.server.factories import (
     EVENT_END,
     EVENT_START,
@@ -103,8 +104,16 @@ class TestAccepted:
     def test_uid_reader_finds_a_card_bound_by_number_and_uid(
         self, engine: Engine, keyring: Keyring, world: World
     ) -> None:
-        """A UID-only reader (no card number) matches a binding that recorded the UID."""
+        """A UID-only reader (no card number) matches a binding that recorded the UID, but a card
+        bound by its number is only checked by UID where the venue accepts such reads; elsewhere
+        a UID-only read is a possible magic-UID copy (``card_downgrade``)."""
         uid_only = card(None, ZHANG_CARD.uid)
+        refused = upload(
+            engine, keyring, [world.keys.seal(world.payload(uid_only, at=EVENT_START))], received_at=RECEIVED
+        )
+        assert receipt_codes(refused) == [("rejected", "card_downgrade")]
+        with unit_of_work(engine) as session:
+            set_uid_only_reads(session, venue_id=world.venue_id, accept=True, caller=CLI_CALLER, now=RECEIVED)
         result = upload(
             engine, keyring, [world.keys.seal(world.payload(uid_only, at=EVENT_START))], received_at=RECEIVED
         )
@@ -254,26 +263,24 @@ class TestIdempotency:
 
 class TestRejected:
     def test_unknown_kiosk(self, engine: Engine, keyring: Keyring, world: World) -> None:
-        """A key the server never enrolled: rejected and stored without a kiosk."""
+        """A key the server never enrolled: rejected, and nothing stored (anyone could send it)."""
         stranger = KioskKeys()
         result = upload(
             engine, keyring, [stranger.seal(world.payload(ZHANG_CARD, at=EVENT_START))], received_at=RECEIVED
         )
         assert receipt_codes(result) == [("rejected", "unknown_kiosk")]
         assert result.receipts[0].seq is None
-        (row,) = tap_rows(engine)
-        assert row.kiosk_id is None
-        assert row.kid == stranger.kid
+        assert tap_rows(engine) == []
 
     def test_signature_by_another_key(self, engine: Engine, keyring: Keyring, world: World) -> None:
-        """Signed by a different key under the kiosk's kid: bad_signature, payload not trusted."""
+        """Signed by a different key under the kiosk's kid: bad_signature, payload not trusted,
+        and nothing stored (knowing a kid is no credential)."""
         forged = KioskKeys().sign_bytes(
             world.payload(ZHANG_CARD, at=EVENT_START).to_bytes(), kid=world.keys.kid
         )
         result = upload(engine, keyring, [forged], received_at=RECEIVED)
         assert receipt_codes(result) == [("rejected", "bad_signature")]
-        (row,) = tap_rows(engine)
-        assert (row.kiosk_id, row.seq, row.card_no_hmac) == (world.kiosk_id, None, None)
+        assert tap_rows(engine) == []
         assert attendance_of(engine, world, "张三明") is None
 
     def test_payload_altered_after_signing(self, engine: Engine, keyring: Keyring, world: World) -> None:

@@ -71,12 +71,22 @@ class TestUpload:
         assert body["problems"][0]["loc"] == ["body", "envelopes"]
 
     def test_refusal_does_not_echo_the_envelopes(self, client: TestClient, world: World) -> None:
-        """Validation errors never send the submitted payload (raw card data) back."""
+        """An envelope that breaks the contract gets its own malformed receipt naming the field,
+        and neither it nor a refused body sends the submitted payload (raw card data) back."""
         envelope = world.keys.seal(world.payload(ZHANG_CARD, at=EVENT_START)).model_dump(mode="json")
         envelope["unexpected"] = True
         response = client.post(TAPS, json={"schema_version": 1, "envelopes": [envelope]})
-        assert response.status_code == 422
+        assert response.status_code == 200
+        (receipt,) = response.json()["receipts"]
+        assert (receipt["status"], receipt["code"], receipt["field"]) == (
+            "rejected",
+            "malformed",
+            "unexpected",
+        )
         assert envelope["payload"] not in response.text
+        whole = client.post(TAPS, json={"schema_version": 1, "envelopes": [envelope], "extra": envelope})
+        assert whole.status_code == 422
+        assert envelope["payload"] not in whole.text
 
     def test_not_json(self, client: TestClient) -> None:
         """A body that is not JSON at all: 422 invalid_request."""

@@ -14,9 +14,10 @@ from server.cards.service import bind_card
 from server.db import unit_of_work
 from server.keyring import Keyring
 from server.orgs.service import add_member, add_organisation, subtree_scope
-from server.records.transfers import IssuerKind, TransferRequest
+from server.records.transfers import IssuerKind, TransferAction, TransferRequest
 from server.transfers.calendar import TransferPolicy, make_calendar
 from server.transfers.schemas import LetterIn
+from server.transfers.service import decide_release
 from server.vocabulary import MemberCategory, OrgKind, UserRole
 from tests.server.signing import card
 
@@ -102,3 +103,19 @@ def policy(*, holidays: tuple[date, ...] = (), makeup: tuple[date, ...] = ()) ->
 def requests(engine: Engine) -> list[TransferRequest]:
     with Session(engine) as session:
         return list(session.exec(select(TransferRequest).order_by(col(TransferRequest.id))).all())
+
+
+def release(engine: Engine, elsewhere: Elsewhere, request_id: int, *, now: datetime) -> None:
+    """钱七's own 基层党委 lets him go: its organiser agrees for the branch and releases."""
+    organiser = reviewer(engine, elsewhere.committee_id, name="湖里组织员")
+    with unit_of_work(engine) as session:
+        for action in (TransferAction.SOURCE_AGREE, TransferAction.RELEASE):
+            decide_release(
+                session,
+                request_id=request_id,
+                action=action,
+                reason="",
+                caller=organiser,
+                policy=policy(),
+                now=now,
+            )

@@ -19,7 +19,15 @@ from server.transfers.schemas import TransferCreate
 from server.transfers.service import create_request
 from tests.server.conftest import TEST_SECRET
 from tests.server.factories import World
-from tests.server.transfers.factories import QIAN_CARD, build_elsewhere, letter, policy, requests, reviewer
+from tests.server.transfers.factories import (
+    QIAN_CARD,
+    build_elsewhere,
+    letter,
+    policy,
+    release,
+    requests,
+    reviewer,
+)
 
 
 @pytest.fixture
@@ -34,9 +42,9 @@ def test_the_sweep_expires_a_letter_that_lapsed_while_pending(
     runner: CliRunner, settings: ServerSettings, engine: Engine, keyring: Keyring, world: World
 ) -> None:
     two_months_ago = datetime.now(UTC) - timedelta(days=60)
-    build_elsewhere(engine, keyring, now=two_months_ago)
+    elsewhere = build_elsewhere(engine, keyring, now=two_months_ago)
     with unit_of_work(engine) as session:
-        create_request(
+        filed = create_request(
             session,
             keyring=keyring,
             data=TransferCreate(
@@ -48,7 +56,9 @@ def test_the_sweep_expires_a_letter_that_lapsed_while_pending(
             source=TransferSource.API,
             policy=policy(),
             now=two_months_ago,
-        )
+        ).id
+    assert filed is not None
+    release(engine, elsewhere, filed, now=two_months_ago)
 
     listed = runner.invoke(
         admin_app, ["transfer", "list", "--overdue", "--json", "--db", settings.database_url]

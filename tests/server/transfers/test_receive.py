@@ -18,6 +18,8 @@ from server.db import unit_of_work
 from server.errors import DomainError
 from server.events.service import add_event
 from server.keyring import Keyring
+from server.orgs.membership import move_member
+from server.orgs.service import add_organisation
 from server.records.attendance import Attendance
 from server.records.audit import AuditEntry
 from server.records.cards import CardBinding
@@ -25,7 +27,7 @@ from server.records.orgs import Member
 from server.records.transfers import TransferAction, TransferRequest, TransferState
 from server.transfers.schemas import TransferUpdate
 from server.transfers.service import attach_letter, transition, update_details
-from server.vocabulary import EventKind, MemberCategory
+from server.vocabulary import EventKind, MemberCategory, OrgKind
 from tests.server.factories import EVENT_END, EVENT_START, World, upload
 from tests.server.transfers.factories import (
     NEWCOMER_CARD,
@@ -35,6 +37,7 @@ from tests.server.transfers.factories import (
     build_elsewhere,
     letter,
     policy,
+    release,
     requests,
     reviewer,
 )
@@ -49,7 +52,10 @@ def elsewhere(engine: Engine, keyring: Keyring, world: World) -> Elsewhere:
     return build_elsewhere(engine, keyring, now=EVENT_START - timedelta(days=30))
 
 
-def tap_transfer_in(engine: Engine, keyring: Keyring, world: World, card_facts: object) -> int:
+def tap_transfer_in(
+    engine: Engine, keyring: Keyring, world: World, card_facts: object, elsewhere: Elsewhere | None = None
+) -> int:
+    """A transfer-in tap at the world's kiosk; for 钱七, his own organisation then releases him."""
     at = EVENT_START + timedelta(days=2)
     upload(
         engine,
@@ -57,6 +63,10 @@ def tap_transfer_in(engine: Engine, keyring: Keyring, world: World, card_facts: 
         [world.keys.seal(world.payload(card_facts, at=at, mode=TapMode.TRANSFER_IN))],  # type: ignore[arg-type]
         received_at=at,
     )
+    if elsewhere is not None:
+        (waiting,) = [r for r in requests(engine) if r.state == TransferState.AWAITING_SOURCE]
+        assert waiting.id is not None
+        release(engine, elsewhere, waiting.id, now=at)
     (request,) = [r for r in requests(engine) if r.state == TransferState.SUBMITTED]
     assert request.id is not None
     return request.id
@@ -136,7 +146,7 @@ class TestKnownMember:
             )
             assert later.id is not None
             later_id = later.id
-        request_id = tap_transfer_in(engine, keyring, world, QIAN_CARD)
+        request_id = tap_transfer_in(engine, keyring, world, QIAN_CARD, elsewhere)
         approve(engine, world, request_id, category=MemberCategory.PROBATIONARY)
         receive(engine, world, request_id)
 
@@ -172,6 +182,37 @@ class TestKnownMember:
                 RECEIVED_AT,
                 None,
             )
+
+
+class TestWithoutRelease:
+    def test_a_member_of_another_organisation_who_moved_on_is_not_received(
+        self, engine: Engine, keyring: Keyring, world: World, elsewhere: Elsewhere
+    ) -> None:
+        """Released by 湖里, but moved to another 基层党委 before the receipt: that one never
+        consented, so receiving is refused and 钱七 stays where he is."""
+        request_id = tap_transfer_in(engine, keyring, world, QIAN_CARD, elsewhere)
+        approve(engine, world, request_id)
+        with unit_of_work(engine) as session:
+            third = add_organisation(
+                session, name="集美某党委", kind=OrgKind.BASIC_COMMITTEE, parent_id=None, now=EVENT_START
+            )
+            assert third.id is not None
+            move_member(
+                session,
+                member_id=elsewhere.qian_id,
+                to_org_id=third.id,
+                at=EVENT_START + timedelta(days=4),
+                caller=CLI_CALLER,
+                reason="调动",
+            )
+            third_id = third.id
+        with pytest.raises(DomainError) as excinfo:
+            receive(engine, world, request_id)
+        assert excinfo.value.code == "transfer_release_required"
+        with Session(engine) as session:
+            member = session.get(Member, elsewhere.qian_id)
+            assert member is not None
+            assert member.org_id == third_id
 
 
 class TestUnknownPerson:

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from server.auth.service import create_token
+from server.caller import CLI_CALLER
 from server.db import unit_of_work
 from server.keyring import Keyring
 from server.vocabulary import TokenRole
@@ -27,7 +28,13 @@ class Tokens:
         def token(role: TokenRole, org_id: int | None) -> dict[str, str]:
             with unit_of_work(engine) as session:
                 created = create_token(
-                    session, keyring=keyring, role=role, org_id=org_id, label="test", now=NOW
+                    session,
+                    keyring=keyring,
+                    role=role,
+                    org_id=org_id,
+                    label="test",
+                    caller=CLI_CALLER,
+                    now=NOW,
                 )
             return {"Authorization": f"Bearer {created.token}"}
 
@@ -44,16 +51,29 @@ def tokens(engine: Engine, keyring: Keyring, world: World, clock: FakeClock) -> 
     return Tokens(engine, keyring, world, build_elsewhere(engine, keyring, now=NOW - timedelta(days=30)))
 
 
-def file_qian(client: TestClient, world: World, headers: dict[str, str], **extra: Any) -> dict[str, Any]:
+def file_qian(
+    client: TestClient, world: World, tokens: Tokens, *, released: bool = True, **extra: Any
+) -> dict[str, Any]:
+    """The committee files for 钱七 by his card number; his own 基层党委 then releases him (unless
+    ``released`` is False). Returns the request as the receiving committee then sees it."""
     body = {
         "to_org_id": world.committee_id,
         "card_no": QIAN_CARD.card_no,
         "letter": letter(issued_on=NOW.date() - timedelta(days=2)).model_dump(mode="json"),
         **extra,
     }
-    response = client.post(TRANSFERS, json=body, headers=headers)
+    response = client.post(TRANSFERS, json=body, headers=tokens.committee)
     assert response.status_code == 201, response.text
     result: dict[str, Any] = response.json()
+    if released:
+        for action in ("source_agree", "release"):
+            decided = client.post(
+                f"{TRANSFERS}/outgoing/{result['id']}/decisions",
+                json={"action": action},
+                headers=tokens.elsewhere,
+            )
+            assert decided.status_code == 200, decided.text
+        result = client.get(f"{TRANSFERS}/{result['id']}", headers=tokens.committee).json()
     return result
 
 
@@ -65,7 +85,26 @@ def act(client: TestClient, transfer_id: int, headers: dict[str, str], action: s
 
 class TestApi:
     def test_file_review_and_receive(self, client: TestClient, world: World, tokens: Tokens) -> None:
-        filed = file_qian(client, world, tokens.committee)
+        waiting = file_qian(client, world, tokens, released=False)
+        assert (waiting["state"], waiting["applicant_name"], waiting["member_id"]) == (
+            "awaiting_source",
+            "未登记持卡人（3104********1234）",
+            None,
+        )
+        assert act(client, waiting["id"], tokens.committee, "receive").status_code == 409
+        outgoing = client.get(f"{TRANSFERS}/outgoing", headers=tokens.elsewhere).json()
+        assert [(item["id"], item["member"]["name"], item["to_org"]["id"]) for item in outgoing["items"]] == [
+            (waiting["id"], "钱七", world.committee_id)
+        ]
+        filed = waiting
+        for action in ("source_agree", "release"):
+            decided = client.post(
+                f"{TRANSFERS}/outgoing/{filed['id']}/decisions",
+                json={"action": action},
+                headers=tokens.elsewhere,
+            )
+            assert decided.status_code == 200, decided.text
+        filed = client.get(f"{TRANSFERS}/{filed['id']}", headers=tokens.committee).json()
         assert filed["state"] == "submitted"
         assert filed["state_label"] == "待支部审核"
         assert filed["applicant_name"] == "钱七"
@@ -100,7 +139,7 @@ class TestApi:
     def test_queue_is_scoped_to_the_tokens_subtree(
         self, client: TestClient, world: World, tokens: Tokens
     ) -> None:
-        filed = file_qian(client, world, tokens.committee, placement_org_id=world.branch_id)
+        filed = file_qian(client, world, tokens, placement_org_id=world.branch_id)
 
         def ids(headers: dict[str, str]) -> list[int]:
             response = client.get(TRANSFERS, headers=headers)
@@ -118,7 +157,7 @@ class TestApi:
         assert response.json()["error"] == "organisation_not_found"
 
     def test_filters(self, client: TestClient, world: World, tokens: Tokens, clock: FakeClock) -> None:
-        filed = file_qian(client, world, tokens.committee)
+        filed = file_qian(client, world, tokens)
         clock.now = NOW + timedelta(days=10)
         overdue = client.get(TRANSFERS, params={"overdue": "true"}, headers=tokens.committee).json()
         assert [item["id"] for item in overdue["items"]] == [filed["id"]]
@@ -142,7 +181,7 @@ class TestApi:
         )
         assert response.status_code == 400
         assert response.json()["error"] == "letter_issuer_not_committee"
-        filed = file_qian(client, world, tokens.committee)
+        filed = file_qian(client, world, tokens)
         returned = act(client, filed["id"], tokens.committee, "return")
         assert (returned.status_code, returned.json()["error"]) == (400, "reason_required")
         wrong = act(client, filed["id"], tokens.committee, "close")
@@ -154,7 +193,7 @@ class TestApi:
         expired = file_qian(
             client,
             world,
-            tokens.committee,
+            tokens,
             letter=letter(issued_on=NOW.date().replace(year=2018)).model_dump(mode="json"),
         )
         assert expired["state"] == "expired"

@@ -37,6 +37,7 @@ from tests.server.transfers.factories import (
     build_elsewhere,
     letter,
     policy,
+    release,
     requests,
     reviewer,
 )
@@ -58,11 +59,16 @@ def committee(engine: Engine, world: World) -> Caller:
 class Desk:
     """The service calls a reviewer makes, each in its own unit of work like a request."""
 
-    def __init__(self, engine: Engine, keyring: Keyring, world: World, who: Caller) -> None:
+    def __init__(
+        self, engine: Engine, keyring: Keyring, world: World, who: Caller, elsewhere: Elsewhere
+    ) -> None:
         self.engine, self.keyring, self.world, self.who = engine, keyring, world, who
+        self.elsewhere = elsewhere
         self.policy: TransferPolicy = policy()
 
-    def file(self, now: datetime = MONDAY, **fields: object) -> int:
+    def file(self, now: datetime = MONDAY, *, released: bool = True, **fields: object) -> int:
+        """File; a request for a member elsewhere is then released by their 基层党委 unless
+        ``released`` is False."""
         data = TransferCreate.model_validate({"to_org_id": self.world.committee_id, **fields})
         with unit_of_work(self.engine) as session:
             request = create_request(
@@ -75,7 +81,10 @@ class Desk:
                 now=now,
             )
             assert request.id is not None
-            return request.id
+            request_id, from_org = request.id, request.from_org_id
+        if released and from_org is not None:
+            release(self.engine, self.elsewhere, request_id, now=now)
+        return request_id
 
     def act(
         self,
@@ -136,7 +145,7 @@ class Desk:
 
 @pytest.fixture
 def desk(engine: Engine, keyring: Keyring, world: World, committee: Caller, elsewhere: Elsewhere) -> Desk:
-    return Desk(engine, keyring, world, committee)
+    return Desk(engine, keyring, world, committee, elsewhere)
 
 
 def fresh_letter(**overrides: object) -> LetterIn:
@@ -155,10 +164,27 @@ def audit_rows(engine: Engine, request_id: int) -> list[AuditEntry]:
 
 
 class TestFiling:
-    def test_a_member_elsewhere_is_found_by_their_card_number(
-        self, desk: Desk, elsewhere: Elsewhere, world: World
+    def test_a_member_elsewhere_waits_for_their_organisation_and_stays_unnamed_until_released(
+        self, desk: Desk, elsewhere: Elsewhere, world: World, engine: Engine
     ) -> None:
-        request_id = desk.file(card_no=QIAN_CARD.card_no, letter=fresh_letter().model_dump())
+        """A card number is no consent: the request waits for 钱七's own organisation, and the
+        receiving side sees neither his name nor where he is until it releases him."""
+        request_id = desk.file(card_no=QIAN_CARD.card_no, letter=fresh_letter().model_dump(), released=False)
+        waiting = desk.detail(request_id)
+        assert waiting.state == S.AWAITING_SOURCE
+        assert (waiting.member_id, waiting.member_home_org, waiting.member_category) == (None, None, "full")
+        assert waiting.applicant_name == "未登记持卡人（3104********1234）"
+        assert "钱七" not in waiting.model_dump_json()
+        assert "湖里" not in waiting.model_dump_json().replace("中共湖里区某社区委员会", "").replace(
+            "湖里第三党支部", "", 1
+        )  # only the letter the receiving side typed in names it
+        assert waiting.actions == [A.REJECT, A.WITHDRAW]
+        assert desk.refused(request_id, A.BRANCH_ACCEPT, placement_org_id=world.branch_id) == (
+            "transfer_transition_not_allowed"
+        )
+        assert desk.queue(search="钱").items == []
+
+        release(engine, elsewhere, request_id, now=MONDAY)
         detail = desk.detail(request_id)
         assert detail.member_id == elsewhere.qian_id
         assert detail.applicant_name == "钱七"
@@ -170,19 +196,33 @@ class TestFiling:
         assert detail.letter.valid_until == date(2025, 3, 29)
         assert detail.blockers == []
 
-    def test_a_person_new_to_the_system_is_filed_by_name_and_card(self, desk: Desk) -> None:
+    def test_a_card_nobody_holds_waits_for_its_holders_tap(self, desk: Desk) -> None:
         request_id = desk.file(card_no=NEWCOMER_CARD.card_no, claimed_name="  周九 ")
         detail = desk.detail(request_id)
-        assert (detail.member_id, detail.applicant_name, detail.card_masked) == (
+        assert (detail.member_id, detail.applicant_name, detail.card_masked, detail.state) == (
             None,
             "周九",
             "3104********6789",
+            S.AWAITING_SOURCE,
         )
         assert detail.blockers == ["letter_missing"]
 
+    def test_a_bound_card_elsewhere_and_an_unbound_card_get_the_same_answer(self, desk: Desk) -> None:
+        """No name, no home organisation, the same state, checks and actions: the number alone
+        says nothing about whether anyone holds the card."""
+        bound = desk.detail(desk.file(card_no=QIAN_CARD.card_no, released=False))
+        unbound = desk.detail(desk.file(card_no=NEWCOMER_CARD.card_no))
+        ignore = {"id", "card_masked", "applicant_name", "history", "submitted_at", "state_since"}
+        assert bound.model_dump(exclude=ignore) == unbound.model_dump(exclude=ignore)
+        assert (bound.applicant_name, unbound.applicant_name) == (
+            "未登记持卡人（3104********1234）",
+            "未登记持卡人（3104********6789）",
+        )
+        assert [h.action for h in bound.history] == [h.action for h in unbound.history]
+
     def test_nobody_to_file_for(self, desk: Desk) -> None:
         with pytest.raises(DomainError) as excinfo:
-            desk.file(card_no=NEWCOMER_CARD.card_no)
+            desk.file(note="无卡号、无姓名")
         assert excinfo.value.code == "applicant_name_required"
 
     def test_a_member_who_already_belongs_here(self, desk: Desk) -> None:
@@ -248,7 +288,13 @@ class TestSevenYearsExpiredLetter:
         required = {d.kind for d in detail.documents if d.required}
         assert {DocumentKind.BRANCH_CERTIFICATE, DocumentKind.MEMBER_APPLICATION} <= required
         actions = [entry.action for entry in audit_rows(engine, request_id)]
-        assert actions == ["transfer.submit", "transfer.letter", "transfer.expire"]
+        assert actions == [
+            "transfer.submit",
+            "transfer.letter",
+            "transfer.source_agree",
+            "transfer.release",
+            "transfer.expire",
+        ]
         expiry = audit_rows(engine, request_id)[-1]
         assert expiry.actor == "system"
         assert "已过期" in expiry.reason
@@ -339,7 +385,8 @@ class TestAuditTrail:
         rows = [
             row
             for row in audit_rows(engine, request_id)
-            if row.action not in ("transfer.submit", "transfer.letter")
+            if row.action
+            not in ("transfer.submit", "transfer.letter", "transfer.source_agree", "transfer.release")
         ]
         assert [(row.action, row.at, row.actor, row.actor_name) for row in rows] == [
             (f"transfer.{action.value}", at, desk.who.actor.ref, "街道党委组织员") for action, _, at in steps
@@ -349,7 +396,12 @@ class TestAuditTrail:
         assert rows[2].reason == "支部同意接收"  # filled in when the reviewer gave none
         assert json.loads(rows[4].detail)["from_state"] == "committee_approved"
         history = desk.detail(request_id, now=MONDAY + timedelta(days=8)).history
-        assert [(h.from_state, h.to_state) for h in history[2:]] == [
+        assert [(h.from_state, h.to_state) for h in history[2:4]] == [
+            (S.AWAITING_SOURCE, S.SOURCE_BRANCH_AGREED),
+            (S.SOURCE_BRANCH_AGREED, S.SUBMITTED),
+        ]
+        assert [h.actor_name for h in history[2:4]] == ["原组织", "原组织"]  # not who, on their side
+        assert [(h.from_state, h.to_state) for h in history[4:]] == [
             (S.SUBMITTED, S.RETURNED),
             (S.RETURNED, S.SUBMITTED),
             (S.SUBMITTED, S.BRANCH_ACCEPTED),

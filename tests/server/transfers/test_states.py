@@ -1,6 +1,7 @@
 """The transfer state table, exhaustively: every (state, action) pair is either the expected move
 or refused with ``transfer_transition_not_allowed`` — in the table itself, and through the
-service on a real request in each state (SQLite and PostgreSQL)."""
+service on a real request in each state (SQLite and PostgreSQL), from the receiving side and from
+the member's own organisation."""
 
 from __future__ import annotations
 
@@ -21,15 +22,37 @@ from server.records.transfers import (
     TransferState,
 )
 from server.transfers.schemas import TransferCreate
-from server.transfers.service import create_request, tick_document, transition
+from server.transfers.service import create_request, decide_release, tick_document, transition
 from server.transfers.states import ALLOWED, FINAL_STATES, PENDING_STATES, Level, actions_from, rule_for
 from tests.server.factories import World
-from tests.server.transfers.factories import QIAN_CARD, SHANGHAI, build_elsewhere, letter, policy, reviewer
+from tests.server.transfers.factories import (
+    QIAN_CARD,
+    SHANGHAI,
+    Elsewhere,
+    build_elsewhere,
+    letter,
+    policy,
+    reviewer,
+)
 
 S, A = TransferState, TransferAction
 
 # Written out independently of the implementation's table (docs/domain-rules.md §3.7, refined).
 EXPECTED: dict[TransferState, dict[TransferAction, TransferState]] = {
+    S.AWAITING_SOURCE: {
+        A.SOURCE_AGREE: S.SOURCE_BRANCH_AGREED,
+        A.REFUSE_RELEASE: S.SOURCE_REFUSED,
+        A.CONFIRM_BY_TAP: S.SUBMITTED,
+        A.REJECT: S.REJECTED,
+        A.WITHDRAW: S.WITHDRAWN,
+    },
+    S.SOURCE_BRANCH_AGREED: {
+        A.RELEASE: S.SUBMITTED,
+        A.REFUSE_RELEASE: S.SOURCE_REFUSED,
+        A.REJECT: S.REJECTED,
+        A.WITHDRAW: S.WITHDRAWN,
+    },
+    S.SOURCE_REFUSED: {},
     S.SUBMITTED: {
         A.BRANCH_ACCEPT: S.BRANCH_ACCEPTED,
         A.RETURN: S.RETURNED,
@@ -59,6 +82,10 @@ COMMITTEE_LEVEL = {
     (S.COMMITTEE_APPROVED, A.RECEIVE),
     (S.RECEIVED, A.CLOSE),
 }
+# The member's own organisation: its branch agrees or refuses, its 基层党委 releases or refuses.
+SOURCE_BRANCH_LEVEL = {(S.AWAITING_SOURCE, A.SOURCE_AGREE), (S.AWAITING_SOURCE, A.REFUSE_RELEASE)}
+SOURCE_COMMITTEE_LEVEL = {(S.SOURCE_BRANCH_AGREED, A.RELEASE), (S.SOURCE_BRANCH_AGREED, A.REFUSE_RELEASE)}
+SOURCE_MOVES = SOURCE_BRANCH_LEVEL | SOURCE_COMMITTEE_LEVEL
 ALL_PAIRS = [(state, action) for state in TransferState for action in TransferAction]
 
 
@@ -82,36 +109,66 @@ class TestTable:
         assert set(ALLOWED) == {(s, a) for s, moves in EXPECTED.items() for a in moves}
 
     def test_levels(self) -> None:
-        """Only expiry is the system's; approval, receipt, closing and the committee's own return
-        or rejection need the receiving 基层党委."""
+        """Only expiry and a card holder's own tap are the system's; approval, receipt, closing and
+        the committee's own return or rejection need the receiving 基层党委; agreeing, releasing
+        and refusing belong to the member's own organisation."""
         for (state, action), rule in ALLOWED.items():
-            if action == A.EXPIRE:
+            if action in (A.EXPIRE, A.CONFIRM_BY_TAP):
                 assert rule.level == Level.SYSTEM
             elif (state, action) in COMMITTEE_LEVEL:
                 assert rule.level == Level.COMMITTEE
+            elif (state, action) in SOURCE_BRANCH_LEVEL:
+                assert rule.level == Level.SOURCE_BRANCH
+            elif (state, action) in SOURCE_COMMITTEE_LEVEL:
+                assert rule.level == Level.SOURCE_COMMITTEE
             else:
                 assert rule.level == Level.BRANCH
 
     def test_reasons_are_required_for_refusals_and_exceptions(self) -> None:
         needs_reason = {a for (_, a), rule in ALLOWED.items() if rule.reason_required}
-        assert needs_reason == {A.RETURN, A.REJECT, A.WITHDRAW, A.EXPIRE, A.REVIVE}
+        assert needs_reason == {A.RETURN, A.REJECT, A.WITHDRAW, A.EXPIRE, A.REVIVE, A.REFUSE_RELEASE}
 
     def test_final_states_offer_nothing(self) -> None:
         assert all(actions_from(state, include_system=True) == [] for state in FINAL_STATES)
         assert actions_from(S.SUBMITTED) == [A.BRANCH_ACCEPT, A.RETURN, A.REJECT, A.WITHDRAW]
 
     def test_pending_states_are_the_ones_a_second_filing_refers_to(self) -> None:
-        assert {S.SUBMITTED, S.RETURNED, S.BRANCH_ACCEPTED, S.COMMITTEE_APPROVED, S.EXPIRED} == PENDING_STATES
+        assert {
+            S.AWAITING_SOURCE,
+            S.SOURCE_BRANCH_AGREED,
+            S.SUBMITTED,
+            S.RETURNED,
+            S.BRANCH_ACCEPTED,
+            S.COMMITTEE_APPROVED,
+            S.EXPIRED,
+        } == PENDING_STATES
+
+    def test_nothing_leaves_the_source_states_for_review_but_a_release_or_the_holders_tap(self) -> None:
+        """The only ways from waiting on the member's organisation to review (where receiving is
+        possible) are its release and, for a card nobody holds, the holder's tap; no expiry there
+        either (a revival would skip the release)."""
+        into_review = {
+            (state, action)
+            for (state, action), rule in ALLOWED.items()
+            if state in (S.AWAITING_SOURCE, S.SOURCE_BRANCH_AGREED)
+            and rule.target in PENDING_STATES
+            and rule.target not in (S.AWAITING_SOURCE, S.SOURCE_BRANCH_AGREED)
+        }
+        assert into_review == {(S.SOURCE_BRANCH_AGREED, A.RELEASE), (S.AWAITING_SOURCE, A.CONFIRM_BY_TAP)}
 
 
 NOW = datetime(2025, 3, 3, 10, 0, tzinfo=SHANGHAI)  # a Monday
 TODAY = NOW.date()
 
 
-def _drive_to(session: Session, keyring: Keyring, world: World, target: TransferState) -> int:
-    """A request for 钱七 at the world's committee, placed in 第一党支部, brought to ``target``."""
+def _drive_to(
+    session: Session, keyring: Keyring, world: World, elsewhere: Elsewhere, target: TransferState
+) -> int:
+    """A request for 钱七 at the world's committee, placed in 第一党支部, brought to ``target``
+    (released by his own 基层党委 first, unless ``target`` is one of its states)."""
     now = NOW
     committee = reviewer(session, world.committee_id)
+    source = reviewer(session, elsewhere.committee_id)
     issued = TODAY - timedelta(days=400) if target == S.EXPIRED else TODAY - timedelta(days=3)
     request = create_request(
         session,
@@ -128,6 +185,25 @@ def _drive_to(session: Session, keyring: Keyring, world: World, target: Transfer
         now=now,
     )
     assert request.id is not None
+    assert request.state == S.AWAITING_SOURCE
+    releases = {
+        S.AWAITING_SOURCE: [],
+        S.SOURCE_BRANCH_AGREED: [A.SOURCE_AGREE],
+        S.SOURCE_REFUSED: [A.REFUSE_RELEASE],
+    }.get(target, [A.SOURCE_AGREE, A.RELEASE])
+    for action in releases:
+        decide_release(
+            session,
+            request_id=request.id,
+            action=action,
+            reason="理由",
+            caller=source,
+            policy=policy(),
+            now=now,
+        )
+    if target in (S.AWAITING_SOURCE, S.SOURCE_BRANCH_AGREED, S.SOURCE_REFUSED):
+        assert request.state == target
+        return request.id
     if target == S.EXPIRED:
         assert request.state == S.EXPIRED
         for kind in (DocumentKind.BRANCH_CERTIFICATE, DocumentKind.MEMBER_APPLICATION):
@@ -161,43 +237,69 @@ class TestThroughTheService:
     def test_every_action_from_a_real_request_in_every_state(
         self, engine: Engine, keyring: Keyring, world: World
     ) -> None:
-        """People get exactly the table's moves (expiry is the system's); the rest are refused and
-        leave the request as it was. Each state's request lives in a savepoint rolled back after."""
-        build_elsewhere(engine, keyring, now=NOW)
-        outcomes: dict[tuple[TransferState, TransferAction], TransferState | str] = {}
+        """People get exactly the table's moves (expiry and the holder's tap are the system's), each
+        side only its own: the receiving committee its moves, 钱七's own 基层党委 the release; the
+        rest are refused and leave the request as it was. Each state's request lives in a
+        savepoint rolled back after."""
+        elsewhere = build_elsewhere(engine, keyring, now=NOW)
+        receiving: dict[tuple[TransferState, TransferAction], TransferState | str] = {}
+        releasing: dict[tuple[TransferState, TransferAction], TransferState | str] = {}
         with unit_of_work(engine) as session:
             for state in TransferState:
                 per_state = session.begin_nested()
-                request_id = _drive_to(session, keyring, world, state)
+                request_id = _drive_to(session, keyring, world, elsewhere, state)
                 for action in TransferAction:
-                    outcomes[state, action] = _try(session, request_id, action, world)
+                    receiving[state, action] = _try(
+                        session, request_id, action, world.committee_id, "receiving"
+                    )
+                    releasing[state, action] = _try(
+                        session, request_id, action, elsewhere.committee_id, "source"
+                    )
                     unchanged = session.get(TransferRequest, request_id)
                     assert unchanged is not None
                     assert unchanged.state == state
                 per_state.rollback()
                 session.expire_all()
 
-        for (state, action), outcome in outcomes.items():
+        for (state, action), outcome in receiving.items():
             allowed = EXPECTED[state].get(action)
-            if allowed is None or action == A.EXPIRE:
+            if allowed is None or action in (A.EXPIRE, A.CONFIRM_BY_TAP) or (state, action) in SOURCE_MOVES:
                 assert outcome == "transfer_transition_not_allowed", (state, action, outcome)
             else:
                 assert outcome == allowed, (state, action, outcome)
+        for (state, action), outcome in releasing.items():
+            if (state, action) in SOURCE_MOVES:
+                assert outcome == EXPECTED[state][action], (state, action, outcome)
+            else:
+                assert outcome == "transfer_transition_not_allowed", (state, action, outcome)
 
 
-def _try(session: Session, request_id: int, action: TransferAction, world: World) -> TransferState | str:
-    """The state ``action`` leads to, or the refusal's code; either way undone afterwards."""
+def _try(
+    session: Session, request_id: int, action: TransferAction, org_id: int, side: str
+) -> TransferState | str:
+    """The state ``action`` by ``side`` leads to, or the refusal's code; either way undone afterwards."""
     savepoint = session.begin_nested()
     try:
-        transition(
-            session,
-            request_id=request_id,
-            action=action,
-            reason="理由",
-            caller=reviewer(session, world.committee_id),
-            policy=policy(),
-            now=NOW,
-        )
+        if side == "receiving":
+            transition(
+                session,
+                request_id=request_id,
+                action=action,
+                reason="理由",
+                caller=reviewer(session, org_id),
+                policy=policy(),
+                now=NOW,
+            )
+        else:
+            decide_release(
+                session,
+                request_id=request_id,
+                action=action,
+                reason="理由",
+                caller=reviewer(session, org_id),
+                policy=policy(),
+                now=NOW,
+            )
     except DomainError as error:
         return error.code
     else:

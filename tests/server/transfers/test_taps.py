@@ -21,7 +21,8 @@ from server.records.audit import AuditEntry
 from server.records.taps import Tap
 from server.records.transfers import TransferSource, TransferState
 from server.transfers.queue import get_detail, list_suggestions
-from server.transfers.service import file_from_suggestion
+from server.transfers.schemas import TransferCreate
+from server.transfers.service import create_request, file_from_suggestion
 from server.vocabulary import EventKind
 from tests.server.factories import EVENT_END, EVENT_START, World, upload
 from tests.server.signing import KioskKeys, card
@@ -66,7 +67,8 @@ class TestTransferInMode:
         self, engine: Engine, keyring: Keyring, world: World, elsewhere: Elsewhere
     ) -> None:
         """The tap is accepted with the promised message and becomes the request's evidence, at
-        the venue's organisation; it is not attendance."""
+        the venue's organisation; it is not attendance. It is the member's own confirmation, not
+        their organisation's release, which the request waits for."""
         result = upload(engine, keyring, [transfer_tap(world, QIAN_CARD)], received_at=RECEIVED)
 
         assert only(result) == ("accepted", None, "钱*", FILED)
@@ -74,8 +76,17 @@ class TestTransferInMode:
         assert (request.member_id, request.to_org_id, request.state) == (
             elsewhere.qian_id,
             world.committee_id,
-            TransferState.SUBMITTED,
+            TransferState.AWAITING_SOURCE,
         )
+        assert (request.from_org_id, request.from_committee_id) == (
+            elsewhere.branch_id,
+            elsewhere.committee_id,
+        )
+        assert (request.member_confirmed_at, request.member_confirm_tap_id) == (
+            RECEIVED,
+            request.evidence_tap_id,
+        )
+        assert request.released_at is None
         assert request.source == TransferSource.KIOSK_TAP
         assert request.submitted_at == RECEIVED
         assert request.evidence_tap_id is not None
@@ -129,6 +140,62 @@ class TestTransferInMode:
         again = upload(engine, keyring, [transfer_tap(world, uid_only)], received_at=RECEIVED)
         assert only(again)[3] == PENDING
         assert len(requests(engine)) == 1
+
+    def test_a_card_number_typed_by_a_secretary_waits_for_its_holders_tap(
+        self, engine: Engine, keyring: Keyring, world: World
+    ) -> None:
+        """For a card nobody holds, the holder's own tap at a kiosk here is the confirmation: the
+        request goes on to review, and on receipt the card tapped is the one bound."""
+        committee = reviewer(engine, world.committee_id)
+        with unit_of_work(engine) as session:
+            filed = create_request(
+                session,
+                keyring=keyring,
+                data=TransferCreate(to_org_id=world.committee_id, card_no=NEWCOMER_CARD.card_no),
+                caller=committee,
+                source=TransferSource.WEB,
+                policy=policy(),
+                now=RECEIVED,
+            )
+            assert filed.state == TransferState.AWAITING_SOURCE
+        tapped = upload(engine, keyring, [transfer_tap(world, NEWCOMER_CARD)], received_at=RECEIVED)
+        assert only(tapped)[3] == PENDING
+        (request,) = requests(engine)
+        assert request.state == TransferState.SUBMITTED
+        assert request.released_at == RECEIVED
+        assert request.member_confirmed_at == RECEIVED
+        assert request.uid_hmac is not None
+        with Session(engine) as session:
+            actions = session.exec(
+                select(AuditEntry.action).where(AuditEntry.object_type == "transfer_request")
+            ).all()
+        assert actions == ["transfer.submit", "transfer.member_confirm", "transfer.confirm_by_tap"]
+
+    def test_a_members_own_tap_confirms_but_does_not_release(
+        self, engine: Engine, keyring: Keyring, world: World, elsewhere: Elsewhere
+    ) -> None:
+        """钱七 taps at our kiosk after a secretary typed his card number: his confirmation is
+        recorded (once), and the request still waits for his organisation."""
+        with unit_of_work(engine) as session:
+            create_request(
+                session,
+                keyring=keyring,
+                data=TransferCreate(to_org_id=world.committee_id, card_no=QIAN_CARD.card_no),
+                caller=reviewer(session, world.committee_id),
+                source=TransferSource.API,
+                policy=policy(),
+                now=RECEIVED,
+            )
+        for day in (1, 2):
+            at = RECEIVED + timedelta(days=day)
+            assert (
+                only(upload(engine, keyring, [transfer_tap(world, QIAN_CARD, at)], received_at=at))[3]
+                == PENDING
+            )
+        (request,) = requests(engine)
+        assert request.state == TransferState.AWAITING_SOURCE
+        assert request.member_confirmed_at == RECEIVED + timedelta(days=1)
+        assert request.released_at is None
 
     def test_a_cloned_card_is_refused_not_filed(
         self, engine: Engine, keyring: Keyring, world: World, elsewhere: Elsewhere
@@ -255,6 +322,11 @@ class TestGuestsInCheckInMode:
                 now=later_start,
             )
             assert (request.source, request.evidence_tap_id) == (TransferSource.GUEST_TAP, last_tap.id)
+            # Coming to our events is neither his application nor his organisation's consent.
+            assert (request.state, request.from_org_id) == (
+                TransferState.AWAITING_SOURCE,
+                elsewhere.branch_id,
+            )
         with Session(engine) as session:
             assert list_suggestions(session, caller=committee, org_id=world.committee_id, since=since) == []
 
