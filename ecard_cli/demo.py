@@ -89,7 +89,6 @@ def seed(env: dict[str, str]) -> Seeded:
     settings = ServerSettings(
         data_dir=Path(env["ECARD_DATA_DIR"]),
         database_url=env["ECARD_DATABASE_URL"],
-        secret_key=env["ECARD_SECRET_KEY"],
     )
     keyring = Keyring(load_secret_key(settings))
     engine = make_engine(settings.database_url)
@@ -197,9 +196,12 @@ def run_demo(*, port: int, taps: int, keep_running: bool) -> int:
     env.update(
         ECARD_DATA_DIR=str(DEMO_DIR / "server"),
         ECARD_DATABASE_URL=f"sqlite:///{(DEMO_DIR / 'server' / 'ecard.sqlite').resolve()}",
-        ECARD_SECRET_KEY=secrets.token_hex(32),
         PYTHONUNBUFFERED="1",
     )
+    # The secret (and the evidence key) live in the demo's data directory, where the admin CLI
+    # finds them afterwards: `ecard admin audit verify` can re-check the demo's taps.
+    env.pop("ECARD_SECRET_KEY", None)
+    env.pop("ECARD_EVIDENCE_KEY", None)
     (DEMO_DIR / "server").mkdir()
     _print("① 初始化数据库并写入演示数据 (SQLite: var/demo/server/ecard.sqlite)")
     seeded = seed(env)
@@ -244,6 +246,10 @@ def run_demo(*, port: int, taps: int, keep_running: bool) -> int:
         _print(f"  API 文档          {url}/docs")
         _print(f"  签到表 (JSON)     curl -H 'Authorization: Bearer {seeded.token}' {attendance_url}")
         _print(f"  签到机状态        ecard agent status --state-dir {DEMO_DIR / 'kiosk'}")
+        _print(
+            f"  存证核验          ECARD_DATA_DIR={DEMO_DIR / 'server'} ecard admin audit verify"
+            f" --db sqlite:///{DEMO_DIR / 'server' / 'ecard.sqlite'}"
+        )
         _print(f"  再刷一张卡        ecard sim card tap --card-no {another.card_no} --uid {another.uid_hex}")
         _print(f"  日志              {DEMO_DIR}/server.log, {DEMO_DIR}/agent.log")
         if keep_running:

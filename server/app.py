@@ -20,6 +20,7 @@ from server.config import ServerSettings, load_secret_key
 from server.db import describe_url, make_engine
 from server.deps import ClockDep
 from server.errors import register_error_handlers
+from server.evidence.sealing import EvidenceSealer, load_evidence_key
 from server.keyring import Keyring
 from server.kiosks.routes import router as kiosks_router
 from server.leave.routes import router as leave_router
@@ -61,6 +62,7 @@ def create_app(
         app.state.settings = settings
         app.state.clock = clock
         app.state.keyring = Keyring(load_secret_key(settings))
+        app.state.evidence_sealer = EvidenceSealer(load_evidence_key(settings))
         app.state.engine = make_engine(settings.database_url)
         app.state.tap_feed = TapFeed()
         app.state.tap_strangers = StrangerTally()

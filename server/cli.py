@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import typer
 
-from server.attendance.cli import attendance_app, taps_app
+from server.attendance.cli import attendance_app, card_bind, event_add, taps_app
 from server.auth.cli import token_app
 from server.cards.cli import card_app
 from server.cli_support import CheckedArgsGroup
 from server.events.cli import event_app
+from server.inspection.cli import audit_app
 from server.kiosks.cli import kiosk_app
 from server.leave.cli import leave_app
 from server.ledgers.cli import event_sheet, ledger_app, member_history
@@ -52,6 +53,7 @@ admin_app.add_typer(kiosk_app, name="kiosk")
 admin_app.add_typer(token_app, name="token")
 admin_app.add_typer(user_app, name="user")
 admin_app.add_typer(transfer_app, name="transfer")
+admin_app.add_typer(audit_app, name="audit")
 
 # Aliases: the same verbs as ``ledger event`` and ``ledger member``; operators' scripts use both
 # names. They are registered here, not in the lower domains, so orgs and events never import ledgers.
@@ -59,3 +61,7 @@ event_app.command(
     "attendance", help="Print an event's sign-in sheet (签到表), or export it with --format/--out."
 )(event_sheet)
 member_app.command("history")(member_history)
+# Scheduling an event and binding a card decide earlier taps again (server.attendance.derive):
+# those verbs live with attendance and are registered here, so events and cards never import it.
+event_app.command("add")(event_add)
+card_app.command("bind")(card_bind)

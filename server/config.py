@@ -68,6 +68,11 @@ class ServerSettings(BaseSettings):
     secret_key: SecretStr | None = Field(
         default=None, description="HMAC key for card identifiers and tokens; else <data_dir>/secret.key."
     )
+    evidence_key: SecretStr | None = Field(
+        default=None,
+        description="AES-256 key (32 bytes, base64 or hex) sealing the signed bytes of taps; "
+        "else <data_dir>/evidence.key. Kept apart from the database and its backups.",
+    )
     enrollment_code_ttl: timedelta = Field(
         default=timedelta(hours=24),
         description="Lifetime of a kiosk enrollment code (seconds or ISO 8601, PT24H).",
@@ -134,7 +139,7 @@ class ServerSettings(BaseSettings):
         "empty: the client address is always the direct peer.",
     )
 
-    @field_validator("secret_key", mode="before")
+    @field_validator("secret_key", "evidence_key", mode="before")
     @classmethod
     def _blank_secret_means_unset(cls, value: object) -> object:
         # `ECARD_SECRET_KEY=` in an env file means "not set": fall back to the key file.

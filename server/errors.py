@@ -32,6 +32,7 @@ Per-tap problems are not errors: they are receipts (see ``server.vocabulary.Reje
     exemption_not_found (NotFound); invalid_period (InvalidInput); leave_already_requested,
     leave_not_pending, leave_too_late, member_not_expected, already_present, binding_not_active,
     tap_not_unmatched, tap_purged, tap_card_unbound, member_not_active, already_ended (Conflict)
+  + export_code_not_found (NotFound); invalid_export_code, export_code_missing (InvalidInput)
 """
 
 from __future__ import annotations
@@ -524,6 +525,21 @@ class AlreadyEnded(Conflict):
 
 # Status codes FastAPI/Starlette raise themselves (unknown route, wrong method, bad body).
 _HTTP_EXCEPTION_CODES = {404: "not_found", 405: "method_not_allowed", 401: "not_authenticated"}
+
+
+class ExportCodeNotFound(NotFound):
+    code = "export_code_not_found"
+    default_message = "核验码不存在，或该台账不属于您可查看的党组织"
+
+
+class InvalidExportCode(InvalidInput):
+    code = "invalid_export_code"
+    default_message = "核验码格式不正确：应为16位字母数字，如 7K3M-Q9XA-2B4C-D8EF"
+
+
+class ExportCodeMissing(InvalidInput):
+    code = "export_code_missing"
+    default_message = "文件中没有找到核验码（只有导出的 PDF、XLSX、CSV 台账带核验码）"
 
 
 def status_for(error: DomainError) -> int:

@@ -19,6 +19,7 @@ class Purpose(StrEnum):
     TAP_PAYLOAD = "tap-payload"
     API_TOKEN = "api-token"
     ENROLLMENT_CODE = "enrollment-code"
+    LEDGER_EXPORT = "ledger-export"
 
 
 class Keyring:

@@ -12,6 +12,7 @@ from server.vocabulary import (
     MemberCategory,
     MemberStatus,
     OrgKind,
+    PresenceRole,
     ReminderLevel,
 )
 
@@ -59,6 +60,18 @@ SOURCE_LABELS: dict[AttendanceSource, str] = {
     AttendanceSource.MANUAL: "补录",
     AttendanceSource.ASSIGNED: "刷卡（书记归入）",
 }
+
+PRESENCE_ROLE_LABELS: dict[PresenceRole, str] = {
+    PresenceRole.EXPECTED: "应到",
+    PresenceRole.GUEST: "列席",
+    PresenceRole.EXEMPT: "免于参加者到会",
+}
+
+COUNTING_RULE = (
+    "应到 = 实到 + 请假 + 缺席（请假者计入应到）；出席率 = 实到 ÷ 应到；"
+    "列席及免于参加者到会单列，不计入应到、实到"
+)
+"""How every ledger counts, printed on each (docs/ledgers.md)."""
 
 LEAVE_LABELS: dict[LeaveStatus, str] = {
     LeaveStatus.PENDING: "待审批",

@@ -105,6 +105,14 @@ class AttendanceSource(StrEnum):
     ASSIGNED = "assigned"  # 书记将窗口外的刷卡记录归入活动（记入审计日志）
 
 
+class PresenceRole(StrEnum):
+    """In what capacity someone present at an event was there (docs/ledgers.md, 签到表)."""
+
+    EXPECTED = "expected"  # 应到 and came: counts in 实到
+    GUEST = "guest"  # 列席: not invited (another organisation's member; no seat at a 支委会)
+    EXEMPT = "exempt"  # 免于参加者到会: exempt from organisational life, came anyway
+
+
 class Cadence(StrEnum):
     """How often a kind of meeting must be held (支部条例 第十一至十七条)."""
 
@@ -137,6 +145,13 @@ class TapOutcome(StrEnum):
 
     ACCEPTED = "accepted"
     REJECTED = "rejected"
+
+
+class TapRedecision(StrEnum):
+    """Who decided what a check-in tap counts as after its receipt (the receipt itself never changes)."""
+
+    SYSTEM = "system"  # 系统重新判定：后到的刷卡、补建的活动或补绑的卡使其计入某次活动（或改计）
+    ASSIGNED = "assigned"  # 书记将窗口外的刷卡记录归入活动
 
 
 class RejectionCode(StrEnum):

@@ -8,11 +8,12 @@ everywhere:
 
 * members (at the start) of the holding organisations and everything below them; for an event
   that is only a 支委会, the committee seated at the start instead;
-* less members exempt at the start (docs/domain-rules.md §1.4);
-* less members on approved leave who did not come anyway.
+* less members exempt at the start (docs/domain-rules.md §1.4).
 
-A present member outside the holding organisations is a guest (列席): recorded, and counted for
-their own organisational life.
+Members on approved leave stay in 应到, so 应到 = 实到 + 请假 + 缺席 (the minutes convention). A
+present member who was not invited (another organisation's, or a member without a seat at a
+支委会) is a guest (列席); an exempt member who came is 免于参加者到会. Neither is in 应到 or 实到;
+both are recorded, and count for the member's own organisational life.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Standing:
 
     org_id: int
     category: MemberCategory
+    since: datetime | None = None  # start of that membership period (None: before records began)
 
 
 @dataclass(frozen=True)
@@ -91,24 +93,35 @@ class EventRoll:
 
     @property
     def expected(self) -> set[int]:
-        """应到: invited, not exempt, and not excused by leave (unless they came anyway)."""
-        return {
-            member_id
-            for member_id in self.invited
-            if member_id not in self.exempt
-            and (member_id not in self.approved_leave or member_id in self.present)
-        }
+        """应到: invited and not exempt. Members on approved leave are in it (the minutes
+        convention 应到 = 实到 + 请假 + 缺席, docs/ledgers.md)."""
+        return {member_id for member_id in self.invited if member_id not in self.exempt}
+
+    @property
+    def attended(self) -> set[int]:
+        """实到: expected and present (on leave but came anyway included)."""
+        return self.expected & set(self.present)
 
     @property
     def on_leave(self) -> set[int]:
-        """请假: invited, not exempt, approved leave, and did not come."""
-        return {
-            member_id
-            for member_id in self.invited
-            if member_id in self.approved_leave
-            and member_id not in self.present
-            and member_id not in self.exempt
-        }
+        """请假: expected, approved leave, and did not come."""
+        return {m for m in self.expected if m in self.approved_leave and m not in self.present}
+
+    @property
+    def absent(self) -> set[int]:
+        """缺席: expected, did not come, no approved leave."""
+        return self.expected - set(self.present) - set(self.approved_leave)
+
+    @property
+    def guest_ids(self) -> set[int]:
+        """列席: present without being invited: members of other organisations, and at a 支委会
+        members who hold no seat."""
+        return set(self.present) - self.invited
+
+    @property
+    def exempt_present(self) -> set[int]:
+        """免于参加者到会: invited but exempt, and came anyway (counted apart: neither 实到 nor 列席)."""
+        return set(self.present) & self.exempt_invited
 
     @property
     def exempt_invited(self) -> set[int]:
@@ -169,7 +182,9 @@ def compute_rolls(
         for root_id in roll.org_ids:
             for period in periods_by_root.get(root_id, ()):
                 if _covers(period.started_at, period.ended_at, start):
-                    roll.members[period.member_id] = Standing(period.org_id, period.category)
+                    roll.members[period.member_id] = Standing(
+                        period.org_id, period.category, period.started_at
+                    )
 
     member_ids = {member_id for roll in rolls.values() for member_id in roll.members}
     _load_exemptions(session, rolls, member_ids, first_start, last_start)

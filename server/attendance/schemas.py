@@ -7,7 +7,14 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from server.vocabulary import AttendanceSource, CardCheckLevel, EventKind, ExemptionReason, MemberCategory
+from server.vocabulary import (
+    AttendanceSource,
+    CardCheckLevel,
+    EventKind,
+    ExemptionReason,
+    MemberCategory,
+    PresenceRole,
+)
 
 
 class NamedRef(BaseModel):
@@ -40,14 +47,18 @@ class SheetMember(BaseModel):
     name: str
     category: MemberCategory  # at the time of the event
     organisation: NamedRef
+    # Moved in from another organisation in the event's month (调入, shown with its date).
+    moved_in_at: datetime | None = None
 
 
 class SheetPresence(SheetMember):
     first_tap_at: datetime  # 签到
     last_tap_at: datetime
     tap_count: int
-    expected: bool  # False: a guest, or an exempt member who came anyway
-    guest: bool  # from outside the holding organisations (e.g. a mobile member); counts for them too
+    expected: bool  # in 应到 (counts in 实到); False: a guest, or an exempt member who came anyway
+    guest: bool  # 列席: not invited (another organisation's member; no seat at a 支委会)
+    role: PresenceRole  # expected | guest | exempt (免于参加者到会)
+    role_label: str  # 应到 | 列席 | 免于参加者到会
     checkout_at: datetime | None  # 签退: a later tap, at least SIGN_OUT_MIN_GAP after 签到
     duration_minutes: int | None
     late: bool
@@ -70,12 +81,15 @@ class SheetExempt(SheetMember):
 
 
 class SheetCounts(BaseModel):
-    expected: int  # 应到: members at the time, less approved leave and exemptions
+    """应到 = 实到 + 请假 + 缺席 (docs/ledgers.md)."""
+
+    expected: int  # 应到: invited members at the time (leave included), less exemptions
     present: int  # 实到: expected members who came
-    absent: int  # 缺席
+    absent: int  # 缺席: expected, did not come, no approved leave
     present_full: int
     present_probationary: int
-    guests: int  # 列席: present but not expected
+    guests: int  # 列席: present but not invited
+    exempt_present: int  # 免于参加者到会: exempt members who came anyway
     expected_full: int
     expected_probationary: int
     absent_full: int
@@ -86,7 +100,7 @@ class SheetCounts(BaseModel):
     exempt: int
     late: int
     signed_out: int
-    attendance_rate: float | None  # present / expected, None when nobody was expected
+    attendance_rate: float | None  # 实到 ÷ 应到, None when nobody was expected
 
 
 class Quorum(BaseModel):
@@ -113,3 +127,4 @@ class AttendanceSheet(BaseModel):
     exempt: list[SheetExempt]
     counts: SheetCounts
     quorums: list[Quorum]
+    counting_rule: str  # how 应到 and the rate are counted, as printed on the sheet

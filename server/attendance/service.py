@@ -26,14 +26,15 @@ from server.caller import Caller
 from server.errors import AlreadyPresent, InvalidTimeRange
 from server.events.service import require_visible_event
 from server.inputs import required_reason
-from server.labels import CARD_CHECK_LABELS, EXEMPTION_LABELS
-from server.orgs.service import members_by_id, organisation_names, require_visible_member
+from server.labels import CARD_CHECK_LABELS, COUNTING_RULE, EXEMPTION_LABELS, PRESENCE_ROLE_LABELS
+from server.orgs.service import members_by_id, organisation_names, require_visible_member, roster_order
+from server.orgs.tree import subtrees
 from server.records.attendance import Attendance
 from server.records.events import Event
-from server.records.orgs import Member
+from server.records.orgs import Member, MembershipPeriod
 from server.records.taps import Tap
 from server.records.venues import Venue
-from server.vocabulary import AttendanceSource, CardCheckLevel, EventKind, MemberCategory
+from server.vocabulary import AttendanceSource, CardCheckLevel, EventKind, MemberCategory, PresenceRole
 
 SIGN_OUT_MIN_GAP = timedelta(minutes=10)
 """A later tap counts as 签退 only this long after 签到; sooner it is a repeat (a nervous double tap)."""
@@ -132,6 +133,7 @@ def record_manual_attendance(
         first_tap_at=arrived,
         last_tap_at=arrived,
         tap_count=0,
+        manual_at=arrived,
         source=AttendanceSource.MANUAL,
         note=text,
         recorded_by=caller.actor.ref,
@@ -166,8 +168,8 @@ def build_attendance_sheet(session: Session, *, event_id: int, caller: Caller, t
     absent members, counts split 正式/预备, and the quorum of a 党员大会 or 支委会.
 
     Expectation follows :mod:`server.attendance.rolls` (membership at the event's start, less
-    exemptions and approved leave). The caller only sees events held by their scope; others look
-    as if they did not exist.
+    exemptions; 应到 = 实到 + 请假 + 缺席). Names are in 花名册 order. The caller only sees events
+    held by their scope; others look as if they did not exist.
 
     Raises:
         EventNotFound: no such event, or outside the caller's scope.
@@ -189,20 +191,25 @@ def sheet_from_roll(session: Session, roll: EventRoll, *, tz: tzinfo) -> Attenda
     org_ids = set(roll.org_ids) | {standing.org_id for standing in _standings(roll, members).values()}
     org_names = organisation_names(session, org_ids)
     standings = _standings(roll, members)
+    moved_in = _moved_in_this_month(session, roll, tz)
 
     def as_sheet_member(member_id: int) -> SheetMember:
         standing = standings[member_id]
+        moved = moved_in.get(member_id)
         return SheetMember(
             member_id=member_id,
             name=members[member_id].name,
             category=standing.category,
             organisation=NamedRef(id=standing.org_id, name=org_names[standing.org_id]),
+            moved_in_at=moved.astimezone(tz) if moved else None,
         )
 
     def ordered(member_ids: set[int]) -> list[int]:
-        return sorted(member_ids, key=lambda m: (standings[m].org_id, members[m].name, m))
+        """By organisation, then in 花名册 order (docs/ledgers.md)."""
+        return sorted(member_ids, key=lambda m: (standings[m].org_id, roster_order(members[m])))
 
     expected_ids = roll.expected
+    guest_ids, exempt_present_ids = roll.guest_ids, roll.exempt_present
     expected = [as_sheet_member(m) for m in ordered(expected_ids)]
     presences = sorted(roll.present.values(), key=lambda a: (a.first_tap_at, a.member_id))
     levels = tap_levels(session, event_id=event.id) if presences and event.id is not None else {}
@@ -211,6 +218,13 @@ def sheet_from_roll(session: Session, roll: EventRoll, *, tz: tzinfo) -> Attenda
         checkout = sign_out_of(attendance)
         first_level, last_level = levels.get(attendance.member_id, (None, None))
         checkout_level = last_level if checkout is not None else None
+        role = (
+            PresenceRole.GUEST
+            if attendance.member_id in guest_ids
+            else PresenceRole.EXEMPT
+            if attendance.member_id in exempt_present_ids
+            else PresenceRole.EXPECTED
+        )
         present.append(
             SheetPresence(
                 **as_sheet_member(attendance.member_id).model_dump(),
@@ -218,7 +232,9 @@ def sheet_from_roll(session: Session, roll: EventRoll, *, tz: tzinfo) -> Attenda
                 last_tap_at=attendance.last_tap_at.astimezone(tz),
                 tap_count=attendance.tap_count,
                 expected=attendance.member_id in expected_ids,
-                guest=attendance.member_id not in roll.members,
+                guest=role == PresenceRole.GUEST,
+                role=role,
+                role_label=PRESENCE_ROLE_LABELS[role],
                 checkout_at=checkout.astimezone(tz) if checkout else None,
                 duration_minutes=int((checkout - attendance.first_tap_at).total_seconds() // 60)
                 if checkout
@@ -231,7 +247,7 @@ def sheet_from_roll(session: Session, roll: EventRoll, *, tz: tzinfo) -> Attenda
                 card_check_label=card_check_label(first_level, checkout_level),
             )
         )
-    absent = [as_sheet_member(m) for m in ordered(expected_ids - set(roll.present))]
+    absent = [as_sheet_member(m) for m in ordered(roll.absent)]
     on_leave = [
         SheetLeave(**as_sheet_member(m).model_dump(), reason=roll.approved_leave[m].reason)
         for m in ordered(roll.on_leave)
@@ -254,6 +270,7 @@ def sheet_from_roll(session: Session, roll: EventRoll, *, tz: tzinfo) -> Attenda
         exempt=exempt,
         counts=counts,
         quorums=quorums_of(roll),
+        counting_rule=COUNTING_RULE,
     )
 
 
@@ -292,10 +309,11 @@ def card_check_label(first: CardCheckLevel | None, checkout: CardCheckLevel | No
 
 
 def roll_counts(roll: EventRoll) -> SheetCounts:
-    """应到/实到/请假/缺席 split 正式/预备, lateness and 签退, from a roll alone (no names needed)."""
+    """应到/实到/请假/缺席 split 正式/预备, lateness and 签退, from a roll alone (no names needed).
+    应到 = 实到 + 请假 + 缺席; the rate is 实到 ÷ 应到."""
     expected = roll.expected
-    came = expected & set(roll.present)
-    absent = expected - came
+    came = roll.attended
+    absent = roll.absent
     on_leave = roll.on_leave
 
     def full(member_ids: set[int]) -> int:
@@ -307,7 +325,8 @@ def roll_counts(roll: EventRoll) -> SheetCounts:
         absent=len(absent),
         present_full=full(came),
         present_probationary=len(came) - full(came),
-        guests=len(roll.present) - len(came),
+        guests=len(roll.guest_ids),
+        exempt_present=len(roll.exempt_present),
         expected_full=full(expected),
         expected_probationary=len(expected) - full(expected),
         absent_full=full(absent),
@@ -350,6 +369,30 @@ def _quorum(kind: EventKind, basis: set[int], roll: EventRoll, who: str) -> Quor
         met = False
         message = f"应到{who}{len(basis)}人，实到{present}人，不足法定人数，表决无效"
     return Quorum(kind=kind, basis=len(basis), present=present, required=required, met=met, message=message)
+
+
+def _moved_in_this_month(session: Session, roll: EventRoll, tz: tzinfo) -> dict[int, datetime]:
+    """Members of the roll whose membership began in the event's (local) month by a move from an
+    organisation outside the holding ones: member → when (a 转正 in place is not a move)."""
+    month = roll.event.start_at.astimezone(tz)
+    recent: dict[int, datetime] = {}
+    for member_id, standing in roll.members.items():
+        since = standing.since.astimezone(tz) if standing.since is not None else None
+        if since is not None and (since.year, since.month) == (month.year, month.month):
+            recent[member_id] = since
+    if not recent:
+        return {}
+    holders = set().union(*subtrees(session, roll.org_ids).values())
+    earlier = session.exec(
+        select(MembershipPeriod.member_id, MembershipPeriod.org_id, MembershipPeriod.ended_at).where(
+            col(MembershipPeriod.member_id).in_(sorted(recent))
+        )
+    ).all()
+    return {
+        member_id: recent[member_id]
+        for member_id, org_id, ended_at in earlier
+        if ended_at is not None and ended_at == recent[member_id] and org_id not in holders
+    }
 
 
 def _standings(roll: EventRoll, members: dict[int, Member]) -> dict[int, Standing]:

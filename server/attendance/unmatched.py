@@ -37,10 +37,11 @@ from server.events.service import require_visible_event
 from server.inputs import required_reason
 from server.orgs.tree import subtree_cte
 from server.records.attendance import Attendance
+from server.records.evidence import TapEvidence
 from server.records.kiosks import Kiosk
 from server.records.taps import Tap
 from server.records.venues import Venue
-from server.vocabulary import AttendanceSource, RejectionCode
+from server.vocabulary import AttendanceSource, RejectionCode, TapRedecision
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ def list_unmatched_taps(
         .join(Venue, col(Venue.id) == col(Kiosk.venue_id))
         .where(
             Tap.code == RejectionCode.NO_EVENT,
+            col(Tap.event_id).is_(None),  # one decided again since counts already
             col(Tap.occurred_at) >= since,
             col(Tap.occurred_at) < until,
             or_(col(Tap.card_no_hmac).is_not(None), col(Tap.uid_hmac).is_not(None)),
@@ -151,7 +153,7 @@ def assign_unmatched_tap(
         raise TapNotFound(f"刷卡记录 {tap_id} 不存在")
     event = require_visible_event(session, event_id, caller=caller)
     text = required_reason(reason, missing="归入活动须说明理由")
-    if tap.code != RejectionCode.NO_EVENT or tap.occurred_at is None:
+    if tap.code != RejectionCode.NO_EVENT or tap.occurred_at is None or tap.event_id is not None:
         raise TapNotUnmatched()
     if tap.card_no_hmac is None and tap.uid_hmac is None:
         raise TapPurged()
@@ -160,6 +162,10 @@ def assign_unmatched_tap(
     )
     if member_id is None:
         raise TapCardUnbound()
+    # The tap now says what it counts as, and that a person decided it (never decided again).
+    tap.event_id, tap.member_id = event_id, member_id
+    tap.redecision, tap.redecided_at = TapRedecision.ASSIGNED, now
+    session.add(tap)
     attendance = lock_attendance(session, event_id=event_id, member_id=member_id)
     if attendance is None:
         attendance = Attendance(
@@ -206,6 +212,7 @@ def purge_unmatched_taps(session: Session, *, now: datetime, retention: timedelt
                 col(Tap.code).in_(PURGED_CODES),
                 col(Tap.received_at) < cutoff,
                 or_(col(Tap.card_no_hmac).is_not(None), col(Tap.uid_hmac).is_not(None)),
+                col(Tap.event_id).is_(None),  # it counts for an event (decided again, or assigned)
                 ~referenced,
             )
         )
@@ -213,6 +220,17 @@ def purge_unmatched_taps(session: Session, *, now: datetime, retention: timedelt
         .execution_options(synchronize_session=False)
     )
     result = session.exec(statement)
+    # The sealed signed bytes hold the card identifiers too, so they go with the digests; the
+    # signature and the chain link stay (``server.evidence`` counts such a tap as purged).
+    purged = select(Tap.id).where(
+        col(Tap.code).in_(PURGED_CODES), col(Tap.card_no_hmac).is_(None), col(Tap.uid_hmac).is_(None)
+    )
+    session.exec(
+        update(TapEvidence)
+        .where(col(TapEvidence.sealed).is_not(None), col(TapEvidence.tap_id).in_(purged))
+        .values(sealed=None, nonce=None, purged_at=now)
+        .execution_options(synchronize_session=False)
+    )
     return int(result.rowcount or 0)
 
 

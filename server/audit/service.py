@@ -116,3 +116,25 @@ def verify_chain(session: Session) -> int | None:
             return entry.id
         prev_hash = entry.entry_hash
     return None
+
+
+def chain_breaks(session: Session) -> list[tuple[int, str]]:
+    """Every entry that breaks the chain, with what is wrong: ``prev_hash_mismatch`` (the entry
+    before it was deleted, inserted or rewritten) or ``entry_altered`` (its own content changed).
+    Unlike :func:`verify_chain` the walk goes on past a break, from each entry's stored hash."""
+    breaks: list[tuple[int, str]] = []
+    prev_hash = GENESIS_HASH
+    for entry in session.exec(select(AuditEntry).order_by(col(AuditEntry.id))):
+        assert entry.id is not None
+        if entry.prev_hash != prev_hash:
+            breaks.append((entry.id, "prev_hash_mismatch"))
+        if entry.entry_hash != _chain_hash(entry.prev_hash, entry):
+            breaks.append((entry.id, "entry_altered"))
+        prev_hash = entry.entry_hash
+    return breaks
+
+
+def chain_head(session: Session) -> tuple[int, str] | None:
+    """The latest entry's id and hash (None for an empty log)."""
+    last = session.exec(select(AuditEntry).order_by(col(AuditEntry.id).desc()).limit(1)).first()
+    return None if last is None or last.id is None else (last.id, last.entry_hash)

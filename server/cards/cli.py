@@ -1,4 +1,8 @@
-"""``ecard admin card``: bind, report lost, revoke, replace and list 易通卡 bindings (masked)."""
+"""``ecard admin card``: bind, report lost, revoke, replace and list 易通卡 bindings (masked).
+
+``bind`` is registered by the CLI assembly (``server.cli``) from ``server.attendance.cli``: binding
+a card decides its earlier taps again, which cards may not import.
+"""
 
 from __future__ import annotations
 
@@ -9,44 +13,6 @@ import typer
 from server.cli_support import AdminContext, DbOption, JsonOption, Outcome, ReasonOption, run_admin
 
 card_app = typer.Typer(no_args_is_help=True, help="Card bindings (易通卡).")
-
-
-@card_app.command("bind")
-def card_bind(
-    member_id: int,
-    card_no: Annotated[str | None, typer.Option("--card-no", help="19-digit card number.")] = None,
-    uid: Annotated[str | None, typer.Option("--uid", help="Card UID in hex.")] = None,
-    issuer_mac: Annotated[
-        bool,
-        typer.Option(
-            "--issuer-mac",
-            help="The card answers the issuer's challenge: a kiosk that asks and gets no valid answer "
-            "has a clone, and UID-only reads of it are refused (needs --card-no).",
-        ),
-    ] = False,
-    json_output: JsonOption = False,
-    db: DbOption = None,
-) -> None:
-    """Bind a card (by number, UID or both) to a member. Only masked forms are ever shown."""
-
-    def action(ctx: AdminContext) -> Outcome:
-        from server.cards.service import bind_member_card
-
-        binding = bind_member_card(
-            ctx.session,
-            keyring=ctx.keyring,
-            member_id=member_id,
-            card_no=card_no,
-            uid=uid,
-            now=ctx.now,
-            caller=ctx.caller,
-            issuer_mac=issuer_mac,
-        )
-        data = {**_binding_data(binding), "issuer_mac": binding.issuer_mac_since is not None}
-        shown = " / ".join(m for m in (binding.card_no_masked, binding.uid_masked) if m)
-        return Outcome(data, f"card {shown} bound to member {binding.member_id} (binding {binding.id})")
-
-    run_admin(action, db=db, json_output=json_output)
 
 
 def _binding_data(binding: Any) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from server.errors import EventNotFound, InvalidInput, InvalidTimeRange, Organis
 from server.inputs import clean_text
 from server.orgs.service import require_member, require_organisation
 from server.orgs.tree import ancestor_ids
-from server.records.attendance import Attendance
 from server.records.events import Event, EventKindTag, EventOrganisation
 from server.records.orgs import CommitteeSeat
 from server.venues.service import require_usable_venue
@@ -25,7 +24,8 @@ DEFAULT_CHECKIN_LEAD = timedelta(minutes=30)
 
 SIGN_OUT_GRACE = timedelta(minutes=30)
 """After the window closes, a member who checked in may still sign out (签退) for this long after
-the end: people tap on their way out, which is often just after the meeting ends."""
+the end: people tap on their way out, which is often just after the meeting ends (the rule is
+``server.attendance.derive.choose_event``)."""
 
 
 def add_event(
@@ -249,23 +249,6 @@ def find_event_for_tap(
         return min(candidates, key=lambda event: (abs(event.start_at - at), event.id or 0))
     own = _events_expecting(session, candidates, member_id=member_id, member_org_id=member_org_id, at=at)
     return min(candidates, key=lambda event: (event.id not in own, abs(event.start_at - at), event.id or 0))
-
-
-def find_event_for_sign_out(session: Session, *, venue_id: int, at: datetime, member_id: int) -> Event | None:
-    """An event at this venue whose window has closed less than :data:`SIGN_OUT_GRACE` after its
-    end, which the member checked in to: a tap on the way out is their 签退."""
-    return session.exec(
-        select(Event)
-        .join(Attendance, col(Attendance.event_id) == col(Event.id))
-        .where(
-            Event.venue_id == venue_id,
-            Attendance.member_id == member_id,
-            col(Event.checkin_closes_at) <= at,
-            col(Event.end_at) > at - SIGN_OUT_GRACE,
-            col(Event.start_at) <= at,
-        )
-        .order_by(col(Event.end_at).desc(), col(Event.id))
-    ).first()
 
 
 def _events_expecting(

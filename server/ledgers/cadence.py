@@ -18,8 +18,9 @@ kind                cadence                      applies to
 
 A period is *met* by an event held by the organisation (host or joint partner) that counts for the
 kind, starts in the period and has someone present (a tap or a recorded presence: an event nobody
-attended is not evidence of a meeting). A period is required only if the organisation was recorded
-before its middle: records cannot show meetings from before the organisation was in the system.
+attended is not evidence of a meeting). A period is required only if the organisation existed
+before its middle: since its founding date when one was given (``org add --founded``: a branch
+entered after the fact owes the meetings of its real life), else since it was recorded.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def check_cadence(
         assert org.id is not None
         for kind, cadence in policy.requirements(org.kind, has_committee=org.id in committees):
             for period in periods_overlapping(start, end, cadence, tz):
-                if org.created_at < period.start + (period.end - period.start) / 2:
+                if org.since < period.start + (period.end - period.start) / 2:
                     wanted.append((org, kind, cadence, period))
     if not wanted:
         return []

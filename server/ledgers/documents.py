@@ -11,7 +11,7 @@ from datetime import datetime
 
 from server.attendance.schemas import AttendanceSheet, SheetMember
 from server.labels import CATEGORY_LABELS, SOURCE_LABELS, kinds_label
-from server.ledgers.schemas import MemberHistory, OrgLedger
+from server.ledgers.schemas import MemberHistory, OrgLedger, ParticipationRow
 
 Cell = str | int | float | None
 
@@ -36,6 +36,17 @@ class LedgerDocument:
 
 
 UID_ONLY_VENUE_NOTE = "（串口签到机接受仅UID读卡）"
+
+
+def numbered(section: Section) -> Section:
+    """The section with a 编号 column first: 1, 2, 3 … in the order of its rows (never a
+    database id, which has gaps)."""
+    return Section(
+        section.title,
+        ["编号", *section.columns],
+        [[number, *row] for number, row in enumerate(section.rows, start=1)],
+        [5, *section.widths] if section.widths is not None else None,
+    )
 
 
 def when(value: datetime | None) -> str:
@@ -74,22 +85,23 @@ def sheet_document(sheet: AttendanceSheet) -> LedgerDocument:
         ),
         ("缺席", f"{counts.absent}人（正式{counts.absent_full}人，预备{counts.absent_probationary}人）"),
         ("列席", f"{counts.guests}人"),
-        ("免于参加", f"{counts.exempt}人"),
+        ("免于参加", f"{counts.exempt}人（其中到会{counts.exempt_present}人）"),
         ("迟到", f"{counts.late}人"),
         ("出席率", rate(counts.attendance_rate)),
+        ("计算方法", sheet.counting_rule),
     ]
     facts += [("法定人数", quorum.message) for quorum in sheet.quorums]
 
     def person(row: SheetMember) -> list[Cell]:
-        return [row.name, row.organisation.name, CATEGORY_LABELS[row.category]]
+        moved = f"（{row.moved_in_at:%Y-%m-%d}调入）" if row.moved_in_at else ""
+        return [row.name, row.organisation.name + moved, CATEGORY_LABELS[row.category]]
 
     present_rows: list[list[Cell]] = []
     for p in sheet.present:
-        role = "应到" if p.expected else ("列席" if p.guest else "免于参加者到会")
         present_rows.append(
             [
                 *person(p),
-                role,
+                p.role_label,
                 when(p.first_tap_at),
                 when(p.checkout_at),
                 p.duration_minutes,
@@ -107,7 +119,7 @@ def sheet_document(sheet: AttendanceSheet) -> LedgerDocument:
                 *["时长(分钟)", "迟到", "方式", "核验等级", "说明"],
             ],
             present_rows,
-            [8, 12, 5, 7, 14, 14, 6, 4, 8, 12, 12],
+            [8, 11, 5, 6, 14, 14, 5, 4, 7, 11, 8],  # with 编号: as wide as before; 类别 fits 「正式」
         ),
         Section(
             "请假", ["姓名", "所在组织", "类别", "请假理由"], [[*person(r), r.reason] for r in sheet.on_leave]
@@ -123,7 +135,7 @@ def sheet_document(sheet: AttendanceSheet) -> LedgerDocument:
         title=f"签到表：{event.title}",
         filename_stem=f"attendance-event-{event.id}",
         facts=facts,
-        sections=sections,
+        sections=[numbered(section) for section in sections],
         signatures=[
             _signer("主持人", event.chair.name if event.chair else None),
             _signer("记录人", event.recorder.name if event.recorder else None),
@@ -146,6 +158,7 @@ def org_ledger_document(ledger: OrgLedger) -> LedgerDocument:
         ("请假人次", str(totals.on_leave)),
         ("缺席人次", str(totals.absent)),
         ("出席率", rate(totals.attendance_rate)),
+        ("计算方法", ledger.counting_rule),
         (
             "三会一课",
             f"已召开{totals.cadence_met}项，未召开{totals.cadence_missed}项，进行中{totals.cadence_open}项",
@@ -153,10 +166,11 @@ def org_ledger_document(ledger: OrgLedger) -> LedgerDocument:
         ("生成时间", when(ledger.generated_at)),
     ]
     events: list[list[Cell]] = []
+    # 编号 of each listed event, for the 三会一课 section to point at.
+    number_of = {row.event_id: number for number, row in enumerate(ledger.events, start=1)}
     for row in ledger.events:
         events.append(
             [
-                row.event_id,
                 when(row.start_at),
                 f"{row.title}（未开始）" if row.upcoming else row.title,
                 row.kinds_label,
@@ -171,6 +185,7 @@ def org_ledger_document(ledger: OrgLedger) -> LedgerDocument:
                 row.on_leave,
                 row.absent,
                 row.guests,
+                row.exempt_present,
                 rate(row.attendance_rate),
                 "；".join(q.message for q in row.quorums),
             ]
@@ -182,7 +197,7 @@ def org_ledger_document(ledger: OrgLedger) -> LedgerDocument:
             row.cadence_label,
             row.period_label,
             row.status_label,
-            "、".join(str(i) for i in row.held_event_ids or row.planned_event_ids),
+            _event_numbers(row.held_event_ids or row.planned_event_ids, number_of),
         ]
         for row in ledger.cadence
     ]
@@ -196,10 +211,12 @@ def org_ledger_document(ledger: OrgLedger) -> LedgerDocument:
             row.on_leave,
             row.absent,
             row.exempt,
+            row.exempt_present,
             row.guest_at,
             row.elsewhere,
             rate(row.attendance_rate),
             when(row.last_org_life_at),
+            move_note(row),
         ]
         for row in ledger.members
     ]
@@ -207,11 +224,10 @@ def org_ledger_document(ledger: OrgLedger) -> LedgerDocument:
         title=f"{ledger.organisation.name} 组织生活台账（{ledger.period.label}）",
         filename_stem=f"ledger-org-{ledger.organisation.id}-{ledger.period.key}",
         facts=facts,
-        sections=[
+        sections=_numbered_all(
             Section(
                 "活动一览",
                 [
-                    "编号",
                     "时间",
                     "活动",
                     "类型",
@@ -226,11 +242,12 @@ def org_ledger_document(ledger: OrgLedger) -> LedgerDocument:
                     "请假",
                     "缺席",
                     "列席",
+                    "免于参加者到会",
                     "出席率",
                     "法定人数",
                 ],
                 events,
-                [4, 11, 12, 9, 10, 8, 5, 5, 4, 4, 4, 4, 4, 4, 4, 6, 16],
+                [11, 12, 9, 10, 8, 5, 5, 4, 4, 4, 4, 4, 4, 4, 5, 6, 16],
             ),
             Section(
                 "三会一课执行情况",
@@ -249,15 +266,17 @@ def org_ledger_document(ledger: OrgLedger) -> LedgerDocument:
                     "请假",
                     "缺席",
                     "免于参加",
+                    "免于参加者到会",
                     "列席",
                     "参加其他组织活动",
                     "出席率",
                     "最近参加组织生活",
+                    "组织关系变动",
                 ],
                 members,
-                [7, 12, 4, 5, 4, 4, 4, 5, 4, 7, 6, 12],
+                [7, 12, 4, 5, 4, 4, 4, 5, 5, 4, 7, 6, 12, 12],
             ),
-        ],
+        ),
         signatures=[_signer("书记（主持人）", None), _signer("组织委员（记录人）", None)],
         landscape=True,
     )
@@ -278,7 +297,9 @@ def member_history_document(history: MemberHistory) -> LedgerDocument:
         ("请假", f"{summary.on_leave}次"),
         ("缺席", f"{summary.absent}次"),
         ("列席其他组织活动", f"{summary.guest}次"),
+        ("免于参加期间到会", f"{summary.exempt_present}次"),
         ("出席率", rate(summary.attendance_rate)),
+        ("计算方法", history.counting_rule),
         ("最近参加组织生活", when(summary.last_org_life_at)),
     ]
     return LedgerDocument(
@@ -286,7 +307,7 @@ def member_history_document(history: MemberHistory) -> LedgerDocument:
         filename_stem=f"history-member-{history.member_id}"
         + (f"-{history.period.key}" if history.period else ""),
         facts=facts,
-        sections=[
+        sections=_numbered_all(
             Section(
                 "参加活动",
                 [
@@ -358,9 +379,31 @@ def member_history_document(history: MemberHistory) -> LedgerDocument:
                     for c in history.cards
                 ],
             ),
-        ],
+        ),
         signatures=[_signer("支部书记", None), _signer("组织委员", None)],
     )
+
+
+def _numbered_all(*sections: Section) -> list[Section]:
+    return [numbered(section) for section in sections]
+
+
+def move_note(row: ParticipationRow) -> str:
+    """调入/调出 with the date, for a member who moved during the period."""
+    notes = []
+    if row.moved_in_at is not None:
+        notes.append(f"{row.moved_in_at:%Y-%m-%d}调入")
+    if row.moved_out_at is not None:
+        notes.append(f"{row.moved_out_at:%Y-%m-%d}调出")
+    return "；".join(notes)
+
+
+def _event_numbers(event_ids: list[int], number_of: dict[int, int]) -> str:
+    """The events' 编号 in 活动一览; events outside the ledger's period (a quarter's meeting on a
+    monthly ledger) are counted, not numbered."""
+    listed = [str(number_of[event_id]) for event_id in event_ids if event_id in number_of]
+    outside = sum(event_id not in number_of for event_id in event_ids)
+    return "、".join([*listed, *([f"本期外{outside}次"] if outside else [])])
 
 
 def _signer(role: str, name: str | None) -> str:

@@ -6,15 +6,20 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import Query, Response
+from sqlmodel import Session
 
-from server.ledgers.render import ExportFormat, Ledger, render_ledger
+from server.ledgers.exports import ExportContext, export_ledger
+from server.ledgers.render import ExportFormat, Ledger
 
 FormatQuery = Annotated[ExportFormat, Query(alias="format", description="json, csv, xlsx or pdf")]
 
 
-def ledger_response(ledger: Ledger, fmt: ExportFormat) -> Response:
-    """The ledger as JSON, or as a download in the requested format."""
-    rendered = render_ledger(ledger, fmt)
+def ledger_response(
+    session: Session, ledger: Ledger, fmt: ExportFormat, *, context: ExportContext
+) -> Response:
+    """The ledger as JSON, or as a download in the requested format (recorded, with its
+    verification code: ``server.ledgers.exports``)."""
+    rendered = export_ledger(session, ledger, fmt, context=context)
     headers = {}
     if fmt != ExportFormat.JSON:
         name = quote(rendered.filename)

@@ -57,6 +57,11 @@ class PdfFontMissing(ConfigError):
     """The PDF font is not installed; the message names the package and the files looked for."""
 
 
+CODE_MARK = "ecard-verify:"
+CODE_LABEL = "核验码 / verification code"
+CODE_HINT = "核验：ecard admin ledger verify 本文件，或网页「台账 › 核验」输入核验码"
+
+
 class ExportFormat(StrEnum):
     JSON = "json"
     CSV = "csv"
@@ -77,6 +82,7 @@ class RenderedLedger:
     content: bytes
     media_type: str
     filename: str
+    code: str | None = None  # the verification code printed in it (server.ledgers.exports)
 
 
 def to_document(ledger: Ledger) -> LedgerDocument:
@@ -87,21 +93,26 @@ def to_document(ledger: Ledger) -> LedgerDocument:
     return member_history_document(ledger)
 
 
-def render_ledger(ledger: Ledger, fmt: ExportFormat) -> RenderedLedger:
-    """The ledger as a file in ``fmt``: its bytes, media type and a download name."""
+def render_ledger(ledger: Ledger, fmt: ExportFormat, *, code: str | None = None) -> RenderedLedger:
+    """The ledger as a file in ``fmt``: its bytes, media type and a download name.
+
+    *code* is the export's verification code (``server.ledgers.exports``), printed in the PDF
+    footer and document info, the XLSX document properties and summary sheet, and the CSV's last
+    line, each after :data:`CODE_MARK` so that ``ecard admin ledger verify FILE`` finds it.
+    """
     document = to_document(ledger)
     if fmt == ExportFormat.JSON:
         content = ledger.model_dump_json(indent=2).encode()
     elif fmt == ExportFormat.CSV:
-        content = render_csv(document)
+        content = render_csv(document, code=code)
     elif fmt == ExportFormat.XLSX:
-        content = render_xlsx(document)
+        content = render_xlsx(document, code=code)
     else:
-        content = render_pdf(document)
-    return RenderedLedger(content, MEDIA_TYPES[fmt], f"{document.filename_stem}.{fmt.value}")
+        content = render_pdf(document, code=code)
+    return RenderedLedger(content, MEDIA_TYPES[fmt], f"{document.filename_stem}.{fmt.value}", code)
 
 
-def render_csv(document: LedgerDocument) -> bytes:
+def render_csv(document: LedgerDocument, *, code: str | None = None) -> bytes:
     """Sections one after another, each with its title row and header; facts first."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
@@ -116,10 +127,13 @@ def render_csv(document: LedgerDocument) -> bytes:
     if document.signatures:
         writer.writerow([])
         writer.writerow([f"{role}（签字）：" for role in document.signatures] + ["日期："])
+    if code:
+        writer.writerow([])
+        writer.writerow([CODE_LABEL, f"{CODE_MARK}{code}", CODE_HINT])
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
 
-def render_xlsx(document: LedgerDocument) -> bytes:
+def render_xlsx(document: LedgerDocument, *, code: str | None = None) -> bytes:
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
@@ -135,6 +149,12 @@ def render_xlsx(document: LedgerDocument) -> bytes:
     for role in document.signatures:
         summary.append([f"{role}（签字）", ""])
     summary.append(["日期", ""])
+    if code:
+        summary.append([])
+        summary.append([CODE_LABEL, f"{CODE_MARK}{code}"])
+        summary.append(["", CODE_HINT])
+        workbook.properties.keywords = f"{CODE_MARK}{code}"
+        workbook.properties.subject = f"{CODE_LABEL} {code}"
     summary.column_dimensions["A"].width = 16
     summary.column_dimensions["B"].width = max(
         [40, *(display_width(value) + 2 for _, value in document.facts)]
@@ -162,7 +182,7 @@ def render_xlsx(document: LedgerDocument) -> bytes:
     return buffer.getvalue()
 
 
-def render_pdf(document: LedgerDocument) -> bytes:
+def render_pdf(document: LedgerDocument, *, code: str | None = None) -> bytes:
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4, landscape
     from reportlab.lib.styles import ParagraphStyle
@@ -239,6 +259,8 @@ def render_pdf(document: LedgerDocument) -> bytes:
         canvas.setFont(PDF_FONT, 8)
         canvas.drawRightString(page[0] - margin, 8 * mm, f"第 {doc.page} 页")
         canvas.drawString(margin, 8 * mm, document.title)
+        if code:
+            canvas.drawCentredString(page[0] / 2, 8 * mm, f"核验码 {CODE_MARK}{code}")
         canvas.restoreState()
 
     buffer = io.BytesIO()
@@ -253,6 +275,8 @@ def render_pdf(document: LedgerDocument) -> bytes:
         author="党员e通卡",
         # Not reportlab's default Helvetica, so every font in the file is the embedded one.
         initialFontName=PDF_FONT,
+        keywords=f"{CODE_MARK}{code}" if code else "",
+        subject=f"{CODE_LABEL} {code}" if code else "",
     )
     pdf.build(story, onFirstPage=footer, onLaterPages=footer)
     return buffer.getvalue()

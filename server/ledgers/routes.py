@@ -9,9 +9,11 @@ from fastapi import APIRouter, Query, Response
 
 from server.attendance.schemas import AttendanceSheet
 from server.attendance.service import build_attendance_sheet
-from server.deps import RequestDep
+from server.deps import KeyringDep, RequestContext, RequestDep
 from server.inputs import RowId
+from server.keyring import Keyring
 from server.ledgers.cadence import CadencePolicy
+from server.ledgers.exports import ExportContext, ExportVerification, verify_export
 from server.ledgers.http import FormatQuery, ledger_response
 from server.ledgers.periods import parse_period
 from server.ledgers.render import ExportFormat
@@ -24,15 +26,21 @@ PeriodQuery = Annotated[str, Query(description="2026 (year), 2026-Q3 (quarter) o
 
 
 @router.get("/events/{event_id}/attendance", response_model=AttendanceSheet)
-def event_attendance(event_id: RowId, ctx: RequestDep, fmt: FormatQuery = ExportFormat.JSON) -> Response:
+def event_attendance(
+    event_id: RowId, ctx: RequestDep, keyring: KeyringDep, fmt: FormatQuery = ExportFormat.JSON
+) -> Response:
     """The event's sign-in sheet: 应到/实到/请假/缺席 (正式/预备), 签到/签退 times, quorum."""
     sheet = build_attendance_sheet(ctx.session, event_id=event_id, caller=ctx.caller, tz=ctx.tz)
-    return ledger_response(sheet, fmt)
+    return ledger_response(ctx.session, sheet, fmt, context=export_context(ctx, keyring))
 
 
 @router.get("/orgs/{org_id}/ledger", response_model=OrgLedger)
 def org_ledger(
-    org_id: RowId, period: PeriodQuery, ctx: RequestDep, fmt: FormatQuery = ExportFormat.JSON
+    org_id: RowId,
+    period: PeriodQuery,
+    ctx: RequestDep,
+    keyring: KeyringDep,
+    fmt: FormatQuery = ExportFormat.JSON,
 ) -> Response:
     """The organisation's ledger: events with counts and rates, 三会一课 compliance, participation."""
     ledger = build_org_ledger(
@@ -44,13 +52,14 @@ def org_ledger(
         tz=ctx.tz,
         policy=CadencePolicy(lecture=ctx.settings.lecture_cadence),
     )
-    return ledger_response(ledger, fmt)
+    return ledger_response(ctx.session, ledger, fmt, context=export_context(ctx, keyring))
 
 
 @router.get("/members/{member_id}/history", response_model=MemberHistory)
 def member_history(
     member_id: RowId,
     ctx: RequestDep,
+    keyring: KeyringDep,
     period: Annotated[str | None, Query(description="Optional: 2026, 2026-Q3 or 2026-07")] = None,
     fmt: FormatQuery = ExportFormat.JSON,
 ) -> Response:
@@ -63,4 +72,21 @@ def member_history(
         now=ctx.now,
         tz=ctx.tz,
     )
-    return ledger_response(history, fmt)
+    return ledger_response(ctx.session, history, fmt, context=export_context(ctx, keyring))
+
+
+@router.get("/ledger-exports/{code}", response_model=ExportVerification)
+def verify_ledger_export(code: str, ctx: RequestDep) -> ExportVerification:
+    """Check an exported ledger by its verification code: ``match``, or ``changed`` with the rows."""
+    return verify_export(ctx.session, code, caller=ctx.caller)
+
+
+def export_context(ctx: RequestContext, keyring: Keyring) -> ExportContext:
+    """Who exports and when, for the code printed on a CSV, XLSX or PDF export."""
+    return ExportContext(
+        keyring=keyring,
+        caller=ctx.caller,
+        now=ctx.now,
+        tz=ctx.settings.tz,
+        lecture_cadence=ctx.settings.lecture_cadence,
+    )

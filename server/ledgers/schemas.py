@@ -59,9 +59,10 @@ class LedgerEventRow(BaseModel):
     on_leave: int
     absent: int
     exempt: int
-    guests: int
+    guests: int  # 列席: present but not invited
+    exempt_present: int  # 免于参加者到会
     late: int
-    attendance_rate: float | None
+    attendance_rate: float | None  # 实到 ÷ 应到
     quorums: list[Quorum]
 
 
@@ -88,15 +89,20 @@ class ParticipationRow(BaseModel):
     name: str
     category: MemberCategory  # at the end of the period (or when they left it)
     organisation: NamedRef
-    expected: int  # ledger events they were expected at
+    expected: int  # ledger events they were expected at (应到, leave included)
     present: int  # of those, attended
     on_leave: int
-    absent: int
+    absent: int  # expected = present + on_leave + absent
     exempt: int
-    guest_at: int  # ledger events attended without being expected (e.g. 列席 a 支委会)
+    guest_at: int  # ledger events attended without being invited (列席, e.g. a 支委会 without a seat)
+    exempt_present: int  # ledger events attended while exempt (免于参加者到会)
     elsewhere: int  # events of other organisations attended in the period (they count too)
-    attendance_rate: float | None
+    attendance_rate: float | None  # present ÷ expected
     last_org_life_at: datetime | None  # latest presence anywhere, up to the end of the period
+    # A move between organisations in the period: into this organisation's subtree from another
+    # (调入), or out of it to another (调出).
+    moved_in_at: datetime | None = None
+    moved_out_at: datetime | None = None
 
 
 class LedgerTotals(BaseModel):
@@ -125,6 +131,7 @@ class OrgLedger(BaseModel):
     cadence: list[CadenceRow]
     members: list[ParticipationRow]
     totals: LedgerTotals
+    counting_rule: str  # how 应到 and the rate are counted, as printed on the ledger
 
 
 class HistoryMembership(BaseModel):
@@ -154,7 +161,7 @@ class HistoryEventRow(BaseModel):
     start_at: datetime
     host: NamedRef
     expected: bool
-    outcome: str  # present | absent | on_leave | exempt | guest | not_expected | upcoming
+    outcome: str  # present | absent | on_leave | exempt | exempt_present | guest | not_expected | upcoming
     outcome_label: str
     first_tap_at: datetime | None
     checkout_at: datetime | None
@@ -188,11 +195,12 @@ class HistoryExemption(BaseModel):
 
 
 class HistorySummary(BaseModel):
-    expected: int
+    expected: int  # events held so far where they were expected: present + on_leave + absent
     present: int
     on_leave: int
     absent: int
     guest: int
+    exempt_present: int = 0  # events attended while exempt (免于参加者到会)
     attendance_rate: float | None
     last_org_life_at: datetime | None
 
@@ -215,3 +223,4 @@ class MemberHistory(BaseModel):
     leave: list[HistoryLeave]
     exemptions: list[HistoryExemption]
     summary: HistorySummary
+    counting_rule: str

@@ -26,6 +26,7 @@ from server.labels import (
     CADENCE_LABELS,
     CARD_CHECK_LABELS,
     CATEGORY_LABELS,
+    COUNTING_RULE,
     EVENT_KIND_LABELS,
     EXEMPTION_LABELS,
     LEAVE_LABELS,
@@ -54,8 +55,10 @@ from server.ledgers.schemas import (
 from server.orgs.service import (
     members_by_id,
     organisation_names,
+    organisation_subtree_ids,
     require_visible_member,
     require_visible_organisation,
+    roster_order,
 )
 from server.orgs.tree import ancestor_ids, own_and_group_ids, subtree_cte
 from server.records.attendance import Attendance
@@ -71,6 +74,7 @@ _OUTCOME_LABELS = {
     "on_leave": "请假",
     "exempt": "免于参加",
     "guest": "列席",
+    "exempt_present": "免于参加者到会",
     "not_expected": "未要求参加",
     "upcoming": "未开始",
 }
@@ -162,6 +166,7 @@ def build_org_ledger(
     ]
     held_rolls = {event_id: roll for event_id, roll in rolls.items() if roll.event.start_at <= now}
     member_rows = _participation(session, participants, held_rolls, members, org_names, period, tz)
+    _mark_moves(session, org_id, member_rows, period, tz)
     totals_expected = sum(row.expected for row in held_rows)
     totals_present = sum(row.present for row in held_rows)
     return OrgLedger(
@@ -186,6 +191,7 @@ def build_org_ledger(
                 row.status not in (CadenceStatus.MET, CadenceStatus.MISSED) for row in cadence_rows
             ),
         ),
+        counting_rule=COUNTING_RULE,
     )
 
 
@@ -289,7 +295,8 @@ def build_member_history(
     if end is not None:
         last_query = last_query.where(col(Attendance.first_tap_at) < end)
     last = session.exec(last_query).first()
-    expected = [row for row in event_rows if row.expected and row.outcome != "upcoming"]
+    held = [row for row in event_rows if row.start_at <= now]
+    expected = [row for row in held if row.expected]
     present = sum(row.outcome == "present" for row in expected)
     return MemberHistory(
         member_id=member_id,
@@ -317,12 +324,14 @@ def build_member_history(
         summary=HistorySummary(
             expected=len(expected),
             present=present,
-            on_leave=sum(row.outcome == "on_leave" for row in event_rows),
+            on_leave=sum(row.outcome == "on_leave" for row in expected),
             absent=sum(row.outcome == "absent" for row in expected),
-            guest=sum(row.outcome == "guest" for row in event_rows),
+            guest=sum(row.outcome == "guest" for row in held),
+            exempt_present=sum(row.outcome == "exempt_present" for row in held),
             attendance_rate=round(present / len(expected), 4) if expected else None,
             last_org_life_at=last.astimezone(tz) if last else None,
         ),
+        counting_rule=COUNTING_RULE,
     )
 
 
@@ -373,10 +382,51 @@ def _event_row(
         absent=0 if upcoming else counts.absent,
         exempt=counts.exempt,
         guests=counts.guests,
+        exempt_present=counts.exempt_present,
         late=counts.late,
         attendance_rate=None if upcoming else counts.attendance_rate,
         quorums=[] if upcoming else quorums_of(roll),
     )
+
+
+def _mark_moves(
+    session: Session, org_id: int, rows: list[ParticipationRow], period: Period, tz: tzinfo
+) -> None:
+    """Set ``moved_in_at`` / ``moved_out_at`` on members who moved into or out of the
+    organisation's subtree from or to another organisation during the period (one membership
+    period ends as the next begins, on either side of the subtree's edge)."""
+    if not rows:
+        return
+    subtree = organisation_subtree_ids(session, org_id)
+    by_member = {row.member_id: row for row in rows}
+    periods: dict[int, list[MembershipPeriod]] = defaultdict(list)
+    for chunk in in_chunks(sorted(by_member)):
+        for membership in session.exec(
+            select(MembershipPeriod).where(
+                col(MembershipPeriod.member_id).in_(chunk),
+                or_(
+                    col(MembershipPeriod.started_at).is_(None),
+                    col(MembershipPeriod.started_at) <= period.end,
+                ),
+                or_(
+                    col(MembershipPeriod.ended_at).is_(None),
+                    col(MembershipPeriod.ended_at) >= period.start,
+                ),
+            )
+        ):
+            periods[membership.member_id].append(membership)
+    for member_id, found in periods.items():
+        starts = {m.started_at: m for m in found if m.started_at is not None}
+        row = by_member[member_id]
+        for earlier in found:
+            later = starts.get(earlier.ended_at) if earlier.ended_at is not None else None
+            if later is None or earlier.ended_at is None or not period.contains(earlier.ended_at):
+                continue
+            moved_at = earlier.ended_at.astimezone(tz)
+            if earlier.org_id not in subtree and later.org_id in subtree:
+                row.moved_in_at = moved_at
+            elif earlier.org_id in subtree and later.org_id not in subtree:
+                row.moved_out_at = moved_at
 
 
 def _participants(session: Session, org_id: int, period: Period) -> dict[int, MembershipPeriod]:
@@ -407,18 +457,19 @@ def _participation(
         return []
     tallies: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for roll in rolls.values():
-        expected = roll.expected
-        for member_id in roll.invited:
-            if member_id in roll.exempt:
-                tallies[member_id]["exempt"] += 1
-        for member_id in expected:
+        on_leave = roll.on_leave
+        for member_id in roll.exempt_invited:
+            tallies[member_id]["exempt"] += 1
+        for member_id in roll.expected:
             tallies[member_id]["expected"] += 1
-            tallies[member_id]["present" if member_id in roll.present else "absent"] += 1
-        for member_id in roll.on_leave:
-            tallies[member_id]["on_leave"] += 1
-        for member_id in roll.present:
-            if member_id not in expected:
-                tallies[member_id]["guest_at"] += 1
+            outcome = (
+                "present" if member_id in roll.present else "on_leave" if member_id in on_leave else "absent"
+            )
+            tallies[member_id][outcome] += 1
+        for member_id in roll.guest_ids:
+            tallies[member_id]["guest_at"] += 1
+        for member_id in roll.exempt_present:
+            tallies[member_id]["exempt_present"] += 1
 
     member_ids = sorted(participants)
     ledger_event_ids = set(rolls)
@@ -452,7 +503,7 @@ def _participation(
         last_seen.update({member_id: at for member_id, at in last_rows if at is not None})
 
     rows = []
-    for member_id in sorted(member_ids, key=lambda m: (participants[m].org_id, members[m].name, m)):
+    for member_id in sorted(member_ids, key=lambda m: (participants[m].org_id, roster_order(members[m]))):
         standing = participants[member_id]
         tally = tallies[member_id]
         last = last_seen.get(member_id)
@@ -468,6 +519,7 @@ def _participation(
                 absent=tally["absent"],
                 exempt=tally["exempt"],
                 guest_at=tally["guest_at"],
+                exempt_present=tally["exempt_present"],
                 elsewhere=elsewhere.get(member_id, 0),
                 attendance_rate=round(tally["present"] / tally["expected"], 4) if tally["expected"] else None,
                 last_org_life_at=last.astimezone(tz) if last else None,
@@ -518,7 +570,7 @@ def _history_row(roll: EventRoll, member_id: int, tz: tzinfo, *, upcoming: bool)
     attendance = roll.present.get(member_id)
     expected = member_id in roll.expected
     if attendance is not None:
-        outcome = "present" if expected else "guest"
+        outcome = "present" if expected else "exempt_present" if member_id in roll.exempt else "guest"
     elif member_id in roll.on_leave:
         outcome = "on_leave"
     elif member_id in roll.exempt and member_id in roll.invited:

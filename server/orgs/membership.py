@@ -27,6 +27,7 @@ from server.errors import (
 )
 from server.inputs import clean_text
 from server.orgs.service import (
+    next_roster_position,
     require_member,
     require_visible_member,
     require_visible_organisation,
@@ -41,6 +42,8 @@ def move_member(
     """Move an active member to another organisation from ``at`` on (e.g. a transfer received).
 
     Their attendance stays theirs; events before ``at`` keep them in the old organisation's 应到.
+    Their six-month clock keeps running (``joined_org_at`` is not reset); they go to the end of
+    the destination's 花名册.
     The member may come from outside the caller's scope (a transfer in); the destination may not.
 
     Raises:
@@ -54,8 +57,10 @@ def move_member(
         raise MemberNotActive()
     from_org_id = member.org_id
     _start_next_period(session, member, org_id=to_org_id, category=member.category, at=at)
+    if to_org_id != from_org_id:
+        member.roster_position = next_roster_position(session, to_org_id)
     member.org_id = to_org_id
-    member.joined_org_at = at
+    # ``joined_org_at`` stays: the six-month clock runs across moves (time there counts).
     session.add(member)
     _audit(
         session,
@@ -256,6 +261,27 @@ def committee_seats(session: Session, *, org_id: int, at: datetime) -> list[Comm
             .order_by(col(CommitteeSeat.id))
         ).all()
     )
+
+
+def in_organisation_since(session: Session, member: Member) -> datetime | None:
+    """When the member came to their current organisation: the start of the unbroken run of
+    periods there (a change of category continues it). None when that predates the records.
+
+    Not ``joined_org_at``, which is when their organisational life in this system began and
+    carries across moves (the six-month rule counts from it)."""
+    periods = session.exec(
+        select(MembershipPeriod)
+        .where(MembershipPeriod.member_id == member.id)
+        .order_by(col(MembershipPeriod.started_at).desc().nulls_last(), col(MembershipPeriod.id).desc())
+    ).all()
+    since: datetime | None = None
+    for period in periods:
+        if period.org_id != member.org_id:
+            break
+        since = period.started_at
+        if since is None:
+            break
+    return since
 
 
 def _open_period_of(session: Session, member_id: int) -> MembershipPeriod | None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from server.caller import UNSCOPED, Caller, Scope
 from server.db import in_chunks
-from server.errors import MemberNotFound, OrganisationNotFound
+from server.errors import InvalidTimeRange, MemberNotFound, OrganisationNotFound
 from server.inputs import clean_text
 from server.orgs.tree import subtrees
 from server.records.orgs import Member, MembershipPeriod, Organisation
@@ -17,13 +17,31 @@ from server.vocabulary import MemberCategory, MemberStatus, OrgKind
 
 
 def add_organisation(
-    session: Session, *, name: str, kind: OrgKind, parent_id: int | None, now: datetime
+    session: Session,
+    *,
+    name: str,
+    kind: OrgKind,
+    parent_id: int | None,
+    now: datetime,
+    founded_at: datetime | None = None,
 ) -> Organisation:
-    """Add an organisation under ``parent_id`` (None: a root). Raises OrganisationNotFound."""
+    """Add an organisation under ``parent_id`` (None: a root). ``founded_at``: when it was set up,
+    for one entered after the fact (its required meetings run from then; default: ``now``).
+
+    Raises:
+        OrganisationNotFound: no such parent.
+        InvalidTimeRange: ``founded_at`` is in the future.
+    """
     if parent_id is not None:
         require_organisation(session, parent_id)
+    if founded_at is not None and founded_at > now:
+        raise InvalidTimeRange("成立日期不能晚于今天")
     organisation = Organisation(
-        name=clean_text(name, field="名称", max_length=200), kind=kind, parent_id=parent_id, created_at=now
+        name=clean_text(name, field="名称", max_length=200),
+        kind=kind,
+        parent_id=parent_id,
+        created_at=now,
+        founded_at=founded_at,
     )
     session.add(organisation)
     session.flush()
@@ -99,6 +117,7 @@ def add_member(
         status=MemberStatus.ACTIVE,
         joined_org_at=joined_org_at,
         created_at=now,
+        roster_position=next_roster_position(session, org_id),
     )
     session.add(member)
     session.flush()
@@ -108,6 +127,19 @@ def add_member(
     )
     session.flush()
     return member
+
+
+def next_roster_position(session: Session, org_id: int) -> int:
+    """The place after the last one on the organisation's 花名册 (a member added or moved in)."""
+    last = session.exec(select(func.max(Member.roster_position)).where(Member.org_id == org_id)).first()
+    return (last or 0) + 1
+
+
+def roster_order(member: Member) -> tuple[bool, int, str, int]:
+    """Sort key for names as the 花名册 lists them: by roster position, then (no position) by
+    name; the id only breaks ties. Group by organisation before it where a list spans several."""
+    position = member.roster_position
+    return (position is None, position or 0, member.name, member.id or 0)
 
 
 def require_member(session: Session, member_id: int) -> Member:

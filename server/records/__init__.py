@@ -10,6 +10,7 @@ from server.records.audit import AuditEntry
 from server.records.auth import ApiToken
 from server.records.cards import CardBinding
 from server.records.events import Event, EventKindTag, EventOrganisation
+from server.records.evidence import LedgerExport, TapEvidence
 from server.records.kiosks import EnrollmentCode, EnrolSession, Kiosk, KioskHeartbeat, KioskKey
 from server.records.leave import LeaveRequest
 from server.records.orgs import CommitteeSeat, Member, MemberExemption, MembershipPeriod, Organisation
@@ -34,12 +35,14 @@ __all__ = [
     "KioskHeartbeat",
     "KioskKey",
     "LeaveRequest",
+    "LedgerExport",
     "LoginAttempt",
     "Member",
     "MemberExemption",
     "MembershipPeriod",
     "Organisation",
     "Tap",
+    "TapEvidence",
     "TransferDocument",
     "TransferRequest",
     "User",

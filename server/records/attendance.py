@@ -34,6 +34,9 @@ class Attendance(SQLModel, table=True):
     tap_count: int
     first_tap_id: int | None = Field(default=None, foreign_key="tap.id", sa_type=TAP_ID_TYPE)
     last_tap_id: int | None = Field(default=None, foreign_key="tap.id", sa_type=TAP_ID_TYPE)
+    # The arrival a recorder entered by hand (source=manual): kept apart from the taps so the row
+    # can be recomputed from its taps and this entry (server.attendance.derive).
+    manual_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     source: AttendanceSource = Field(default=AttendanceSource.TAP, sa_type=string_enum(AttendanceSource))
     note: str = Field(default="", max_length=500)
     recorded_by: str = Field(default="", max_length=100)

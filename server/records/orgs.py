@@ -21,6 +21,14 @@ class Organisation(SQLModel, table=True):
     kind: OrgKind = Field(sa_type=string_enum(OrgKind))
     parent_id: int | None = Field(default=None, foreign_key="organisation.id", index=True)
     created_at: datetime = Field(sa_type=UtcDateTime)
+    # When it was set up, for an organisation entered after the fact; None: since ``created_at``.
+    # Its required meetings (server.ledgers.cadence) run from :attr:`since`.
+    founded_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+    @property
+    def since(self) -> datetime:
+        """Since when the organisation exists for the records: founded, or else entered."""
+        return self.founded_at or self.created_at
 
 
 class Member(SQLModel, table=True):
@@ -33,10 +41,15 @@ class Member(SQLModel, table=True):
     status: MemberStatus = Field(sa_type=string_enum(MemberStatus))
     # None: not recorded (members added before the roster import existed, or a roster without 性别).
     gender: Gender | None = Field(default=None, sa_type=string_enum(Gender))
-    # When the member joined this organisation; None for members recorded without a date (they
-    # count as expected at every event). Transfers will set it.
+    # When the member's organisational life in this system began, where the six-month clock starts
+    # without a presence: the date given when added, or for a transfer in from outside the
+    # introduction letter's date. A move between organisations keeps it (time in the previous
+    # branch counts). None: not recorded (the clock starts at ``created_at``).
     joined_org_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     created_at: datetime = Field(sa_type=UtcDateTime)
+    # Place in the organisation's 花名册 (roster import, ``member add``, a move in: appended);
+    # ledgers list names in this order, members without one after, by name.
+    roster_position: int | None = Field(default=None)
 
 
 class MembershipPeriod(SQLModel, table=True):

@@ -6,7 +6,9 @@ queries; nothing is stored and nothing is changed.
   held or planned (``cadence_due_soon``, notice), or whose period ended in the last
   :data:`LOOKBACK_MONTHS` months without it (``cadence_missed``, warning).
 * The six-month rule (党章 第九条): active members whose last presence at any event (as a guest
-  too) — or, if none, their joining — is 3 (notice), 5 (warning) or 6 (alert) or more calendar
+  too) — or, if none, the start of their organisational life in the system
+  (``Member.joined_org_at``: a move between organisations keeps it, a transfer in from outside
+  sets it to the letter's date) — is 3 (notice), 5 (warning) or 6 (alert) or more calendar
   months ago. Approved leave is a reason but not participation, so it does not stop the clock;
   a current exemption is shown as ``excused``. Whether a member is regarded as having left the
   Party is for the 支部大会 to decide and the level above to approve: the system only warns.

@@ -36,7 +36,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, insert, update
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from server.audit.service import record
 from server.caller import Caller
@@ -680,6 +680,13 @@ def _apply(
     session: Session, plan: _Plan, *, now: datetime, caller: Caller, reason: str, track: Tracker
 ) -> None:
     created_ids: list[int] = []
+    # New members go to the end of their organisation's 花名册, in the order of the file.
+    positions = _last_roster_positions(session, sorted({item.org_id for item in plan.creates}))
+    roster_position: dict[int, int] = {}
+    for index, item in enumerate(plan.creates):
+        positions[item.org_id] = positions.get(item.org_id, 0) + 1
+        roster_position[index] = positions[item.org_id]
+    created_before = 0
     for chunk in _chunks(track(plan.creates, label="写入党员", total=len(plan.creates))):
         result = session.exec(
             insert(Member).returning(col(Member.id), sort_by_parameter_order=True),
@@ -692,10 +699,12 @@ def _apply(
                     "gender": item.row.gender,
                     "joined_org_at": None,
                     "created_at": now,
+                    "roster_position": roster_position[created_before + offset],
                 }
-                for item in chunk
+                for offset, item in enumerate(chunk)
             ],
         )
+        created_before += len(chunk)
         new_ids = [member_id for (member_id,) in result.all()]
         # Every member has an open membership period: it is what ledgers read as 应到.
         session.exec(
@@ -742,6 +751,18 @@ def _apply(
             ],
         )
     session.flush()
+
+
+def _last_roster_positions(session: Session, org_ids: Sequence[int]) -> dict[int, int]:
+    found: dict[int, int] = {}
+    for chunk in _chunks(org_ids):
+        rows = session.exec(
+            select(Member.org_id, func.max(Member.roster_position))
+            .where(col(Member.org_id).in_(chunk))
+            .group_by(col(Member.org_id))
+        ).all()
+        found.update({org_id: last or 0 for org_id, last in rows})
+    return found
 
 
 def _binding_member_id(binding: _NewBinding, created_ids: Sequence[int]) -> int:

@@ -293,7 +293,7 @@ class CityGenerator:
 
     def _org(self, out: RowSink, name: str, kind: OrgKind, parent_id: int | None) -> int:
         org_id = self.next_id("organisation")
-        out.add("organisation", (org_id, name, kind.value, parent_id, self.long_ago))
+        out.add("organisation", (org_id, name, kind.value, parent_id, self.long_ago, None))  # no founded_at
         return org_id
 
     def _venue(self, out: RowSink, name: str, org_id: int) -> SynVenue:
@@ -366,7 +366,10 @@ class CityGenerator:
         status = MemberStatus.TRANSFERRED_OUT if left else MemberStatus.ACTIVE
         out.add(
             "member",
-            (member_id, name, org_id, category.value, status.value, gender.value, joined, self.long_ago),
+            (
+                *(member_id, name, org_id, category.value, status.value, gender.value, joined, self.long_ago),
+                self.next_id(f"roster_position:{org_id}"),  # 花名册 order: as generated
+            ),
         )
         out.add(
             "membership_period",
@@ -627,6 +630,7 @@ class CityGenerator:
                     0,
                     None,
                     None,
+                    event.start,  # manual_at
                     AttendanceSource.MANUAL.value,
                     "未带卡，记录人补录",
                     "记录人",
@@ -658,6 +662,7 @@ class CityGenerator:
                 count,
                 first_id,
                 last_id,
+                None,  # manual_at
                 AttendanceSource.TAP.value,
                 "",
                 "",
@@ -743,6 +748,8 @@ class CityGenerator:
                 None,
                 member_id,
                 event_id,
+                None,  # redecision: decided at ingest
+                None,  # redecided_at
                 outcome.value,
                 code.value if code else None,
                 name,

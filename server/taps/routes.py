@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from schemas.messages import BatchReceipt, TapStatus, UncheckedTapBatch
 from server.cards.checks import CardCheckPolicy
 from server.deps import ClockDep, KeyringDep, SessionDep, SettingsDep, TapFeedDep
+from server.evidence.sealing import EvidenceSealer
 from server.limits import Limit, TapsLimit, charge_limit, check_limit
 from server.proxies import client_address
 from server.taps.service import ingest_batch
@@ -35,6 +36,14 @@ def get_strangers(request: Request) -> StrangerTally:
 StrangersDep = Annotated[StrangerTally, Depends(get_strangers)]
 
 
+def get_sealer(request: Request) -> EvidenceSealer:
+    sealer: EvidenceSealer = request.app.state.evidence_sealer
+    return sealer
+
+
+SealerDep = Annotated[EvidenceSealer, Depends(get_sealer)]
+
+
 @router.post("/taps")
 def upload_taps(
     request: Request,
@@ -47,6 +56,7 @@ def upload_taps(
     feed: TapFeedDep,
     card_policy: CardPolicyDep,
     strangers: StrangersDep,
+    sealer: SealerDep,
 ) -> BatchReceipt:
     """Store a batch of signed taps; one receipt per envelope, whatever each one's fate (an
     envelope that breaks the contract gets ``malformed``, naming the field)."""
@@ -62,6 +72,7 @@ def upload_taps(
         card_policy=card_policy,
         source=client_address(request),
         strangers=strangers,
+        sealer=sealer,
     )
     # A kiosk's budget is spent only by new envelopes its key signed: nobody can spend it for it,
     # not even by replaying what it sent (a replay is a duplicate, charged to its source only).

@@ -42,12 +42,16 @@ the handlers' own.
    ``card_revoked``
 10. an event at the kiosk's venue has its check-in window open (:func:`_find_event`) .. else
     ``no_event`` (several open windows: the member's own meeting first, then the nearest start;
-    just after the end, a member who checked in still signs out: ``server.events.service``). The
-    first tap is 签到, one at least 10 minutes later 签退 (:func:`_accept_checkin`, with
-    ``server.attendance.service``).
+    just after the end, a member present by another record still signs out:
+    ``server.attendance.derive.choose_event``). The first tap is 签到, one at least 10 minutes
+    later 签退 (:func:`_accept_checkin`, with ``server.attendance.service``). A tap inside a window
+    also settles the member's unmatched taps in that event's sign-out grace (their 签退 arrived
+    first), and an enrol tap the card's ``unknown_card`` taps (``server.attendance.derive``): what a
+    tap counts as never depends on arrival order; its receipt stays what the kiosk was told.
 
 Every envelope that passed step 2, except a duplicate, is stored as an immutable
-:class:`~server.records.taps.Tap` row.
+:class:`~server.records.taps.Tap` row, with its evidence (``server.evidence``: the signed bytes
+sealed under the evidence key, the signature, and its link in the kiosk's hash chain).
 """
 
 from __future__ import annotations
@@ -73,16 +77,19 @@ from schemas.messages import (
     UncheckedTapBatch,
     b64url_decode,
 )
+from server.attendance.derive import choose_event, settle_card_taps, settle_sign_outs
 from server.attendance.service import CheckinResult, record_checkin
 from server.cards.checks import CardCheck, CardCheckPolicy, check_card
 from server.cards.lifecycle import retired_card_rejection
 from server.cards.service import card_digests
 from server.cards.tap_binding import bind_card_from_tap
-from server.events.service import find_event_for_sign_out, find_event_for_tap
+from server.evidence.sealing import EvidenceSealer
+from server.evidence.service import keep_tap_evidence
 from server.keyring import Keyring, Purpose
 from server.kiosks.authentication import Duplicate, Rejection, SignedTap, authenticate_tap, problem_field
 from server.live import AcceptedTap, announce_after_commit
 from server.masking import mask_card_no, mask_name, mask_uid
+from server.records.cards import CardBinding
 from server.records.events import Event
 from server.records.kiosks import Kiosk
 from server.records.orgs import Member
@@ -138,6 +145,8 @@ class IngestContext:
     # Where the batch came from, and the tally of envelopes refused before authentication.
     source: str = "unknown"
     strangers: StrangerTally | None = None
+    # Seals each stored tap's signed bytes (server.evidence); None: only signature and chain kept.
+    sealer: EvidenceSealer | None = None
 
 
 @dataclass(frozen=True)
@@ -167,13 +176,14 @@ def ingest_batch(
     card_policy: CardCheckPolicy | None = None,
     source: str = "unknown",
     strangers: StrangerTally | None = None,
+    sealer: EvidenceSealer | None = None,
 ) -> BatchReceipt:
     """Decide, store and answer every envelope of a batch (see the module docstring for the rules).
 
     ``on_accepted`` is called once per accepted check-in, after ``session`` commits.
     ``card_policy`` is the deployment's card-check minimum and issuer (default: ``uid``, none).
     ``source`` is the sender's address; ``strangers`` counts, per source, the envelopes refused
-    before authentication (steps 0–2).
+    before authentication (steps 0–2); ``sealer`` seals each stored tap's signed bytes.
     """
     context = IngestContext(
         keyring=keyring,
@@ -183,6 +193,7 @@ def ingest_batch(
         card_policy=(card_policy or CardCheckPolicy()).for_batch(),
         source=source,
         strangers=strangers,
+        sealer=sealer,
     )
     receipts: list[TapReceipt] = []
     for index, item in enumerate(batch.envelopes):
@@ -232,9 +243,24 @@ def _ingest_envelope(
     )
     if isinstance(authenticated, Duplicate):
         return _duplicate_receipt(authenticated.earlier, index)
+    if isinstance(authenticated, Rejection) and not authenticated.verified:
+        # steps 1–2: could be anyone's, so it costs no row
+        return _refuse_unattributed(index, authenticated.code, context, field=authenticated.field)
+    receipt = _decide(session, row, index, authenticated, context)
+    # Every stored row passed the signature check: its signed bytes are kept, sealed, on the
+    # kiosk's chain (the kiosk row is still locked), so the signature can be checked again.
+    keep_tap_evidence(session, row, envelope, sealer=context.sealer)
+    return receipt
+
+
+def _decide(
+    session: Session,
+    row: Tap,
+    index: int,
+    authenticated: SignedTap | Rejection[TapPayload],
+    context: IngestContext,
+) -> TapReceipt:
     if isinstance(authenticated, Rejection):
-        if not authenticated.verified:  # steps 1–2: could be anyone's, so it costs no row
-            return _refuse_unattributed(index, authenticated.code, context, field=authenticated.field)
         _note_rejected(row, authenticated, context.keyring)
         return _reject(session, row, index, authenticated.code, field=authenticated.field)
     tap = _note_signed(row, index, authenticated, context.keyring)
@@ -380,6 +406,9 @@ def _bind_card(session: Session, tap: Deciding, context: IngestContext) -> TapRe
     row.display_message = f"已绑定到 {outcome.member_name}"
     session.add(row)
     session.flush()
+    binding = session.get(CardBinding, outcome.binding_id)
+    if binding is not None:  # the card's taps from before it was bound count from here on
+        settle_card_taps(session, binding, now=context.received_at)
     log.info(
         "enrol tap bound a card: kiosk=%s seq=%d card=%s", tap.kiosk.id, payload.seq, _masked_card(payload)
     )
@@ -426,14 +455,7 @@ def _retired_or(session: Session, tap: Deciding, rejection: RejectionCode) -> Re
 
 def _find_event(session: Session, tap: Deciding, member: Member) -> Event | None:
     """Step 10: the event at the kiosk's venue this tap checks the member in to (or out of)."""
-    venue_id, at = tap.kiosk.venue_id, tap.payload.occurred_at
-    event = find_event_for_tap(
-        session, venue_id=venue_id, at=at, member_id=member.id, member_org_id=member.org_id
-    )
-    if event is None and member.id is not None:
-        # Just after a meeting ends, a member who checked in may still tap out (签退).
-        event = find_event_for_sign_out(session, venue_id=venue_id, at=at, member_id=member.id)
-    return event
+    return choose_event(session, venue_id=tap.kiosk.venue_id, at=tap.payload.occurred_at, member=member)
 
 
 def _accept_checkin(
@@ -453,6 +475,9 @@ def _accept_checkin(
     checkin = record_checkin(
         session, event_id=event.id, member_id=member.id, tap_id=row.id, at=payload.occurred_at
     )
+    if checkin == CheckinResult.CHECKED_IN and payload.occurred_at < event.checkin_closes_at:
+        # The member is present from now on: a 签退 of theirs that arrived earlier counts.
+        settle_sign_outs(session, event=event, member_id=member.id, now=context.received_at)
     repeat = checkin != CheckinResult.CHECKED_IN
     if repeat:
         signed_out = checkin == CheckinResult.SIGNED_OUT

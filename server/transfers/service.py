@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time, tzinfo
 from enum import StrEnum
 
 from sqlalchemy import or_
@@ -773,7 +773,7 @@ def transition(
     detail: dict[str, object] = {}
     if action == TransferAction.RECEIVE:
         assert letter is not None  # the guard refused a request without one
-        detail = _receive_member(session, request, letter, caller=caller, now=now)
+        detail = _receive_member(session, request, letter, caller=caller, now=now, tz=policy.tz)
     _apply(
         session,
         request,
@@ -938,6 +938,11 @@ def _default_placement(session: Session, request: TransferRequest) -> int:
     raise PlacementRequired()
 
 
+def _letter_day(letter: IntroductionLetter, now: datetime, tz: tzinfo) -> datetime:
+    """The start of the letter's issue date, local time (never after ``now``)."""
+    return min(datetime.combine(letter.issued_on, time(), tzinfo=tz), now)
+
+
 def _receive_member(
     session: Session,
     request: TransferRequest,
@@ -945,6 +950,7 @@ def _receive_member(
     *,
     caller: Caller,
     now: datetime,
+    tz: tzinfo,
 ) -> dict[str, object]:
     """Put the applicant into the placement branch, in the caller's transaction.
 
@@ -971,7 +977,9 @@ def _receive_member(
         _require_release(session, request, member)
         from_org_id: int | None = member.org_id
         if member.status == MemberStatus.TRANSFERRED_OUT:
-            # Transferred out of our tree earlier and now coming back.
+            # Transferred out of our tree earlier and now coming back: from outside, so their
+            # six-month clock starts at the letter's date (docs/ledgers.md, Reminders).
+            member.joined_org_at = _letter_day(letter, now, tz)
             change_member_status(
                 session,
                 member_id=member.id,
@@ -998,6 +1006,10 @@ def _receive_member(
             joined_org_at=now,
             now=now,
         )
+        # From outside the system: the six-month clock starts at the letter's date, not at
+        # reception (the membership period, and so 应到, starts at reception).
+        member.joined_org_at = _letter_day(letter, now, tz)
+        session.add(member)
         assert member.id is not None
         from_org_id = None
         created = True

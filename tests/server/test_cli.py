@@ -127,7 +127,7 @@ class TestAdminForms:
         table = runner.invoke(admin_app, ["event", "attendance", event_id, "--db", database_url])
         assert table.exit_code == 0
         assert "签到表" in table.stdout
-        assert "应到 2  实到 0  缺席 2" in table.stdout
+        assert "应到 2  实到 0  请假 0  缺席 2" in table.stdout
 
     def test_without_json_a_short_line(self, runner: CliRunner, database_url: str) -> None:
         result = runner.invoke(

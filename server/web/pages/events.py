@@ -20,18 +20,14 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
+from server.attendance.derive import revise_event, schedule_event
 from server.attendance.schemas import AttendanceSheet
 from server.attendance.service import build_attendance_sheet
 from server.caller import Caller
 from server.db import unit_of_work
 from server.deps import TapFeedDep
 from server.errors import InvalidInput
-from server.events.service import (
-    add_event,
-    event_kinds,
-    require_visible_event,
-    update_event_details,
-)
+from server.events.service import event_kinds, require_visible_event
 from server.inputs import RowId
 from server.labels import EVENT_KIND_LABELS
 from server.live import AcceptedTap
@@ -98,7 +94,7 @@ def create_event(
     also_counts_as: Annotated[list[EventKind] | None, Form()] = None,
 ) -> Response:
     tz = ctx.tz
-    event = add_event(
+    event = schedule_event(
         ctx.session,
         title=title,
         org_id=org_id,
@@ -142,7 +138,7 @@ def update_event(
     also_counts_as: Annotated[list[EventKind] | None, Form()] = None,
 ) -> Response:
     event = require_visible_event(ctx.session, event_id, caller=ctx.caller)
-    update_event_details(
+    revise_event(
         ctx.session,
         event_id=event_id,
         title=title,

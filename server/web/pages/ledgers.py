@@ -12,11 +12,14 @@ from fastapi.responses import HTMLResponse, Response
 
 from server.attendance.service import build_attendance_sheet
 from server.config import ServerSettings
-from server.errors import OrganisationNotFound
+from server.deps import KeyringDep
+from server.errors import ExportCodeNotFound, InvalidExportCode, OrganisationNotFound
 from server.inputs import RowId
 from server.ledgers.cadence import CadencePolicy
+from server.ledgers.exports import export_ledger, verify_export
 from server.ledgers.periods import Period, make_period, parse_period, period_containing
-from server.ledgers.render import ExportFormat, RenderedLedger, render_ledger
+from server.ledgers.render import ExportFormat, RenderedLedger
+from server.ledgers.routes import export_context
 from server.ledgers.service import build_member_history, build_org_ledger
 from server.records.orgs import Organisation
 from server.vocabulary import Cadence
@@ -67,8 +70,25 @@ def ledger_page(request: Request, ctx: PageDep, org: RowId | None = None, period
     )
 
 
+@router.get("/verify")
+def verify_page(request: Request, ctx: PageDep, code: str = "") -> HTMLResponse:
+    """台账核验: type the code printed on an exported ledger; it is checked against the records
+    (only exports of the caller's organisations are found)."""
+    result, error, status = None, None, 200
+    if code.strip():
+        try:
+            result = verify_export(ctx.session, code, caller=ctx.caller)
+        except (ExportCodeNotFound, InvalidExportCode) as exc:
+            # Shown on the page, beside the code typed, rather than as an error page.
+            error, status = exc, exc.http_status
+    context = {"nav": "ledgers", "code": code, "result": result, "error": error}
+    return render(request, "ledgers/verify.html", context, status_code=status)
+
+
 @router.get("/org/{org_id}/{period_key}.{fmt}")
-def download_org_ledger(org_id: RowId, period_key: str, fmt: ExportFormat, ctx: PageDep) -> Response:
+def download_org_ledger(
+    org_id: RowId, period_key: str, fmt: ExportFormat, ctx: PageDep, keyring: KeyringDep
+) -> Response:
     ledger = build_org_ledger(
         ctx.session,
         org_id=org_id,
@@ -78,21 +98,23 @@ def download_org_ledger(org_id: RowId, period_key: str, fmt: ExportFormat, ctx: 
         tz=ctx.tz,
         policy=cadence_policy(ctx.settings),
     )
-    return _download(render_ledger(ledger, fmt))
+    return _download(export_ledger(ctx.session, ledger, fmt, context=export_context(ctx, keyring)))
 
 
 @router.get("/events/{event_id}.{fmt}")
-def download_sign_in_sheet(event_id: RowId, fmt: ExportFormat, ctx: PageDep) -> Response:
+def download_sign_in_sheet(event_id: RowId, fmt: ExportFormat, ctx: PageDep, keyring: KeyringDep) -> Response:
     sheet = build_attendance_sheet(ctx.session, event_id=event_id, caller=ctx.caller, tz=ctx.tz)
-    return _download(render_ledger(sheet, fmt))
+    return _download(export_ledger(ctx.session, sheet, fmt, context=export_context(ctx, keyring)))
 
 
 @router.get("/members/{member_id}.{fmt}")
-def download_member_history(member_id: RowId, fmt: ExportFormat, ctx: PageDep) -> Response:
+def download_member_history(
+    member_id: RowId, fmt: ExportFormat, ctx: PageDep, keyring: KeyringDep
+) -> Response:
     history = build_member_history(
         ctx.session, member_id=member_id, period=None, caller=ctx.caller, now=ctx.now, tz=ctx.tz
     )
-    return _download(render_ledger(history, fmt))
+    return _download(export_ledger(ctx.session, history, fmt, context=export_context(ctx, keyring)))
 
 
 def _download(rendered: RenderedLedger) -> Response:

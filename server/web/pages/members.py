@@ -8,13 +8,14 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
+from server.attendance.derive import bind_member_card_counting
 from server.cards.lifecycle import card_history, report_card_lost, require_binding
-from server.cards.service import bind_member_card
 from server.deps import KeyringDep
 from server.errors import CardBindingNotFound
 from server.inputs import RowId
 from server.labels import CATEGORY_LABELS, STATUS_LABELS
 from server.limits import limit_card_lookup
+from server.orgs.membership import in_organisation_since
 from server.orgs.service import require_visible_member
 from server.records.cards import CardBinding
 from server.vocabulary import BindingStatus
@@ -61,6 +62,7 @@ def member_detail(member_id: RowId, request: Request, ctx: PageDep) -> HTMLRespo
             "nav": "members",
             "member": member,
             "org_name": organisation_names(ctx.session, {member.org_id}).get(member.org_id, ""),
+            "in_org_since": in_organisation_since(ctx.session, member),
             "history": card_history(ctx.session, member_id=member_id, caller=ctx.caller),
             "binding_labels": BINDING_LABELS,
             "category_labels": CATEGORY_LABELS,
@@ -80,7 +82,7 @@ def bind_member_card_page(
 ) -> Response:
     # card_already_bound says a number is someone's card: a lookup, limited like the others.
     limit_card_lookup(request, ctx.caller)
-    binding = bind_member_card(
+    binding = bind_member_card_counting(
         ctx.session,
         keyring=keyring,
         member_id=member_id,

@@ -149,10 +149,11 @@ class TestExemptionsAndLeave:
         after = meeting(engine, world, "六月主题党日", at("2025-06-10"))
         assert "王五" in names(sheet(engine, after).expected)
 
-    def test_approved_leave_takes_a_member_out_of_expected(
+    def test_approved_leave_counts_as_leave_not_absence(
         self, engine: Engine, keyring: Keyring, world: World
     ) -> None:
-        """应到 = membership − approved leave − exempt; a pending request changes nothing."""
+        """应到 = membership − exempt = 实到 + 请假 + 缺席 (the minutes convention, #10): approved
+        leave stays in 应到 and is counted 请假, not 缺席; a pending request changes nothing."""
         event = meeting(engine, world, "四月主题党日", at("2025-04-10"))
         with unit_of_work(engine) as session:
             wang = request_leave(
@@ -184,13 +185,14 @@ class TestExemptionsAndLeave:
 
         result = sheet(engine, event)
         assert [(r.name, r.reason) for r in result.on_leave] == [("王五", "出差")]
-        assert names(result.expected) == ["张三明", "李四"]
+        assert names(result.expected) == ["张三明", "李四", "王五"]
         assert result.counts.model_dump(include={"expected", "present", "on_leave", "absent"}) == {
-            "expected": 2,
+            "expected": 3,
             "present": 2,
             "on_leave": 1,
             "absent": 0,
         }
+        assert result.absent == []
 
 
 class TestQuorum:
@@ -251,7 +253,9 @@ class TestQuorum:
         result = sheet(engine, event)
         assert names(result.expected) == ["周九", "张三明", "王五"]
         li = next(p for p in result.present if p.name == "李四")
-        assert (li.expected, li.guest) == (False, False)
+        # One label, one count (#10): 列席 on the row and in 列席's count, not 免于参加者到会.
+        assert (li.expected, li.guest, li.role_label) == (False, True, "列席")
+        assert (result.counts.guests, result.counts.exempt_present) == (1, 0)
         (quorum,) = result.quorums
         assert (quorum.kind, quorum.basis, quorum.present, quorum.met) == (EventKind.COMMITTEE, 3, 1, False)
 

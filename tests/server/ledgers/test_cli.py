@@ -80,7 +80,8 @@ def test_a_secretarys_quarter_from_the_command_line(
     assert [p["name"] for p in sheet["present"]] == ["张三明", "赵六"]
     assert [p["name"] for p in sheet["on_leave"]] == ["李四"]
     assert [a["name"] for a in sheet["absent"]] == ["王五"]
-    assert sheet["counts"]["expected"] == 3
+    # 应到 = 实到 2 (张三明, 赵六) + 请假 1 (李四) + 缺席 1 (王五): leave stays in 应到 (#10).
+    assert sheet["counts"]["expected"] == 4
 
     xlsx = tmp_path / "q3.xlsx"
     written = admin(

@@ -88,7 +88,8 @@ def test_history_lists_every_event_with_its_outcome(engine: Engine, keyring: Key
     assert [(c.status_label, c.card) for c in history.cards] == [
         ("已挂失", "3104********8901 / **********E5F6")
     ]
-    assert (history.summary.expected, history.summary.present, history.summary.absent) == (3, 1, 2)
+    # 应参加 = 出席 1 + 请假 1 + 缺席 2 (leave stays in 应参加, #10); the July event is not held yet.
+    assert (history.summary.expected, history.summary.present, history.summary.absent) == (4, 1, 2)
     assert (history.summary.on_leave, history.summary.guest) == (1, 1)
     assert history.summary.last_org_life_at == at("2025-06-12", "09:00")
     assert [leave.title for leave in history.leave] == ["六月党课"]
@@ -123,7 +124,11 @@ def test_history_api_is_scoped_and_exports(
     workbook = load_workbook(path)
     assert workbook.sheetnames == ["概况", "参加活动", "请假", "免于参加组织生活", "组织关系", "卡片"]
     rows = list(workbook["参加活动"].iter_rows(min_row=2, values_only=True))
-    assert [(row[1], row[4]) for row in rows] == [("三月主题党日", "缺席"), ("四月主题党日", "出席")]
+    # 编号 first, 1, 2 … in the section's order (#10).
+    assert [(row[0], row[2], row[5]) for row in rows] == [
+        (1, "三月主题党日", "缺席"),
+        (2, "四月主题党日", "出席"),
+    ]
 
 
 def test_sheet_exports_carry_the_same_content(
@@ -150,17 +155,18 @@ def test_sheet_exports_carry_the_same_content(
     assert ["应到", "3人（正式2人，预备1人）"] in rows
     assert ["主持人", "张三明"] in rows
     present_header = rows.index(["【出席】"]) + 1
-    assert rows[present_header][:5] == ["姓名", "所在组织", "类别", "身份", "签到"]
-    assert rows[present_header + 1][:5] == ["张三明", "第一党支部", "正式", "应到", "2025-04-10 08:50"]
-    assert rows[-1] == ["主持人（张三明）（签字）：", "记录人（王五）（签字）：", "日期："]
+    assert rows[present_header][:6] == ["编号", "姓名", "所在组织", "类别", "身份", "签到"]
+    assert rows[present_header + 1][:6] == ["1", "张三明", "第一党支部", "正式", "应到", "2025-04-10 08:50"]
+    assert rows[-3] == ["主持人（张三明）（签字）：", "记录人（王五）（签字）：", "日期："]
+    assert rows[-1][0] == "核验码 / verification code"  # the export's code (server.ledgers.exports)
 
     xlsx = client.get(url, params={"format": "xlsx"}, headers=headers)
     path = tmp_path / "sheet.xlsx"
     path.write_bytes(xlsx.content)
     workbook = load_workbook(path)
     assert workbook.sheetnames == ["概况", "出席", "请假", "缺席", "免于参加"]
-    absent = [row[0] for row in workbook["缺席"].iter_rows(min_row=2, values_only=True)]
-    assert absent == ["王五", "李四"]
+    absent = [row[:2] for row in workbook["缺席"].iter_rows(min_row=2, values_only=True)]
+    assert absent == [(1, "王五"), (2, "李四")]  # sequential 编号 (#10)
     assert workbook["缺席"].freeze_panes == "A2"
 
     pdf = client.get(url, params={"format": "pdf"}, headers=headers)

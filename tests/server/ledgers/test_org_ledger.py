@@ -283,9 +283,10 @@ class TestApi:
         assert events["A1"].font.bold
         assert events.column_dimensions["C"].width >= 20
         participation = {
-            row[0]: row for row in workbook["党员参加情况"].iter_rows(min_row=2, values_only=True)
+            row[1]: row for row in workbook["党员参加情况"].iter_rows(min_row=2, values_only=True)
         }
-        assert participation["王五"][6] == 2  # 缺席
+        assert [row[0] for row in participation.values()] == list(range(1, len(participation) + 1))
+        assert participation["王五"][7] == 2  # 缺席 (after 编号, 姓名, 所在组织, 类别, 应参加, 出席, 请假)
 
         pdf = client.get(url, params={"period": "2025-Q2", "format": "pdf"}, headers=mine)
         assert pdf.content.startswith(b"%PDF")

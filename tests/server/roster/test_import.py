@@ -68,6 +68,28 @@ def member_named(session: Session, name: str) -> Member:
 
 
 class TestHappyPath:
+    def test_new_members_go_to_the_end_of_the_roster_in_file_order(
+        self, engine: Engine, keyring: Keyring, tree: Tree
+    ) -> None:
+        """Ledgers list names in 花名册 order (#10): the file's order, after those already there."""
+        with Session(engine) as session:
+            before = [
+                m.roster_position for m in session.exec(select(Member).where(Member.org_id == tree.branch))
+            ]
+        assert before
+        assert None not in before
+        rows = numbered(
+            [
+                ["王甲", "男", "正式党员", "思明区某街道党委/第一党支部", None],
+                ["李乙", "女", "正式党员", "思明区某街道党委/第一党支部", None],
+            ]
+        )
+        run_import(engine, keyring, roster_xlsx(rows))
+        with Session(engine) as session:
+            wang, li = member_named(session, "王甲"), member_named(session, "李乙")
+        last = max(p for p in before if p is not None)
+        assert (wang.roster_position, li.roster_position) == (last + 1, last + 2)
+
     def test_members_and_cards_are_created_and_matched(
         self, engine: Engine, keyring: Keyring, tree: Tree
     ) -> None:

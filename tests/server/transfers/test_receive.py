@@ -4,7 +4,7 @@ card they tapped; and a failure part-way rolls everything back (SQLite and Postg
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine
@@ -156,7 +156,7 @@ class TestKnownMember:
             assert (member.org_id, member.category, member.joined_org_at) == (
                 world.branch_id,
                 MemberCategory.PROBATIONARY,  # as the letter states
-                RECEIVED_AT,
+                None,  # a move within the system keeps their six-month clock (#10): as recorded
             )
             attendance = session.exec(select(Attendance).where(Attendance.member_id == qian)).one()
             assert attendance.event_id == world.event_id  # their past attendance is still theirs
@@ -233,7 +233,11 @@ class TestUnknownPerson:
 
         with Session(engine) as session:
             member = session.exec(select(Member).where(Member.name == "周九")).one()
-            assert (member.org_id, member.joined_org_at) == (world.branch_id, RECEIVED_AT)
+            # From outside: the six-month clock starts at the letter's date, 1 March (#10).
+            assert (member.org_id, member.joined_org_at) == (
+                world.branch_id,
+                datetime(2025, 3, 1, tzinfo=SHANGHAI),
+            )
             binding = session.exec(select(CardBinding).where(CardBinding.member_id == member.id)).one()
             assert binding.card_no_masked == "3104********6789"
             request = session.get(TransferRequest, request_id)

@@ -1,0 +1,1 @@
+"""Evidence an inspector can verify: sealed signed taps on per-kiosk chains, and export codes."""

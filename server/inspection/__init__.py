@@ -1,0 +1,1 @@
+"""An inspector's checks over the whole house: ``ecard admin audit verify``."""
