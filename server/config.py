@@ -10,6 +10,7 @@ import logging
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from datetime import date, timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
@@ -233,49 +234,61 @@ def load_secret_key(settings: ServerSettings) -> bytes:
     if settings.secret_key is not None:
         return settings.secret_key.get_secret_value().strip().encode()
     path = settings.data_dir / SECRET_FILE_NAME
-    try:
-        return _read_secret_file(path)
-    except FileNotFoundError:
-        pass
-    try:
-        _create_secret_file(path)
-    except OSError as exc:
-        raise ConfigError(f"cannot create the server secret {path}: {exc}") from exc
-    return _read_secret_file(path)
-
-
-def _create_secret_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write a private temp file, then link it into place: the link either creates the key with its
-    # full content or fails because another process won the race, so nobody reads a half-written key.
-    temp = path.with_name(f".{SECRET_FILE_NAME}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(32) + "\n")
-        try:
-            os.link(temp, path)
-            log.info("created a new server secret in %s", path)
-        except FileExistsError:
-            pass
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def _read_secret_file(path: Path) -> bytes:
-    try:
-        text = path.read_text().strip()
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise ConfigError(f"cannot read the server secret {path}: {exc}") from exc
+    text = read_key_file(path, what="server secret", new_key=lambda: secrets.token_urlsafe(32))
     if not text:
         raise ConfigError(f"{path} is empty; delete it to generate a new key, or restore it")
     try:
         check_secret(text)
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    return text.encode()
+
+
+def read_key_file(path: Path, *, what: str, new_key: Callable[[], str]) -> str:
+    """The stripped text of a private key file, created 0600 holding ``new_key()`` on first use.
+
+    Used for ``secret.key`` and ``evidence.key``; warns when the file is readable by other users.
+
+    Raises:
+        ConfigError: the file cannot be created or read.
+    """
+    try:
+        return _read_key_file(path, what=what)
+    except FileNotFoundError:
+        pass
+    try:
+        _create_key_file(path, new_key(), what=what)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the {what} {path}: {exc}") from exc
+    return _read_key_file(path, what=what)
+
+
+def _create_key_file(path: Path, key: str, *, what: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write a private temp file, then link it into place: the link either creates the key with its
+    # full content or fails because another process won the race, so nobody reads a half-written key.
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+        try:
+            os.link(temp, path)
+            log.info("created a new %s in %s", what, path)
+        except FileExistsError:
+            pass
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _read_key_file(path: Path, *, what: str) -> str:
+    try:
+        text = path.read_text().strip()
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ConfigError(f"cannot read the {what} {path}: {exc}") from exc
     if mode & 0o077:
         log.warning("%s is readable by other users (mode %o); chmod 600 it", path, mode)
-    return text.encode()
+    return text

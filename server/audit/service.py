@@ -109,13 +109,8 @@ def list_entries(
 
 def verify_chain(session: Session) -> int | None:
     """The id of the first entry whose hash does not follow from its predecessor; None if intact."""
-    prev_hash = GENESIS_HASH
-    for entry in session.exec(select(AuditEntry).order_by(col(AuditEntry.id))):
-        if entry.prev_hash != prev_hash or entry.entry_hash != _chain_hash(prev_hash, entry):
-            assert entry.id is not None
-            return entry.id
-        prev_hash = entry.entry_hash
-    return None
+    breaks = chain_breaks(session)
+    return breaks[0][0] if breaks else None
 
 
 def chain_breaks(session: Session) -> list[tuple[int, str]]:

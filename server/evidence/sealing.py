@@ -14,21 +14,15 @@ import binascii
 import contextlib
 import hashlib
 import json
-import logging
-import os
 import secrets
-import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from server.config import ConfigError, ServerSettings
-
-log = logging.getLogger(__name__)
+from server.config import ConfigError, ServerSettings, read_key_file
 
 EVIDENCE_KEY_FILE_NAME = "evidence.key"
 KEY_BYTES = 32
@@ -63,40 +57,13 @@ def load_evidence_key(settings: ServerSettings) -> bytes:
         except ValueError as exc:
             raise ConfigError(f"ECARD_EVIDENCE_KEY: {exc}") from exc
     path = settings.data_dir / EVIDENCE_KEY_FILE_NAME
-    if not path.exists():
-        try:
-            _create_key_file(path)
-        except OSError as exc:
-            raise ConfigError(f"cannot create the evidence key {path}: {exc}") from exc
-    try:
-        text = path.read_text()
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except OSError as exc:
-        raise ConfigError(f"cannot read the evidence key {path}: {exc}") from exc
-    if mode & 0o077:
-        log.warning("%s is readable by other users (mode %o); chmod 600 it", path, mode)
+    text = read_key_file(
+        path, what="evidence key", new_key=lambda: base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()
+    )
     try:
         return parse_evidence_key(text)
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-
-
-def _create_key_file(path: Path) -> None:
-    # As for secret.key: a private temp file linked into place, so nobody reads a half-written key
-    # and two first starts agree on one key.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{EVIDENCE_KEY_FILE_NAME}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode() + "\n")
-        try:
-            os.link(temp, path)
-            log.info("created a new evidence key in %s; keep a copy apart from database backups", path)
-        except FileExistsError:
-            pass
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

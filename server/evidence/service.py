@@ -28,7 +28,6 @@ its link in the kiosk's hash chain. The kiosk row is locked for the whole decisi
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -215,10 +214,6 @@ def find_export(session: Session, code: str, *, caller: Caller) -> LedgerExport 
     return row
 
 
-def same_code(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
-
-
 # --- verification ----------------------------------------------------------------------------
 
 
@@ -390,6 +385,7 @@ def _check_kiosk_chain(
         started = seen = True
         if in_scope:
             checker.counts.taps += 1
+            problems_before = len(checker.problems)  # those below are all this tap's
             if evidence.prev_hash != prev_hash:
                 checker.problem(
                     "tap",
@@ -406,8 +402,8 @@ def _check_kiosk_chain(
                     "记录的不可变字段（接收时间、终端、序号、密钥、载荷摘要、签名）已被改动"
                     " / immutable fields changed",
                 )
-            checker.tap_verdicts[tap.id or 0] = _check_signature(checker, tap, evidence) and not any(
-                p.table == "tap" and p.row_id == str(tap.id) for p in checker.problems
+            checker.tap_verdicts[tap.id or 0] = (
+                _check_signature(checker, tap, evidence) and len(checker.problems) == problems_before
             )
         prev_hash = evidence.chain_hash
     if seen:

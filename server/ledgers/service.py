@@ -65,7 +65,7 @@ from server.records.attendance import Attendance
 from server.records.events import Event, EventOrganisation
 from server.records.leave import LeaveRequest
 from server.records.orgs import Member, MemberExemption, MembershipPeriod, Organisation
-from server.records.venues import Venue
+from server.venues.service import venue_names
 from server.vocabulary import BindingStatus
 
 _OUTCOME_LABELS = {
@@ -134,7 +134,7 @@ def build_org_ledger(
         | {p.org_id for p in participants.values()}
     )
     org_names = organisation_names(session, org_ids)
-    venues = _venue_names(session, {event.venue_id for event in events})
+    venues = venue_names(session, {event.venue_id for event in events})
 
     event_rows = [
         _event_row(rolls[event.id], members, org_names, venues, tz, upcoming=event.start_at > now)
@@ -599,10 +599,3 @@ def _history_row(roll: EventRoll, member_id: int, tz: tzinfo, *, upcoming: bool)
         source=attendance.source if attendance else None,
         note=attendance.note if attendance else "",
     )
-
-
-def _venue_names(session: Session, venue_ids: set[int]) -> dict[int, str]:
-    if not venue_ids:
-        return {}
-    rows = session.exec(select(Venue.id, Venue.name).where(col(Venue.id).in_(sorted(venue_ids)))).all()
-    return {venue_id: name for venue_id, name in rows if venue_id is not None}

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -41,6 +41,7 @@ from sqlmodel import Session, col, func, select
 from server.audit.service import record
 from server.caller import Caller
 from server.cards.identifiers import card_no_digest, uid_digest
+from server.db import in_chunks
 from server.errors import OrganisationNotFound, RosterInvalid
 from server.keyring import Keyring
 from server.masking import mask_card_no, mask_uid
@@ -584,21 +585,10 @@ def _sorted(plan: _Plan, content: RosterContent) -> _Plan:
 # --- loading -------------------------------------------------------------------------------------
 
 
-def _chunks(values: Iterable[Any]) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for value in values:
-        batch.append(value)
-        if len(batch) == _CHUNK:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def _lock_organisations(session: Session, org_ids: Sequence[int]) -> None:
     # Two imports naming the same branch must not both decide "new member": the second waits here
     # (PostgreSQL row locks; SQLite transactions here already hold the write lock).
-    for chunk in _chunks(org_ids):
+    for chunk in in_chunks(org_ids, _CHUNK):
         session.exec(
             select(col(Organisation.id)).where(col(Organisation.id).in_(chunk)).with_for_update()
         ).all()
@@ -606,7 +596,7 @@ def _lock_organisations(session: Session, org_ids: Sequence[int]) -> None:
 
 def _load_members(session: Session, org_ids: Sequence[int]) -> dict[int, _Member]:
     members: dict[int, _Member] = {}
-    for chunk in _chunks(org_ids):
+    for chunk in in_chunks(org_ids, _CHUNK):
         members.update(_fetch_members(session, col(Member.org_id).in_(chunk)))
         held = session.exec(
             select(CardBinding.member_id, CardBinding.card_no_hmac, CardBinding.uid_hmac)
@@ -621,7 +611,7 @@ def _load_members(session: Session, org_ids: Sequence[int]) -> dict[int, _Member
 
 def _load_members_by_id(session: Session, member_ids: Iterable[int]) -> dict[int, _Member]:
     members: dict[int, _Member] = {}
-    for chunk in _chunks(sorted(member_ids)):
+    for chunk in in_chunks(sorted(member_ids), _CHUNK):
         members.update(_fetch_members(session, col(Member.id).in_(chunk)))
     return members
 
@@ -662,7 +652,7 @@ def _load_bindings(
     """Every binding (any status) with one of these digests: a card seen before, even if since
     lost, still says whose it was."""
     found: dict[str, list[_Binding]] = defaultdict(list)
-    for chunk in _chunks(sorted(d for d in digests if d is not None)):
+    for chunk in in_chunks(sorted(d for d in digests if d is not None), _CHUNK):
         rows = session.exec(
             select(digest_column, CardBinding.member_id, CardBinding.status)
             .where(digest_column.in_(chunk))
@@ -687,7 +677,7 @@ def _apply(
         positions[item.org_id] = positions.get(item.org_id, 0) + 1
         roster_position[index] = positions[item.org_id]
     created_before = 0
-    for chunk in _chunks(track(plan.creates, label="写入党员", total=len(plan.creates))):
+    for chunk in in_chunks(track(plan.creates, label="写入党员", total=len(plan.creates)), _CHUNK):
         result = session.exec(
             insert(Member).returning(col(Member.id), sort_by_parameter_order=True),
             params=[
@@ -732,9 +722,9 @@ def _apply(
                 reason=reason,
             )
     gender_changes = [u for u in plan.updates if "gender" in u.changed]
-    for chunk in _chunks(gender_changes):
-        session.exec(update(Member), params=[{"id": u.member_id, "gender": u.gender} for u in chunk])
-    for chunk in _chunks(track(plan.bindings, label="绑定卡片", total=len(plan.bindings))):
+    for updates in in_chunks(gender_changes, _CHUNK):
+        session.exec(update(Member), params=[{"id": u.member_id, "gender": u.gender} for u in updates])
+    for bindings in in_chunks(track(plan.bindings, label="绑定卡片", total=len(plan.bindings)), _CHUNK):
         session.exec(
             insert(CardBinding),
             params=[
@@ -747,7 +737,7 @@ def _apply(
                     "status": BindingStatus.ACTIVE,
                     "bound_at": now,
                 }
-                for b in chunk
+                for b in bindings
             ],
         )
     session.flush()
@@ -755,7 +745,7 @@ def _apply(
 
 def _last_roster_positions(session: Session, org_ids: Sequence[int]) -> dict[int, int]:
     found: dict[int, int] = {}
-    for chunk in _chunks(org_ids):
+    for chunk in in_chunks(org_ids, _CHUNK):
         rows = session.exec(
             select(Member.org_id, func.max(Member.roster_position))
             .where(col(Member.org_id).in_(chunk))

@@ -75,7 +75,6 @@ from schemas.messages import (
     TapReceipt,
     TapStatus,
     UncheckedTapBatch,
-    b64url_decode,
 )
 from server.attendance.derive import choose_event, settle_card_taps, settle_sign_outs
 from server.attendance.service import CheckinResult, record_checkin
@@ -273,7 +272,7 @@ def _decide(
 def _new_row(envelope: SignedEnvelope, context: IngestContext) -> Tap:
     # Bytes that are not base64url are digested as sent, so that they too are stored and answered.
     try:
-        raw = b64url_decode(envelope.payload)
+        raw = envelope.payload_bytes()
     except ValueError:
         raw = envelope.payload.encode()
     return Tap(

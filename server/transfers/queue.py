@@ -14,7 +14,7 @@ import json
 from collections.abc import Collection, Sequence
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, or_
+from sqlalchemy import ColumnElement, func, or_
 from sqlmodel import Session, col, select
 
 from server.caller import Caller
@@ -377,13 +377,16 @@ def _history(session: Session, request: TransferRequest, *, side: str) -> list[H
     return history
 
 
-def _actions_for(caller: Caller, request: TransferRequest) -> list[TransferAction]:
-    """The receiving side's actions this caller may take now (never the member's organisation's)."""
+def _actions_for(
+    caller: Caller, request: TransferRequest, *, source_side: bool = False
+) -> list[TransferAction]:
+    """The actions of one side (the receiving side's, or with ``source_side`` the member's
+    organisation's) this caller may take now."""
+    levels = [(action, rule_for(request.state, action).level) for action in actions_from(request.state)]
     return [
         action
-        for action in actions_from(request.state)
-        if rule_for(request.state, action).level not in SOURCE_LEVELS
-        and may_take(rule_for(request.state, action).level, caller, request)
+        for action, level in levels
+        if (level in SOURCE_LEVELS) == source_side and may_take(level, caller, request)
     ]
 
 
@@ -400,11 +403,7 @@ def list_outgoing(
     """Requests for members of the caller's subtree to move to another organisation, those waiting
     for our decision first, then oldest first. ``states`` defaults to every open state."""
     wanted = list(states) if states else [s for s in TransferState if s in OPEN_STATES]
-    query = select(TransferRequest).where(
-        col(TransferRequest.from_org_id).is_not(None),
-        col(TransferRequest.state).in_(wanted),
-        caller.scope.condition(TransferRequest.from_org_id),
-    )
+    query = select(TransferRequest).where(*_outgoing_conditions(caller, wanted))
     requests = list(
         session.exec(query.order_by(col(TransferRequest.submitted_at), col(TransferRequest.id))).all()
     )
@@ -419,19 +418,28 @@ def get_outgoing(session: Session, *, request_id: int, caller: Caller) -> Outgoi
     (summary,) = _outgoing_summaries(session, [request])
     return OutgoingDetail(
         **summary.model_dump(),
-        actions=[
-            action
-            for action in actions_from(request.state)
-            if rule_for(request.state, action).level in SOURCE_LEVELS
-            and may_take(rule_for(request.state, action).level, caller, request)
-        ],
+        actions=_actions_for(caller, request, source_side=True),
         history=_history(session, request, side="source"),
     )
 
 
 def count_outgoing_waiting(session: Session, *, caller: Caller) -> int:
     """Outgoing requests waiting for a decision of the caller's organisation (for dashboards)."""
-    return list_outgoing(session, caller=caller, states=SOURCE_STATES, limit=0).total
+    query = (
+        select(func.count()).select_from(TransferRequest).where(*_outgoing_conditions(caller, SOURCE_STATES))
+    )
+    return session.exec(query).one()
+
+
+def _outgoing_conditions(
+    caller: Caller, states: Collection[TransferState]
+) -> tuple[ColumnElement[bool], ...]:
+    """Requests for members of the caller's subtree to move elsewhere, in ``states``."""
+    return (
+        col(TransferRequest.from_org_id).is_not(None),
+        col(TransferRequest.state).in_(list(states)),
+        caller.scope.condition(TransferRequest.from_org_id),
+    )
 
 
 def _outgoing_summaries(session: Session, requests: Sequence[TransferRequest]) -> list[OutgoingSummary]:

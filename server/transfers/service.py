@@ -751,11 +751,7 @@ def transition(
         raise TransferTransitionNotAllowed("此状态变化由系统自动完成")
     if rule.level in SOURCE_LEVELS:
         raise TransferTransitionNotAllowed("是否同意转出，由党员所在的原组织办理")
-    if not may_take(rule.level, caller, request):
-        raise TransferLevelForbidden()
-    reason = " ".join(reason.split())[:500]
-    if rule.reason_required and not reason:
-        raise ReasonRequired()
+    reason = _decision_reason(rule, action, caller, request, reason, TransferLevelForbidden())
     if placement_org_id is not None:
         _validate_placement(session, caller, to_org_id=request.to_org_id, placement_org_id=placement_org_id)
         request.placement_org_id = placement_org_id
@@ -779,7 +775,7 @@ def transition(
         request,
         action,
         actor=caller.actor,
-        reason=reason or DEFAULT_REASONS.get(action, ""),
+        reason=reason,
         now=now,
         detail=detail,
     )
@@ -811,22 +807,36 @@ def decide_release(
     rule = rule_for(request.state, action)
     if rule.level not in SOURCE_LEVELS:
         raise TransferTransitionNotAllowed("此操作由接收方办理")
+    reason = _decision_reason(
+        rule,
+        action,
+        caller,
+        request,
+        reason,
+        TransferLevelForbidden("同意转出须由党员所在基层党委的组织员办理"),
+    )
+    _apply(session, request, action, actor=caller.actor, reason=reason, now=now, detail={})
+    _expire_if_lapsed(session, request, policy=policy, now=now)
+    return request
+
+
+def _decision_reason(
+    rule: Rule,
+    action: TransferAction,
+    caller: Caller,
+    request: TransferRequest,
+    reason: str,
+    forbidden: TransferLevelForbidden,
+) -> str:
+    """The part :func:`transition` and :func:`decide_release` share once the rule is theirs: the
+    caller must stand at its level (else ``forbidden``), a reason it requires must be given; returns
+    the reason to audit (collapsed, at most 500 characters, or the action's default)."""
     if not may_take(rule.level, caller, request):
-        raise TransferLevelForbidden("同意转出须由党员所在基层党委的组织员办理")
+        raise forbidden
     reason = " ".join(reason.split())[:500]
     if rule.reason_required and not reason:
         raise ReasonRequired()
-    _apply(
-        session,
-        request,
-        action,
-        actor=caller.actor,
-        reason=reason or DEFAULT_REASONS.get(action, ""),
-        now=now,
-        detail={},
-    )
-    _expire_if_lapsed(session, request, policy=policy, now=now)
-    return request
+    return reason or DEFAULT_REASONS.get(action, "")
 
 
 def expire_lapsed_requests(session: Session, *, policy: TransferPolicy, now: datetime) -> list[int]:

@@ -3,12 +3,14 @@ card bound with its number by UID alone (``accept_uid_only_reads``, see ``server
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlmodel import Session, col, select
 
 from server.audit.service import record
 from server.caller import Caller
+from server.db import in_chunks
 from server.errors import VenueNotFound
 from server.inputs import clean_text
 from server.orgs.service import require_organisation
@@ -103,3 +105,14 @@ def _usable_org_ids(session: Session, caller: Caller) -> frozenset[int] | None:
     if caller.scope.org_ids is None or caller.org_id is None:
         return None
     return caller.scope.org_ids | frozenset(ancestor_ids(session, caller.org_id))
+
+
+def venue_names(session: Session, venue_ids: Collection[int]) -> dict[int, str]:
+    """Each venue's name, by id, in one query per chunk of ids (for list pages)."""
+    found: dict[int, str] = {}
+    for chunk in in_chunks(sorted(venue_ids)):
+        rows = session.exec(select(Venue.id, Venue.name).where(col(Venue.id).in_(chunk))).all()
+        for venue_id, name in rows:
+            assert venue_id is not None
+            found[venue_id] = name
+    return found

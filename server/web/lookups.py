@@ -26,13 +26,6 @@ def organisations_in_scope(session: Session, caller: Caller) -> list[Organisatio
     return list(session.exec(query).all())
 
 
-def organisation_names(session: Session, org_ids: set[int]) -> dict[int, str]:
-    if not org_ids:
-        return {}
-    rows = session.exec(select(Organisation).where(col(Organisation.id).in_(org_ids))).all()
-    return {org.id: org.name for org in rows if org.id is not None}
-
-
 def events_in_scope(
     session: Session,
     caller: Caller,

@@ -10,9 +10,9 @@ from fastapi.responses import HTMLResponse
 
 from server.audit.service import list_entries
 from server.inputs import RowId
+from server.orgs.service import organisation_names
 from server.records.audit import AuditEntry
 from server.web.deps import PageDep
-from server.web.lookups import organisation_names
 from server.web.templating import render
 
 router = APIRouter(prefix="/audit")

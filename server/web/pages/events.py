@@ -31,17 +31,12 @@ from server.events.service import event_kinds, require_visible_event
 from server.inputs import RowId
 from server.labels import EVENT_KIND_LABELS
 from server.live import AcceptedTap
+from server.orgs.service import organisation_names
 from server.records.events import Event
-from server.records.venues import Venue
-from server.venues.service import usable_venues
+from server.venues.service import usable_venues, venue_names
 from server.vocabulary import EventKind
 from server.web.deps import PageDep
-from server.web.lookups import (
-    events_in_scope,
-    organisation_names,
-    organisations_in_scope,
-    present_counts,
-)
+from server.web.lookups import events_in_scope, organisations_in_scope, present_counts
 from server.web.templating import redirect, render, templates
 
 router = APIRouter(prefix="/events")
@@ -66,7 +61,7 @@ def event_list(request: Request, ctx: PageDep, when: str = "upcoming") -> HTMLRe
             "present": present_counts(session, ids),
             "kinds": event_kinds(session, ids),
             "org_names": organisation_names(session, {e.org_id for e in events}),
-            "venue_names": _venue_names(session, {e.venue_id for e in events}),
+            "venue_names": venue_names(session, {e.venue_id for e in events}),
             "kind_labels": EVENT_KIND_LABELS,
             "now": ctx.now,
         },
@@ -216,17 +211,8 @@ def _form_context(session: Session, caller: Caller, *, event: Event | None) -> d
         "venues": usable_venues(session, caller=caller),
         "kind_labels": EVENT_KIND_LABELS,
         "extra_kinds": extra,
-        "venue_name": _venue_names(session, {event.venue_id}).get(event.venue_id, "") if event else "",
+        "venue_name": venue_names(session, {event.venue_id}).get(event.venue_id, "") if event else "",
     }
-
-
-def _venue_names(session: Session, venue_ids: set[int]) -> dict[int, str]:
-    names: dict[int, str] = {}
-    for venue_id in venue_ids:
-        venue = session.get(Venue, venue_id)
-        if venue is not None:
-            names[venue_id] = venue.name
-    return names
 
 
 def _parse_local(text: str, field: str, tz: tzinfo) -> datetime:

@@ -16,11 +16,11 @@ from server.inputs import RowId
 from server.labels import CATEGORY_LABELS, STATUS_LABELS
 from server.limits import limit_card_lookup
 from server.orgs.membership import in_organisation_since
-from server.orgs.service import require_visible_member
+from server.orgs.service import organisation_names, require_visible_member
 from server.records.cards import CardBinding
 from server.vocabulary import BindingStatus
 from server.web.deps import PageDep
-from server.web.lookups import members_in_scope, organisation_names
+from server.web.lookups import members_in_scope
 from server.web.templating import redirect, render
 
 router = APIRouter(prefix="/members")
