@@ -51,5 +51,12 @@ $(STAMP): pyproject.toml | system-deps
 	$(BIN)/python -m pip install --quiet -e '.[agent,server,dev]'
 	touch $(STAMP)
 
+# Not part of `make test`: throughput, latency, reads and kiosk memory (benchmarks/bench.py),
+# written to bench-results.json. `make bench BENCH_SCALE=town` for a quick run.
+BENCH_SCALE ?= city
+.PHONY: bench
+bench: system-deps test-system-deps venv postgres
+	$(BIN)/python benchmarks/bench.py --scale $(BENCH_SCALE)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -7,6 +7,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
+from anyio import to_thread
 from fastapi import FastAPI
 from pydantic import AwareDatetime, BaseModel
 
@@ -26,7 +28,7 @@ from server.kiosks.routes import router as kiosks_router
 from server.leave.routes import router as leave_router
 from server.ledgers.routes import router as ledgers_router
 from server.limits import MIB, BodySizeLimit, rate_limiter_for
-from server.live import TapFeed
+from server.live import PgTapRelay, TapFeed, is_postgresql
 from server.reminders.routes import router as reminders_router
 from server.roster.routes import MAX_ROSTER_BYTES
 from server.roster.routes import router as roster_router
@@ -40,6 +42,10 @@ log = logging.getLogger(__name__)
 
 # Routes that take files get a larger body allowance than ECARD_MAX_BODY_BYTES (multipart adds ~1 MiB).
 ROSTER_UPLOAD_PATH = "/api/v1/imports/roster"
+
+# How long start-up waits for the live feed's listener; without it, boards here would miss taps
+# other processes accept until it connects.
+RELAY_START_SECONDS = 10.0
 
 
 class Health(BaseModel):
@@ -63,8 +69,18 @@ def create_app(
         app.state.clock = clock
         app.state.keyring = Keyring(load_secret_key(settings))
         app.state.evidence_sealer = EvidenceSealer(load_evidence_key(settings))
-        app.state.engine = make_engine(settings.database_url)
+        # One connection per worker thread: a request never waits for the pool, nor opens its own.
+        to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
+        app.state.engine = make_engine(settings.database_url, pool_size=settings.worker_threads)
+        # SQLite: one writing request at a time, waiting in the event loop (server.deps.write_turn).
+        app.state.write_turn = anyio.Lock() if app.state.engine.dialect.name == "sqlite" else None
         app.state.tap_feed = TapFeed()
+        # On PostgreSQL other server processes may share the database: boards hear their taps too.
+        relay = (
+            PgTapRelay(settings.database_url, app.state.tap_feed)
+            if is_postgresql(settings.database_url)
+            else None
+        )
         app.state.tap_strangers = StrangerTally()
         app.state.rate_limiter = rate_limiter_for(settings.rate_limits)
         own_issuer = (
@@ -75,13 +91,24 @@ def create_app(
         app.state.card_policy = CardCheckPolicy(minimum=settings.min_card_check, issuer=issuer or own_issuer)
         log.info("database: %s", describe_url(settings.database_url))
         purging = asyncio.create_task(
-            purge_periodically(app.state.engine, clock=clock, retention=settings.unmatched_retention)
+            purge_periodically(
+                app.state.engine,
+                clock=clock,
+                retention=settings.unmatched_retention,
+                interval=settings.purge_interval,
+            )
         )
         log.info("card checks: minimum %s, issuer %s", settings.min_card_check.value, issuer or own_issuer)
         try:
+            if relay is not None:
+                relay.start()
+                if not await asyncio.to_thread(relay.wait_listening, RELAY_START_SECONDS):
+                    log.warning("live feed: not listening for other processes' taps yet; retrying")
             yield
         finally:
             purging.cancel()
+            if relay is not None:
+                await asyncio.to_thread(relay.stop)
             app.state.engine.dispose()
             if own_issuer is not None:
                 own_issuer.close()

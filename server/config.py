@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from server.db import DEFAULT_POOL_SIZE
 from server.vocabulary import Cadence, CardCheckLevel
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,21 @@ class ServerSettings(BaseSettings):
         le=3650,
         description="Days a tap outside every check-in window keeps its card digest before it is purged "
         "(unless a secretary assigns it to an event).",
+    )
+    worker_threads: int = Field(
+        default=DEFAULT_POOL_SIZE,
+        ge=1,
+        le=200,
+        description="Threads per server process that serve requests, and database connections per "
+        "process on PostgreSQL (one each, so no request waits for a connection). Several processes "
+        "together must stay below PostgreSQL's max_connections.",
+    )
+    purge_interval_seconds: int = Field(
+        default=24 * 3600,
+        ge=1,
+        le=7 * 24 * 3600,
+        description="Seconds between the server's purges of expired unmatched taps; with several server "
+        "processes on PostgreSQL one of them does each round.",
     )
     lecture_cadence: Cadence = Field(
         default=Cadence.QUARTERLY,
@@ -203,6 +219,10 @@ class ServerSettings(BaseSettings):
     @property
     def unmatched_retention(self) -> timedelta:
         return timedelta(days=self.unmatched_retention_days)
+
+    @property
+    def purge_interval(self) -> timedelta:
+        return timedelta(seconds=self.purge_interval_seconds)
 
 
 def normalise_database_url(url: str) -> str:

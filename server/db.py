@@ -3,19 +3,29 @@
 One transaction per request (or per CLI command): :func:`unit_of_work` commits once at the end
 and rolls back on any exception, so a service's writes land together or not at all. Services
 ``add`` and ``flush``; they never commit.
+
+Concurrency. On PostgreSQL the pool holds :data:`DEFAULT_POOL_SIZE` connections (the server runs
+as many worker threads, so a thread never waits for a connection and none is opened per
+request). SQLite allows one writer at a time: every transaction that may write first takes the
+engine's in-process writer lock, then ``BEGIN IMMEDIATE``, so concurrent uploads queue in order
+instead of racing on SQLite's busy handler (which gave up with "database is locked" under load).
+A transaction opened with :func:`read_only` takes neither: it reads a WAL snapshot while the
+writer works, and SQLite itself refuses any write in it (``PRAGMA query_only``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, Dialect, Engine, Enum, create_engine, event, make_url
+from sqlalchemy import Connection, DateTime, Dialect, Engine, Enum, Table, create_engine, event, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, SQLModel
 
@@ -34,6 +44,19 @@ SQLModel.metadata.naming_convention = {
 }
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+DEFAULT_POOL_SIZE = 20
+"""Connections per PostgreSQL engine, and worker threads per server process (``server.app``)."""
+
+COPY_MIN_ROWS = 8
+INTEGRITY_SQLSTATE_CLASS = "23"
+
+SQLITE_WRITER_WAIT_S = 60
+"""How long a transaction waits for its turn to write before it fails (a stuck writer, not load:
+a batch holds the turn for milliseconds)."""
+
+_READ_ONLY = "ecard_read_only"
+_HOLDS_WRITER = "ecard_holds_writer"
 
 # Bind parameters per ``IN (...)`` list: SQLite allows 32,766 per statement, and PostgreSQL plans
 # long lists no better than a few shorter ones.
@@ -85,24 +108,35 @@ def string_enum(enum_class: type[StrEnum]) -> Enum:
     )
 
 
-def make_engine(database_url: str) -> Engine:
-    """An engine for SQLite (WAL, foreign keys, busy timeout, immediate transactions) or PostgreSQL."""
+def make_engine(database_url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> Engine:
+    """An engine for SQLite (WAL, foreign keys, busy timeout, one writer at a time) or PostgreSQL
+    (a pool of *pool_size* connections, checked before use)."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=0, pool_timeout=60)
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     )
+    # Another process (a CLI command) may still write; the busy timeout covers that case.
+    writer = threading.Lock()
     event.listen(engine, "connect", _configure_sqlite_connection)
-    event.listen(engine, "begin", _begin_immediate)
+    event.listen(engine, "begin", lambda connection: _begin_sqlite(connection, writer))
+    event.listen(engine, "commit", _release_writer)
+    event.listen(engine, "rollback", _release_writer)
     return engine
+
+
+def read_only(engine: Engine) -> Engine:
+    """*engine* for transactions that only read: on SQLite they neither wait for nor block the
+    writer, and a write in them fails (PostgreSQL is unchanged)."""
+    return engine.execution_options(**{_READ_ONLY: True})
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     # Take transaction control away from the sqlite3 module (it would not BEGIN before SELECTs or
-    # SAVEPOINTs) so that _begin_immediate below decides how every transaction starts.
+    # SAVEPOINTs) so that _begin_sqlite below decides how every transaction starts.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
@@ -114,11 +148,58 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def _begin_immediate(connection: Any) -> None:
-    # Ingest reads then writes. A deferred transaction that tries to upgrade its read lock after
-    # another writer committed fails at once with SQLITE_BUSY (the busy timeout does not apply),
-    # so take the write lock up front; writers then queue on the busy timeout instead of failing.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+def _begin_sqlite(connection: Connection, writer: threading.Lock) -> None:
+    if connection.get_execution_options().get(_READ_ONLY):
+        connection.exec_driver_sql("PRAGMA query_only=1")
+        connection.exec_driver_sql("BEGIN")
+        return
+    # A transaction that reads and then writes: a deferred one whose read lock cannot be upgraded
+    # after another writer committed fails at once (the busy timeout does not apply), so writes
+    # take the lock up front, and our own threads queue on a lock of ours rather than polling.
+    if not writer.acquire(timeout=SQLITE_WRITER_WAIT_S):
+        raise TimeoutError(f"no turn to write to SQLite within {SQLITE_WRITER_WAIT_S} s")
+    connection.info[_HOLDS_WRITER] = writer
+
+    try:
+        connection.exec_driver_sql("PRAGMA query_only=0")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    except BaseException:
+        _release_writer(connection)
+        raise
+
+
+def _release_writer(connection: Connection) -> None:
+    writer: threading.Lock | None = connection.info.pop(_HOLDS_WRITER, None)
+    if writer is not None:
+        writer.release()
+
+
+def bulk_insert(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write *rows* (dicts with the same keys, columns of *table*) in the session's transaction:
+    PostgreSQL takes many by ``COPY``; otherwise one executemany. Nothing is returned, so give
+    every value the rows need, ids too."""
+    if not rows:
+        return
+    connection = session.connection()
+    # COPY takes three round trips however many rows; a few rows go faster as one executemany.
+    if connection.dialect.name != "postgresql" or len(rows) < COPY_MIN_ROWS:
+        connection.execute(table.insert(), list(rows))
+        return
+    columns = list(rows[0])
+    processors = [table.c[name].type.bind_processor(connection.dialect) for name in columns]
+    names = ", ".join(connection.dialect.identifier_preparer.quote(name) for name in columns)
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    try:
+        with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                values = [row[name] for name in columns]
+                copy.write_row([v if p is None else p(v) for p, v in zip(processors, values, strict=True)])
+    except Exception as exc:
+        # COPY runs on the driver's own connection: give a unique-key race the error callers catch.
+        if str(getattr(exc, "sqlstate", "") or "").startswith(INTEGRITY_SQLSTATE_CLASS):
+            raise IntegrityError(f"COPY {table.name}", None, exc) from exc
+        raise
 
 
 @contextmanager

@@ -10,11 +10,12 @@ context with the signed-in user's caller (``server.web.deps.PageDep``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
@@ -23,13 +24,33 @@ from server.auth.service import authenticate_token
 from server.caller import Caller
 from server.clock import Clock
 from server.config import ServerSettings
-from server.db import unit_of_work
+from server.db import read_only, unit_of_work
 from server.errors import NotAuthenticated
 from server.keyring import Keyring
 from server.live import TapFeed
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def write_turn(request: Request) -> AsyncIterator[None]:
+    """On SQLite, a request that may write waits for its turn here, in the event loop, and keeps
+    it until its unit of work has committed (this dependency is torn down after the session's).
+
+    SQLite takes one writer at a time. Waiting for that inside a worker thread would hold the
+    thread, and the request holding the turn needs a free worker thread to finish (FastAPI checks
+    a sync route's response in one): with as many writers waiting as there are threads, nothing
+    moves. Waiting here holds no thread. On PostgreSQL there is no turn to take.
+    """
+    turn: anyio.Lock | None = request.app.state.write_turn
+    if turn is None:
+        yield
+        return
+    async with turn:
+        yield
+
+
+WriteTurnDep = Annotated[None, Depends(write_turn, scope="function")]
+
+
+def get_session(request: Request, _turn: WriteTurnDep) -> Iterator[Session]:
     """The request's unit of work: committed once after the route returns, rolled back on error."""
     with unit_of_work(request.app.state.engine) as session:
         yield session
@@ -107,3 +128,29 @@ def get_request_context(
 
 # scope="function" like the session it holds (see SessionDep).
 RequestDep = Annotated[RequestContext, Depends(get_request_context, scope="function")]
+
+
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def open_request_context(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, *, reads_only: bool
+) -> Iterator[RequestContext]:
+    """The :class:`RequestContext` of :data:`RequestDep`, for a route that decides per request
+    whether it only reads (a JSON ledger) or also writes (a file registered for verification).
+    ``reads_only``: on SQLite the unit of work neither waits for nor blocks uploads
+    (``server.db.read_only``); a write in it fails. Checking the token writes nothing."""
+    engine = request.app.state.engine
+    with unit_of_work(read_only(engine) if reads_only else engine) as session:
+        caller = get_caller(session, get_keyring(request), credentials)
+        yield RequestContext(
+            session=session, caller=caller, now=get_clock(request)(), settings=get_settings(request)
+        )
+
+
+def get_read_request_context(request: Request, credentials: BearerDep) -> Iterator[RequestContext]:
+    yield from open_request_context(request, credentials, reads_only=True)
+
+
+ReadRequestDep = Annotated[RequestContext, Depends(get_read_request_context, scope="function")]
+"""A :data:`RequestDep` for routes that only read."""

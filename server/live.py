@@ -1,32 +1,48 @@
-"""In-process live feed of accepted check-ins, for the web app's live board.
+"""Live feed of accepted check-ins, for the web app's live board.
 
 Ingest calls :func:`announce_after_commit` for each accepted tap; the notice is delivered only
 when the request's transaction commits (never for a rolled-back tap), to every board subscribed
 to that event. Subscribers are asyncio consumers (SSE streams); ingest runs in a worker thread,
 so delivery hops onto the subscriber's event loop with ``call_soon_threadsafe``.
 
-Limits, by design of a small deployment: the feed lives in one process. With several server
-workers (``uvicorn --workers N``, or several hosts) a tap committed by one worker would not reach
-boards streamed by another; that setup needs a shared channel, e.g. PostgreSQL ``LISTEN/NOTIFY``
-(``NOTIFY tap_accepted, '<event_id>'`` after commit, one listening connection per worker feeding
-its :class:`TapFeed`). A board also re-reads the database whenever it (re)connects, so a notice
-missed during a reconnect costs nothing but latency.
+One process (SQLite): :meth:`TapFeed.publish` hands a notice straight to this process's boards.
+
+Several processes (PostgreSQL, ``ecard server run --workers N`` or several hosts): the app's
+lifespan attaches a :class:`PgTapRelay` to the feed. Publishing then sends the notice as
+``NOTIFY ecard_tap_accepted, '<AcceptedTap as JSON>'`` (after the tap's commit, from a sender
+thread, so a slow database never holds up the upload's answer), and every process, this one
+included, has one connection ``LISTEN``-ing on that channel that feeds its own :class:`TapFeed`.
+A process's own taps therefore reach its boards exactly once, through the same loop-back as
+everyone else's. The listener reconnects with backoff when its connection is lost; notices sent
+meanwhile are missed, which costs only latency: a board re-reads the database on its next notice
+and whenever it (re)connects (streams end every minute, see ``server.web.pages.events``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import queue
+import random
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import event, make_url
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
+
+if TYPE_CHECKING:
+    import psycopg
+
+    _Connection = psycopg.Connection[tuple[Any, ...]]
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +78,24 @@ class TapFeed:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscribers: list[_Subscriber] = []
+        self._relay: Callable[[AcceptedTap], None] | None = None
 
     def publish(self, notice: AcceptedTap) -> None:
-        """Deliver to every subscriber of the notice's event; callable from any thread."""
+        """Announce an accepted tap: through the relay to every process's boards when one is
+        attached (this process's boards get it back from the relay), else to this process's
+        boards. Callable from any thread."""
+        relay = self._relay
+        if relay is None:
+            self.deliver(notice)
+        else:
+            relay(notice)
+
+    def relay_through(self, send: Callable[[AcceptedTap], None] | None) -> None:
+        """Send published notices through ``send`` instead of delivering them here (None: stop)."""
+        self._relay = send
+
+    def deliver(self, notice: AcceptedTap) -> None:
+        """Deliver to this process's subscribers of the notice's event; callable from any thread."""
         with self._lock:
             targets = [s for s in self._subscribers if s.event_id == notice.event_id]
         for subscriber in targets:
@@ -123,3 +154,176 @@ def _forget_pending(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is not None:
         return  # a savepoint or subtransaction ended; the outer transaction decides
     session.info.pop(_PENDING_KEY, None)  # still there only if it did not commit
+
+
+TAP_CHANNEL = "ecard_tap_accepted"
+# PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
+MAX_PAYLOAD_BYTES = 7900
+# Notices waiting for the sender thread; beyond this (the database unreachable for long) new ones
+# are dropped: boards catch up on their next notice or reconnect.
+_OUTBOX_LIMIT = 10_000
+_SEND_BATCH = 500
+_POLL_SECONDS = 0.5
+_CONNECT_TIMEOUT_SECONDS = 5
+_BACKOFF_FIRST_SECONDS = 0.5
+_BACKOFF_MAX_SECONDS = 30.0
+
+
+class PgTapRelay:
+    """Carries :class:`AcceptedTap` notices between server processes through PostgreSQL
+    ``LISTEN/NOTIFY``, each process's listener feeding its own :class:`TapFeed`.
+
+    Two threads, each with a connection of its own outside the engine's pool: a listener (always
+    connected, reconnecting with backoff) and a sender (batches queued notices into one
+    ``pg_notify`` statement). :meth:`start` and :meth:`stop` belong to the app's lifespan.
+    """
+
+    def __init__(self, database_url: str, feed: TapFeed, *, channel: str = TAP_CHANNEL) -> None:
+        self._conninfo = libpq_conninfo(database_url)
+        self._feed = feed
+        self._channel = channel
+        self._outbox: queue.Queue[AcceptedTap] = queue.Queue(_OUTBOX_LIMIT)
+        self._stop = threading.Event()
+        self._listening = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        """Start listening and sending; then route the feed's notices through the relay."""
+        self._threads = [
+            threading.Thread(target=self._listen_forever, name="tap-relay-listener", daemon=True),
+            threading.Thread(target=self._send_forever, name="tap-relay-sender", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        self._feed.relay_through(self.send)
+
+    def wait_listening(self, timeout: float) -> bool:
+        """Whether the listener is connected (waits up to ``timeout`` seconds for it)."""
+        return self._listening.wait(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Hand the feed back to local delivery, flush queued notices and close the connections."""
+        self._feed.relay_through(None)
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def send(self, notice: AcceptedTap) -> None:
+        """Queue a notice for every process (called after the tap's commit; never blocks)."""
+        try:
+            self._outbox.put_nowait(notice)
+        except queue.Full:
+            log.warning("live feed: %d notices wait for the database; dropping one", _OUTBOX_LIMIT)
+
+    def _listen_forever(self) -> None:
+        backoff = _BACKOFF_FIRST_SECONDS
+        while not self._stop.is_set():
+            try:
+                with _connect(self._conninfo) as conn:
+                    conn.execute(f'LISTEN "{self._channel}"')
+                    self._listening.set()
+                    backoff = _BACKOFF_FIRST_SECONDS
+                    log.debug("live feed: listening on %s", self._channel)
+                    while not self._stop.is_set():
+                        for notify in conn.notifies(timeout=_POLL_SECONDS):
+                            self._receive(notify.payload)
+            except Exception as exc:  # psycopg.Error; whatever it is, the listener must come back
+                self._listening.clear()
+                if self._stop.is_set():
+                    return
+                log.warning(
+                    "live feed: listener connection lost (%s); reconnecting in %.1f s",
+                    exc.__class__.__name__,
+                    backoff,
+                )
+                self._stop.wait(backoff * random.uniform(0.8, 1.2))
+                backoff = min(backoff * 2, _BACKOFF_MAX_SECONDS)
+        self._listening.clear()
+
+    def _receive(self, payload: str) -> None:
+        try:
+            notice = _notice_adapter().validate_json(payload)
+        except ValidationError:
+            log.warning("live feed: ignored a malformed notice on %s", self._channel)
+            return
+        self._feed.deliver(notice)
+
+    def _send_forever(self) -> None:
+        conn: _Connection | None = None
+        try:
+            while not (self._stop.is_set() and self._outbox.empty()):
+                batch = self._next_batch()
+                if batch:
+                    conn = self._notify(conn, [encode_notice(notice) for notice in batch])
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _next_batch(self) -> list[AcceptedTap]:
+        try:
+            batch = [self._outbox.get(timeout=_POLL_SECONDS)]
+        except queue.Empty:
+            return []
+        while len(batch) < _SEND_BATCH:
+            try:
+                batch.append(self._outbox.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _notify(
+        self, conn: psycopg.Connection[Any] | None, payloads: list[str]
+    ) -> psycopg.Connection[Any] | None:
+        """Send the payloads (one statement, so one transaction); returns the connection to reuse."""
+        for attempt in (1, 2):  # the kept connection may have died since the last batch
+            try:
+                if conn is None or conn.closed:
+                    conn = _connect(self._conninfo)
+                conn.execute(
+                    "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload",
+                    (self._channel, payloads),
+                )
+                return conn
+            except Exception as exc:  # psycopg.Error
+                if conn is not None:
+                    conn.close()
+                conn = None
+                if attempt == 2:
+                    log.warning(
+                        "live feed: could not notify other processes (%s); %d notices dropped",
+                        exc.__class__.__name__,
+                        len(payloads),
+                    )
+        return None
+
+
+def encode_notice(notice: AcceptedTap) -> str:
+    """The NOTIFY payload: the notice as JSON, under PostgreSQL's payload limit."""
+    fields = asdict(notice)
+    fields["occurred_at"] = notice.occurred_at.isoformat()
+    payload = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    if len(payload.encode()) >= MAX_PAYLOAD_BYTES:
+        # Only the (masked) name can be long; boards look the member up anyway.
+        fields["member_name"] = ""
+        payload = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    return payload
+
+
+def libpq_conninfo(database_url: str) -> str:
+    """The libpq URL psycopg connects with, from a SQLAlchemy ``postgresql+psycopg://`` URL."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def is_postgresql(database_url: str) -> bool:
+    return make_url(database_url).get_backend_name() == "postgresql"
+
+
+@cache
+def _notice_adapter() -> TypeAdapter[AcceptedTap]:
+    return TypeAdapter(AcceptedTap)
+
+
+def _connect(conninfo: str) -> _Connection:
+    import psycopg  # only servers on PostgreSQL need the driver loaded
+
+    return psycopg.connect(conninfo, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_SECONDS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from enum import StrEnum
 from typing import Annotated
 
@@ -54,19 +53,19 @@ def server_run(
     port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one (see the ready line).")] = 8000,
     db: DbOption = None,
     log_level: Annotated[LogLevel, typer.Option(help="Logging threshold.")] = LogLevel.INFO,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes sharing the port (PostgreSQL only; SQLite serves from one process).",
+        ),
+    ] = 1,
 ) -> None:
     """Migrate the database, then serve the API until interrupted."""
-    import logging
+    from server.serve import configure_logging, serve
 
-    from server.serve import serve
-
-    logging.basicConfig(
-        level=log_level.value.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if log_level != LogLevel.DEBUG:
-        logging.getLogger("alembic").setLevel(logging.WARNING)  # per-step chatter; we log the outcome
+    configure_logging(log_level.value)
     settings = load_settings(db, json_output=False)
     with refusals_reported(json_output=False):
-        serve(settings, host=host, port=port, log_level=log_level.value)
+        serve(settings, host=host, port=port, log_level=log_level.value, workers=workers)

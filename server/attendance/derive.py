@@ -33,6 +33,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from schemas.messages import TapMode
 from server.attendance.service import lock_attendance
@@ -40,7 +41,13 @@ from server.audit.service import record
 from server.caller import Actor, Caller
 from server.cards.lifecycle import member_id_for_card_at
 from server.cards.service import bind_member_card
-from server.events.service import SIGN_OUT_GRACE, add_event, find_event_for_tap, update_event_details
+from server.events.service import (
+    SIGN_OUT_GRACE,
+    EventWindows,
+    add_event,
+    find_event_for_tap,
+    update_event_details,
+)
 from server.keyring import Keyring
 from server.records.attendance import Attendance
 from server.records.cards import CardBinding
@@ -61,10 +68,13 @@ Pair = tuple[int, int]  # (event_id, member_id)
 # --- the rule ------------------------------------------------------------------------------------
 
 
-def choose_event(session: Session, *, venue_id: int, at: datetime, member: Member) -> Event | None:
-    """The event a check-in tap of ``member`` at ``venue_id`` at ``at`` counts for, or None."""
+def choose_event(
+    session: Session, *, venue_id: int, at: datetime, member: Member, windows: EventWindows | None = None
+) -> Event | None:
+    """The event a check-in tap of ``member`` at ``venue_id`` at ``at`` counts for, or None.
+    ``windows``: the events read for a whole batch of taps."""
     event = find_event_for_tap(
-        session, venue_id=venue_id, at=at, member_id=member.id, member_org_id=member.org_id
+        session, venue_id=venue_id, at=at, member_id=member.id, member_org_id=member.org_id, windows=windows
     )
     if event is None and member.id is not None:
         event = _event_to_sign_out_of(session, venue_id=venue_id, at=at, member_id=member.id)
@@ -332,6 +342,14 @@ def _apply(
     return 1
 
 
+def sign_out_grace_holds_taps(session: Session, event: Event) -> bool:
+    """Whether any check-in tap that could settle is stored in the event's sign-out grace: if
+    none is, a 签到 to it has no early 签退 to settle (the common case during the arrivals)."""
+    since, until = event.checkin_closes_at, event.end_at + SIGN_OUT_GRACE
+    query = _checkin_taps_query(venue_id=event.venue_id, since=since, until=until).limit(1)
+    return session.exec(query).first() is not None
+
+
 def _late_taps(session: Session, *, event_id: int, member_id: int) -> list[Tap]:
     """The member's check-in taps at the event's venue in its sign-out grace (counting or not)."""
     event = session.get(Event, event_id)
@@ -352,8 +370,15 @@ def _checkin_taps_at(
     """Check-in taps at the venue's kiosks in [since, until) that count or may come to count
     (accepted ones, and unmatched ones whose digests are kept); with ``member_id``, only those
     filed against that member or against nobody."""
+    query = _checkin_taps_query(venue_id=venue_id, since=since, until=until)
+    if member_id is not None:
+        query = query.where(or_(col(Tap.member_id) == member_id, col(Tap.member_id).is_(None)))
+    return list(session.exec(query.order_by(col(Tap.occurred_at), col(Tap.id))).all())
+
+
+def _checkin_taps_query(*, venue_id: int, since: datetime, until: datetime) -> SelectOfScalar[Tap]:
     digests_kept = or_(col(Tap.card_no_hmac).is_not(None), col(Tap.uid_hmac).is_not(None))
-    query = (
+    return (
         select(Tap)
         .join(Kiosk, col(Kiosk.id) == col(Tap.kiosk_id))
         .where(
@@ -368,9 +393,6 @@ def _checkin_taps_at(
             ),
         )
     )
-    if member_id is not None:
-        query = query.where(or_(col(Tap.member_id) == member_id, col(Tap.member_id).is_(None)))
-    return list(session.exec(query.order_by(col(Tap.occurred_at), col(Tap.id))).all())
 
 
 # --- the triggers, for the faces that schedule events and bind cards ----------------------------

@@ -22,19 +22,20 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from server.db import in_chunks
 from server.events.service import event_kinds, event_organisations
 from server.orgs.tree import subtree_cte
 from server.records.attendance import Attendance
 from server.records.events import Event
+from server.records.idlists import one_of
 from server.records.leave import LeaveRequest
 from server.records.orgs import CommitteeSeat, MemberExemption, MembershipPeriod
-from server.vocabulary import AttendanceSource, EventKind, LeaveStatus, MemberCategory
+from server.vocabulary import AttendanceSource, EventKind, ExemptionReason, LeaveStatus, MemberCategory
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,9 @@ class Standing:
     since: datetime | None = None  # start of that membership period (None: before records began)
 
 
-@dataclass(frozen=True)
-class Presence:
-    """A member's presence at an event, as read for ledgers (a plain row: cheaper than ORM objects
-    when a year's ledger reads thousands)."""
+class Presence(NamedTuple):
+    """A member's presence at an event, as read for ledgers (a plain row, built straight from the
+    result tuple: cheaper than ORM objects when a sheet or a year's ledger reads thousands)."""
 
     event_id: int
     member_id: int
@@ -60,13 +60,36 @@ class Presence:
     note: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class Exemption:
+    """An exemption from organisational life, as a roll needs it (docs/domain-rules.md §1.4)."""
+
+    member_id: int
+    reason: ExemptionReason
+    starts_at: datetime
+    ends_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovedLeave:
+    """An approved leave request for one event."""
+
+    event_id: int
+    member_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Period:
     member_id: int
     org_id: int
     category: MemberCategory
     started_at: datetime | None
     ended_at: datetime | None
+
+
+# A membership period as (starts, ends, member, their standing during it).
+_Covering = tuple[datetime | None, datetime | None, int, Standing]
 
 
 @dataclass
@@ -80,8 +103,8 @@ class EventRoll:
     committee: set[int] | None = None
     # Seat holders at the start when the event counts as a 支委会 at all (for the quorum).
     committee_seats: set[int] = field(default_factory=set)
-    exempt: dict[int, MemberExemption] = field(default_factory=dict)
-    approved_leave: dict[int, LeaveRequest] = field(default_factory=dict)
+    exempt: dict[int, Exemption] = field(default_factory=dict)
+    approved_leave: dict[int, ApprovedLeave] = field(default_factory=dict)
     present: dict[int, Presence] = field(default_factory=dict)
     # Standing of present members who are not in ``members`` (guests), where known.
     guests: dict[int, Standing | None] = field(default_factory=dict)
@@ -173,18 +196,22 @@ def compute_rolls(
     )
     if only_member_id is not None:
         period_query = period_query.where(col(MembershipPeriod.member_id) == only_member_id)
-    periods_by_root: dict[int, list[_Period]] = defaultdict(list)
-    for root_id, *values in session.connection().execute(period_query).all():
-        periods_by_root[root_id].append(_Period(*values))
+    # One Standing per period, shared by every roll the period covers (it is immutable): a year's
+    # ledger of a 基层党委 puts hundreds of members on each of its events.
+    periods_by_root: dict[int, list[_Covering]] = defaultdict(list)
+    for root_id, member_id, org_id, category, started_at, ended_at in (
+        session.connection().execute(period_query).all()
+    ):
+        standing = Standing(org_id, category, started_at)
+        periods_by_root[root_id].append((started_at, ended_at, member_id, standing))
 
     for roll in rolls.values():
         start = roll.event.start_at
+        members = roll.members
         for root_id in roll.org_ids:
-            for period in periods_by_root.get(root_id, ()):
-                if _covers(period.started_at, period.ended_at, start):
-                    roll.members[period.member_id] = Standing(
-                        period.org_id, period.category, period.started_at
-                    )
+            for started_at, ended_at, member_id, standing in periods_by_root.get(root_id, ()):
+                if (started_at is None or started_at <= start) and (ended_at is None or ended_at > start):
+                    members[member_id] = standing
 
     member_ids = {member_id for roll in rolls.values() for member_id in roll.members}
     _load_exemptions(session, rolls, member_ids, first_start, last_start)
@@ -203,19 +230,30 @@ def _load_exemptions(
 ) -> None:
     if not member_ids:
         return
-    exemptions: dict[int, list[MemberExemption]] = defaultdict(list)
-    for chunk in in_chunks(sorted(member_ids)):
-        for exemption in session.exec(
-            select(MemberExemption).where(
-                col(MemberExemption.member_id).in_(chunk),
-                col(MemberExemption.starts_at) <= last,
-                or_(col(MemberExemption.ends_at).is_(None), col(MemberExemption.ends_at) > first),
-            )
-        ):
+    exemptions: dict[int, list[Exemption]] = defaultdict(list)
+    for condition in one_of(session, col(MemberExemption.member_id), member_ids):
+        query = sa_select(
+            col(MemberExemption.member_id),
+            col(MemberExemption.reason),
+            col(MemberExemption.starts_at),
+            col(MemberExemption.ends_at),
+        ).where(
+            condition,
+            col(MemberExemption.starts_at) <= last,
+            or_(col(MemberExemption.ends_at).is_(None), col(MemberExemption.ends_at) > first),
+        )
+        # Most members have no exemption: visiting only those who do keeps this off the
+        # members × events product.
+        for row in session.connection().execute(query.order_by(col(MemberExemption.id))).all():
+            exemption = Exemption(*row)
             exemptions[exemption.member_id].append(exemption)
+    if not exemptions:
+        return
     for roll in rolls.values():
-        for member_id in roll.members:
-            for exemption in exemptions.get(member_id, ()):
+        for member_id, found in exemptions.items():
+            if member_id not in roll.members:
+                continue
+            for exemption in found:
                 if _covers(exemption.starts_at, exemption.ends_at, roll.event.start_at):
                     roll.exempt[member_id] = exemption
                     break
@@ -250,10 +288,18 @@ def _load_seats(
 def _load_leave_and_presence(
     session: Session, rolls: dict[int, EventRoll], event_ids: list[int], only_member_id: int | None
 ) -> None:
-    for chunk in in_chunks(event_ids):
-        leave_query = select(LeaveRequest).where(
-            col(LeaveRequest.event_id).in_(chunk), LeaveRequest.status == LeaveStatus.APPROVED
-        )
+    for condition in one_of(session, col(LeaveRequest.event_id), event_ids):
+        leave_query = sa_select(
+            col(LeaveRequest.event_id), col(LeaveRequest.member_id), col(LeaveRequest.reason)
+        ).where(condition, col(LeaveRequest.status) == LeaveStatus.APPROVED)
+        if only_member_id is not None:
+            leave_query = leave_query.where(col(LeaveRequest.member_id) == only_member_id)
+        # In id order, so that of two approved requests (which the leave workflow prevents) the
+        # later one wins, as before.
+        for leave_row in session.connection().execute(leave_query.order_by(col(LeaveRequest.id))).all():
+            leave = ApprovedLeave(*leave_row)
+            rolls[leave.event_id].approved_leave[leave.member_id] = leave
+    for condition in one_of(session, col(Attendance.event_id), event_ids):
         presence_query = sa_select(
             col(Attendance.event_id),
             col(Attendance.member_id),
@@ -262,14 +308,11 @@ def _load_leave_and_presence(
             col(Attendance.tap_count),
             col(Attendance.source),
             col(Attendance.note),
-        ).where(col(Attendance.event_id).in_(chunk))
+        ).where(condition)
         if only_member_id is not None:
-            leave_query = leave_query.where(LeaveRequest.member_id == only_member_id)
             presence_query = presence_query.where(col(Attendance.member_id) == only_member_id)
-        for leave in session.exec(leave_query):
-            rolls[leave.event_id].approved_leave[leave.member_id] = leave
-        for row in session.connection().execute(presence_query).all():
-            presence = Presence(*row)
+        for presence_row in session.connection().execute(presence_query).all():
+            presence = Presence._make(presence_row)
             rolls[presence.event_id].present[presence.member_id] = presence
 
 
@@ -281,15 +324,21 @@ def _load_guest_standing(
     }
     if not guest_ids:
         return
-    periods: dict[int, list[MembershipPeriod]] = defaultdict(list)
-    for chunk in in_chunks(sorted(guest_ids)):
-        for period in session.exec(
-            select(MembershipPeriod).where(
-                col(MembershipPeriod.member_id).in_(chunk),
-                or_(col(MembershipPeriod.started_at).is_(None), col(MembershipPeriod.started_at) <= last),
-                or_(col(MembershipPeriod.ended_at).is_(None), col(MembershipPeriod.ended_at) > first),
-            )
-        ):
+    periods: dict[int, list[_Period]] = defaultdict(list)
+    for condition in one_of(session, col(MembershipPeriod.member_id), guest_ids):
+        query = sa_select(
+            col(MembershipPeriod.member_id),
+            col(MembershipPeriod.org_id),
+            col(MembershipPeriod.category),
+            col(MembershipPeriod.started_at),
+            col(MembershipPeriod.ended_at),
+        ).where(
+            condition,
+            or_(col(MembershipPeriod.started_at).is_(None), col(MembershipPeriod.started_at) <= last),
+            or_(col(MembershipPeriod.ended_at).is_(None), col(MembershipPeriod.ended_at) > first),
+        )
+        for row in session.connection().execute(query.order_by(col(MembershipPeriod.id))).all():
+            period = _Period(*row)
             periods[period.member_id].append(period)
     for roll in rolls.values():
         for member_id in roll.present:

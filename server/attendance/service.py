@@ -3,9 +3,12 @@ builder for the API, the CLI, the web app and the exports."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta, tzinfo
 from enum import StrEnum
+from typing import Any
 
+from sqlalchemy import select as sa_select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -23,15 +26,17 @@ from server.attendance.schemas import (
 )
 from server.audit.service import record
 from server.caller import Caller
+from server.db import in_chunks
 from server.errors import AlreadyPresent, InvalidTimeRange
 from server.events.service import require_visible_event
 from server.inputs import required_reason
 from server.labels import CARD_CHECK_LABELS, COUNTING_RULE, EXEMPTION_LABELS, PRESENCE_ROLE_LABELS
-from server.orgs.service import members_by_id, organisation_names, require_visible_member, roster_order
+from server.orgs.reads import MemberRow, member_rows
+from server.orgs.service import organisation_names, require_visible_member
 from server.orgs.tree import subtrees
 from server.records.attendance import Attendance
 from server.records.events import Event
-from server.records.orgs import Member, MembershipPeriod
+from server.records.orgs import MembershipPeriod
 from server.records.taps import Tap
 from server.records.venues import Venue
 from server.vocabulary import AttendanceSource, CardCheckLevel, EventKind, MemberCategory, PresenceRole
@@ -46,44 +51,117 @@ class CheckinResult(StrEnum):
     SIGNED_OUT = "signed_out"  # 签退
 
 
+class AttendanceRows:
+    """The attendance rows of some members at some events, read and locked at once: a batch of
+    taps records its check-ins without a query per tap. Rows the batch adds are noted here."""
+
+    def __init__(
+        self, rows: Iterable[Attendance], *, event_ids: Iterable[int], member_ids: Iterable[int]
+    ) -> None:
+        self._events, self._members = set(event_ids), set(member_ids)
+        self._rows = {(row.event_id, row.member_id): row for row in rows}
+
+    @classmethod
+    def load(cls, session: Session, *, event_ids: Iterable[int], member_ids: Iterable[int]) -> AttendanceRows:
+        events, members = sorted(set(event_ids)), sorted(set(member_ids))
+        rows: list[Attendance] = []
+        if events:
+            for chunk in in_chunks(members):
+                rows.extend(
+                    session.exec(
+                        select(Attendance)
+                        .where(col(Attendance.event_id).in_(events), col(Attendance.member_id).in_(chunk))
+                        .order_by(col(Attendance.id))
+                        .with_for_update()
+                    )
+                )
+        return cls(rows, event_ids=events, member_ids=members)
+
+    def covers(self, event_id: int, member_id: int) -> bool:
+        """Whether this record knows the pair's row, or knows there is none."""
+        pair = (event_id, member_id)
+        return pair in self._rows or (event_id in self._events and member_id in self._members)
+
+    def get(self, event_id: int, member_id: int) -> Attendance | None:
+        return self._rows.get((event_id, member_id))
+
+    def note(self, row: Attendance) -> None:
+        self._rows[(row.event_id, row.member_id)] = row
+
+    def forget_all(self) -> None:
+        """Rows may have changed behind this record's back (a re-decision): read them again.
+        Call after a flush, so that the rows this record held are in the database."""
+        self._events.clear()
+        self._members.clear()
+        self._rows.clear()
+
+
+def checkin_result(
+    session: Session, *, event_id: int, member_id: int, at: datetime, known: AttendanceRows | None = None
+) -> tuple[Attendance | None, CheckinResult]:
+    """The member's attendance row (locked) and what a tap at *at* will count as, without
+    recording it: the receipt is known before the tap row is stored."""
+    if known is not None and known.covers(event_id, member_id):
+        attendance = known.get(event_id, member_id)
+    else:
+        attendance = lock_attendance(session, event_id=event_id, member_id=member_id)
+    if attendance is None:
+        return None, CheckinResult.CHECKED_IN
+    return attendance, _merged_result(attendance, at)
+
+
 def record_checkin(
-    session: Session, *, event_id: int, member_id: int, tap_id: int, at: datetime
+    session: Session,
+    *,
+    event_id: int,
+    member_id: int,
+    tap_id: int,
+    at: datetime,
+    known: AttendanceRows | None = None,
 ) -> CheckinResult:
     """Count an accepted tap towards the member's attendance: the first is 签到, a later one 签退.
 
     Taps can arrive out of order (a kiosk uploads its offline backlog late), so first and last are
     the earliest and latest tap times seen, not the first and last received. Two first taps racing
     on PostgreSQL: the second insert fails on the (event, member) unique key and the caller retries.
+    *known*: the rows read for a whole batch; the change is then written with the batch's next
+    flush (else at once).
     """
-    attendance = lock_attendance(session, event_id=event_id, member_id=member_id)
+    attendance, _result = checkin_result(session, event_id=event_id, member_id=member_id, at=at, known=known)
     if attendance is None:
-        session.add(
-            Attendance(
-                event_id=event_id,
-                member_id=member_id,
-                first_tap_at=at,
-                last_tap_at=at,
-                tap_count=1,
-                first_tap_id=tap_id,
-                last_tap_id=tap_id,
-            )
+        attendance = Attendance(
+            event_id=event_id,
+            member_id=member_id,
+            first_tap_at=at,
+            last_tap_at=at,
+            tap_count=1,
+            first_tap_id=tap_id,
+            last_tap_id=tap_id,
         )
-        session.flush()
-        return CheckinResult.CHECKED_IN
-    result = merge_tap(attendance, tap_id=tap_id, at=at)
+        result = CheckinResult.CHECKED_IN
+    else:
+        result = merge_tap(attendance, tap_id=tap_id, at=at)
     session.add(attendance)
-    session.flush()
+    if known is not None:
+        known.note(attendance)
+    else:
+        session.flush()
     return result
 
 
 def merge_tap(attendance: Attendance, *, tap_id: int, at: datetime) -> CheckinResult:
-    earlier = at < attendance.first_tap_at
-    if earlier:
+    result = _merged_result(attendance, at)
+    if at < attendance.first_tap_at:
         attendance.first_tap_at, attendance.first_tap_id = at, tap_id
     if at >= attendance.last_tap_at:
         attendance.last_tap_at, attendance.last_tap_id = at, tap_id
     attendance.tap_count += 1
-    if not earlier and at - attendance.first_tap_at >= SIGN_OUT_MIN_GAP:
+    return result
+
+
+def _merged_result(attendance: Attendance, at: datetime) -> CheckinResult:
+    # A tap before the first one moves the 签到 earlier; it is no 签退.
+    if at >= attendance.first_tap_at and at - attendance.first_tap_at >= SIGN_OUT_MIN_GAP:
         return CheckinResult.SIGNED_OUT
     return CheckinResult.ALREADY_CHECKED_IN
 
@@ -187,30 +265,35 @@ def sheet_from_roll(session: Session, roll: EventRoll, *, tz: tzinfo) -> Attenda
         | set(roll.present)
         | {person for person in (event.chair_member_id, event.recorder_member_id) if person is not None}
     )
-    members = members_by_id(session, people)
-    org_ids = set(roll.org_ids) | {standing.org_id for standing in _standings(roll, members).values()}
-    org_names = organisation_names(session, org_ids)
+    members = member_rows(session, people)
     standings = _standings(roll, members)
+    org_ids = set(roll.org_ids) | {standing.org_id for standing in standings.values()}
+    # One reference per organisation, shared by every row of it: a 1,000-member sheet otherwise
+    # validates a thousand identical NamedRef objects.
+    org_refs = {
+        org_id: NamedRef(id=org_id, name=name)
+        for org_id, name in organisation_names(session, org_ids).items()
+    }
     moved_in = _moved_in_this_month(session, roll, tz)
 
-    def as_sheet_member(member_id: int) -> SheetMember:
+    def person_fields(member_id: int) -> dict[str, Any]:
         standing = standings[member_id]
         moved = moved_in.get(member_id)
-        return SheetMember(
-            member_id=member_id,
-            name=members[member_id].name,
-            category=standing.category,
-            organisation=NamedRef(id=standing.org_id, name=org_names[standing.org_id]),
-            moved_in_at=moved.astimezone(tz) if moved else None,
-        )
+        return {
+            "member_id": member_id,
+            "name": members[member_id].name,
+            "category": standing.category,
+            "organisation": org_refs[standing.org_id],
+            "moved_in_at": moved.astimezone(tz) if moved else None,
+        }
 
     def ordered(member_ids: set[int]) -> list[int]:
         """By organisation, then in 花名册 order (docs/ledgers.md)."""
-        return sorted(member_ids, key=lambda m: (standings[m].org_id, roster_order(members[m])))
+        return sorted(member_ids, key=lambda m: (standings[m].org_id, members[m].roster_key()))
 
     expected_ids = roll.expected
     guest_ids, exempt_present_ids = roll.guest_ids, roll.exempt_present
-    expected = [as_sheet_member(m) for m in ordered(expected_ids)]
+    expected = [SheetMember(**person_fields(m)) for m in ordered(expected_ids)]
     presences = sorted(roll.present.values(), key=lambda a: (a.first_tap_at, a.member_id))
     levels = tap_levels(session, event_id=event.id) if presences and event.id is not None else {}
     present = []
@@ -227,7 +310,7 @@ def sheet_from_roll(session: Session, roll: EventRoll, *, tz: tzinfo) -> Attenda
         )
         present.append(
             SheetPresence(
-                **as_sheet_member(attendance.member_id).model_dump(),
+                **person_fields(attendance.member_id),
                 first_tap_at=attendance.first_tap_at.astimezone(tz),
                 last_tap_at=attendance.last_tap_at.astimezone(tz),
                 tap_count=attendance.tap_count,
@@ -247,14 +330,13 @@ def sheet_from_roll(session: Session, roll: EventRoll, *, tz: tzinfo) -> Attenda
                 card_check_label=card_check_label(first_level, checkout_level),
             )
         )
-    absent = [as_sheet_member(m) for m in ordered(roll.absent)]
+    absent = [SheetMember(**person_fields(m)) for m in ordered(roll.absent)]
     on_leave = [
-        SheetLeave(**as_sheet_member(m).model_dump(), reason=roll.approved_leave[m].reason)
-        for m in ordered(roll.on_leave)
+        SheetLeave(**person_fields(m), reason=roll.approved_leave[m].reason) for m in ordered(roll.on_leave)
     ]
     exempt = [
         SheetExempt(
-            **as_sheet_member(m).model_dump(),
+            **person_fields(m),
             reason=roll.exempt[m].reason,
             reason_label=EXEMPTION_LABELS[roll.exempt[m].reason],
         )
@@ -262,7 +344,7 @@ def sheet_from_roll(session: Session, roll: EventRoll, *, tz: tzinfo) -> Attenda
     ]
     counts = roll_counts(roll)
     return AttendanceSheet(
-        event=_sheet_event(session, roll, org_names, members, tz),
+        event=_sheet_event(session, roll, org_refs, members, tz),
         expected=expected,
         present=present,
         absent=absent,
@@ -280,17 +362,19 @@ def tap_levels(
     """The card-check level of the 签到 tap and of the latest tap (a manual entry has neither):
     per member present at *event_id*, or per event *member_id* was present at."""
     first, last = aliased(Tap), aliased(Tap)
-    key = Attendance.member_id if member_id is None else Attendance.event_id
+    key = col(Attendance.member_id) if member_id is None else col(Attendance.event_id)
+    # Plain rows (no ORM result machinery): a 1,000-member sheet reads a thousand of them.
     query = (
-        select(key, first.card_check, last.card_check)
-        .join(first, col(Attendance.first_tap_id) == first.id, isouter=True)
-        .join(last, col(Attendance.last_tap_id) == last.id, isouter=True)
+        sa_select(key, col(first.card_check), col(last.card_check))
+        .select_from(Attendance)
+        .join(first, col(Attendance.first_tap_id) == col(first.id), isouter=True)
+        .join(last, col(Attendance.last_tap_id) == col(last.id), isouter=True)
     )
     if event_id is not None:
-        query = query.where(Attendance.event_id == event_id)
+        query = query.where(col(Attendance.event_id) == event_id)
     if member_id is not None:
-        query = query.where(Attendance.member_id == member_id)
-    rows = session.exec(query).all()
+        query = query.where(col(Attendance.member_id) == member_id)
+    rows = session.connection().execute(query).all()
 
     def level(value: str | None) -> CardCheckLevel | None:
         return CardCheckLevel(value) if value is not None else None
@@ -311,13 +395,19 @@ def card_check_label(first: CardCheckLevel | None, checkout: CardCheckLevel | No
 def roll_counts(roll: EventRoll) -> SheetCounts:
     """应到/实到/请假/缺席 split 正式/预备, lateness and 签退, from a roll alone (no names needed).
     应到 = 实到 + 请假 + 缺席; the rate is 实到 ÷ 应到."""
-    expected = roll.expected
-    came = roll.attended
-    absent = roll.absent
-    on_leave = roll.on_leave
+    # The sets are worked out once here (the roll's properties rebuild them on every use), as a
+    # year's ledger counts every event of a 基层党委 with hundreds of members each.
+    present, leave, exempt = roll.present, roll.approved_leave, roll.exempt
+    invited = roll.invited
+    expected = {m for m in invited if m not in exempt}
+    exempt_invited = invited - expected
+    came = {m for m in expected if m in present}
+    absent = {m for m in expected if m not in present and m not in leave}
+    on_leave = {m for m in expected if m in leave and m not in present}
+    full_members = {m for m, standing in roll.members.items() if standing.category == MemberCategory.FULL}
 
     def full(member_ids: set[int]) -> int:
-        return sum(roll.members[m].category == MemberCategory.FULL for m in member_ids)
+        return len(member_ids & full_members)
 
     return SheetCounts(
         expected=len(expected),
@@ -325,8 +415,8 @@ def roll_counts(roll: EventRoll) -> SheetCounts:
         absent=len(absent),
         present_full=full(came),
         present_probationary=len(came) - full(came),
-        guests=len(roll.guest_ids),
-        exempt_present=len(roll.exempt_present),
+        guests=sum(m not in invited for m in present),
+        exempt_present=sum(m in exempt_invited for m in present),
         expected_full=full(expected),
         expected_probationary=len(expected) - full(expected),
         absent_full=full(absent),
@@ -334,9 +424,9 @@ def roll_counts(roll: EventRoll) -> SheetCounts:
         on_leave=len(on_leave),
         on_leave_full=full(on_leave),
         on_leave_probationary=len(on_leave) - full(on_leave),
-        exempt=len(roll.exempt_invited),
-        late=sum(roll.present[m].first_tap_at > roll.event.late_after for m in came),
-        signed_out=sum(sign_out_of(roll.present[m]) is not None for m in came),
+        exempt=len(exempt_invited),
+        late=sum(present[m].first_tap_at > roll.event.late_after for m in came),
+        signed_out=sum(sign_out_of(present[m]) is not None for m in came),
         attendance_rate=round(len(came) / len(expected), 4) if expected else None,
     )
 
@@ -395,7 +485,7 @@ def _moved_in_this_month(session: Session, roll: EventRoll, tz: tzinfo) -> dict[
     }
 
 
-def _standings(roll: EventRoll, members: dict[int, Member]) -> dict[int, Standing]:
+def _standings(roll: EventRoll, members: dict[int, MemberRow]) -> dict[int, Standing]:
     """Everyone's standing at the event; a guest without a recorded period falls back to today's."""
     found: dict[int, Standing] = dict(roll.members)
     for member_id in roll.present:
@@ -407,7 +497,11 @@ def _standings(roll: EventRoll, members: dict[int, Member]) -> dict[int, Standin
 
 
 def _sheet_event(
-    session: Session, roll: EventRoll, org_names: dict[int, str], members: dict[int, Member], tz: tzinfo
+    session: Session,
+    roll: EventRoll,
+    org_refs: dict[int, NamedRef],
+    members: dict[int, MemberRow],
+    tz: tzinfo,
 ) -> SheetEvent:
     event: Event = roll.event
     venue = session.get(Venue, event.venue_id)
@@ -425,8 +519,8 @@ def _sheet_event(
         title=event.title,
         kind=event.kind,
         kinds=[event.kind, *(kind for kind in roll.kinds if kind != event.kind)],
-        organisation=NamedRef(id=event.org_id, name=org_names[event.org_id]),
-        organisations=[NamedRef(id=org_id, name=org_names[org_id]) for org_id in roll.org_ids],
+        organisation=org_refs[event.org_id],
+        organisations=[org_refs[org_id] for org_id in roll.org_ids],
         venue=NamedRef(id=venue.id, name=venue.name),
         venue_accepts_uid_only_reads=venue.accept_uid_only_reads,
         start_at=event.start_at.astimezone(tz),

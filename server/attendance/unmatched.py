@@ -11,13 +11,11 @@ Assigning a tap makes it attendance (audited) and exempts it from the purge.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime, timedelta, tzinfo
 
 from pydantic import BaseModel
 from sqlalchemy import Engine, and_, exists, or_, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from server.attendance.schemas import NamedRef
@@ -35,6 +33,7 @@ from server.errors import (
 )
 from server.events.service import require_visible_event
 from server.inputs import required_reason
+from server.jobs import run_every_round
 from server.orgs.tree import subtree_cte
 from server.records.attendance import Attendance
 from server.records.evidence import TapEvidence
@@ -46,6 +45,7 @@ from server.vocabulary import AttendanceSource, RejectionCode, TapRedecision
 log = logging.getLogger(__name__)
 
 PURGE_INTERVAL = timedelta(hours=24)
+PURGE_JOB = "purge_unmatched_taps"
 
 PURGED_CODES = (RejectionCode.NO_EVENT, RejectionCode.UNKNOWN_CARD)
 """Rejected taps whose card digests are erased after the retention period. Other rejections
@@ -243,13 +243,18 @@ def purge_now(engine: Engine, *, clock: Clock, retention: timedelta) -> int:
     return purged
 
 
-async def purge_periodically(engine: Engine, *, clock: Clock, retention: timedelta) -> None:
-    """Purge at start-up and then every :data:`PURGE_INTERVAL` while the server runs (a deployment
-    may also run ``ecard admin taps purge`` from cron)."""
-    while True:
-        try:
-            await asyncio.to_thread(purge_now, engine, clock=clock, retention=retention)
-        except SQLAlchemyError as exc:
-            # Not fatal: the next round (or the CLI) purges; serving taps matters more.
-            log.warning("purging unmatched taps failed: %s", exc.__class__.__name__)
-        await asyncio.sleep(PURGE_INTERVAL.total_seconds())
+async def purge_periodically(
+    engine: Engine, *, clock: Clock, retention: timedelta, interval: timedelta = PURGE_INTERVAL
+) -> None:
+    """Purge at start-up and then every ``interval`` (``ECARD_PURGE_INTERVAL``) while the server
+    runs; with several server processes on PostgreSQL, one of them purges each round
+    (:mod:`server.jobs`). A deployment may also run ``ecard admin taps purge`` from cron."""
+
+    def purge(session: Session) -> int:
+        purged = purge_unmatched_taps(session, now=clock(), retention=retention)
+        if purged:
+            log.info("purged the card digests of %d unmatched taps older than %s", purged, retention)
+        return purged
+
+    # Not fatal when a round fails: the next round (or the CLI) purges; serving taps matters more.
+    await run_every_round(engine, PURGE_JOB, purge, interval=interval, clock=clock)

@@ -57,10 +57,11 @@ online, server-issued challenge would stop that.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, or_, select
 
 from schemas.messages import CardFacts, ReaderBackend, card_auth_challenge
 from server.cards.issuer import IssuerMacCheck, IssuerUnavailable, IssuerVerifier, OutageMemo
@@ -108,6 +109,50 @@ class CardCheck:
     auth_challenge: str | None = None
 
 
+class ActiveBindings:
+    """The active bindings, and their members, for a set of card digests, read at once: a batch
+    of taps looks its cards up in two queries instead of two per tap."""
+
+    def __init__(self, bindings: Iterable[CardBinding]) -> None:
+        self._by_number: dict[str, CardBinding] = {}
+        self._by_uid: dict[str, CardBinding] = {}
+        self._members: list[Member] = []
+        for binding in sorted(bindings, key=lambda b: b.id or 0):
+            if binding.card_no_hmac is not None:
+                self._by_number.setdefault(binding.card_no_hmac, binding)
+            if binding.uid_hmac is not None:
+                self._by_uid.setdefault(binding.uid_hmac, binding)
+
+    @classmethod
+    def load(cls, session: Session, digests: Iterable[tuple[str | None, str]]) -> ActiveBindings:
+        """The active bindings of each (number digest, UID digest), with their members, in one
+        query (a batch's digests, at most 2 × ``MAX_BATCH_SIZE``, fit one statement)."""
+        numbers = sorted({number for number, _uid in digests if number is not None})
+        uids = sorted({uid for _number, uid in digests})
+        matches = [col(CardBinding.card_no_hmac).in_(numbers)] if numbers else []
+        matches += [col(CardBinding.uid_hmac).in_(uids)] if uids else []
+        if not matches:
+            return cls([])
+        found = session.exec(
+            select(CardBinding, Member)
+            .join(Member, col(Member.id) == col(CardBinding.member_id))
+            .where(CardBinding.status == BindingStatus.ACTIVE, or_(*matches))
+        ).all()
+        bindings = cls(binding for binding, _member in found)
+        # Held here: the session's identity map keeps objects only while someone does.
+        bindings._members.extend(member for _binding, member in found)
+        return bindings
+
+    def member_ids(self) -> set[int]:
+        return {binding.member_id for binding in (*self._by_number.values(), *self._by_uid.values())}
+
+    def find(self, *, number_hmac: str | None, uid_hmac: str) -> CardBinding | None:
+        """The binding the tap claims: by card number when the card reported one, else by UID."""
+        if number_hmac is not None and number_hmac in self._by_number:
+            return self._by_number[number_hmac]
+        return self._by_uid.get(uid_hmac)
+
+
 def check_card(
     session: Session,
     card: CardFacts,
@@ -119,6 +164,7 @@ def check_card(
     uid_hmac: str,
     policy: CardCheckPolicy,
     now: datetime,
+    bindings: ActiveBindings | None = None,
 ) -> CardCheck:
     """Check a tapped card against its binding (see the module docstring for the rules).
 
@@ -127,8 +173,11 @@ def check_card(
     downgrade rule). May ask the issuer (a network call) and, when a card is verified at a level
     above its binding's, raises the binding's ``verified_level``. Never raises for anything about
     the card: every outcome, including an unreachable issuer, is a :class:`CardCheck`.
+    *bindings*: the bindings read for the whole batch (else this card's are read now).
     """
-    binding = _active_binding(session, number_hmac=number_hmac, uid_hmac=uid_hmac)
+    if bindings is None:
+        bindings = ActiveBindings.load(session, [(number_hmac, uid_hmac)])
+    binding = bindings.find(number_hmac=number_hmac, uid_hmac=uid_hmac)
     if binding is None:
         return CardCheck(member=None, level=None, rejection=RejectionCode.UNKNOWN_CARD)
     level = _identifier_level(binding, number_hmac=number_hmac, uid_hmac=uid_hmac)
@@ -190,16 +239,6 @@ def _downgraded(
     if check.note == CardCheckNote.ISSUER_UNAVAILABLE:
         return False  # the card answered; the issuer could not be asked
     return reader in CHALLENGING_READERS and card.auth is None
-
-
-def _active_binding(session: Session, *, number_hmac: str | None, uid_hmac: str) -> CardBinding | None:
-    """The binding the tap claims: by card number when the card reported one, else by UID."""
-    active = select(CardBinding).where(CardBinding.status == BindingStatus.ACTIVE)
-    if number_hmac is not None:
-        by_number = session.exec(active.where(col(CardBinding.card_no_hmac) == number_hmac)).first()
-        if by_number is not None:
-            return by_number
-    return session.exec(active.where(col(CardBinding.uid_hmac) == uid_hmac)).first()
 
 
 def _identifier_level(

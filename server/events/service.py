@@ -3,7 +3,7 @@ maps a tap to the event it checks in to."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
@@ -220,6 +220,48 @@ def event_organisations(session: Session, event_ids: Sequence[int]) -> dict[int,
     return found
 
 
+class EventWindows:
+    """The events whose check-in windows overlap a span of time at each of some venues, read at
+    once: a batch of taps finds its events without a query per tap. Ingest creates no events,
+    so what was read stays true for the batch."""
+
+    def __init__(self, events: Iterable[Event], spans: Mapping[int, tuple[datetime, datetime]]) -> None:
+        self._spans = dict(spans)
+        self._by_venue: dict[int, list[Event]] = {}
+        for event in events:
+            self._by_venue.setdefault(event.venue_id, []).append(event)
+
+    @classmethod
+    def load(cls, session: Session, spans: Mapping[int, tuple[datetime, datetime]]) -> EventWindows:
+        """*spans*: venue id → (earliest, latest) tap time to be looked up there."""
+        events: list[Event] = []
+        for venue_id, (earliest, latest) in spans.items():
+            events.extend(
+                session.exec(
+                    select(Event).where(
+                        Event.venue_id == venue_id,
+                        col(Event.checkin_opens_at) <= latest,
+                        col(Event.checkin_closes_at) > earliest,
+                    )
+                )
+            )
+        return cls(events, spans)
+
+    def open_at(self, venue_id: int, at: datetime) -> list[Event] | None:
+        """The venue's events whose window holds *at*; None when that was not read."""
+        span = self._spans.get(venue_id)
+        if span is None or not span[0] <= at <= span[1]:
+            return None
+        events = self._by_venue.get(venue_id, [])
+        return [event for event in events if event.checkin_opens_at <= at < event.checkin_closes_at]
+
+    @property
+    def event_ids(self) -> list[int]:
+        return sorted(
+            event.id for events in self._by_venue.values() for event in events if event.id is not None
+        )
+
+
 def find_event_for_tap(
     session: Session,
     *,
@@ -227,6 +269,7 @@ def find_event_for_tap(
     at: datetime,
     member_id: int | None = None,
     member_org_id: int | None = None,
+    windows: EventWindows | None = None,
 ) -> Event | None:
     """The event at this venue whose check-in window [opens, closes) contains ``at``.
 
@@ -235,14 +278,11 @@ def find_event_for_tap(
     an event held by their organisation or an ancestor of it, or, for a 支委会, one on whose
     committee they sit. Among equals the event whose start is nearest wins: a member arriving
     early belongs to the next meeting, one arriving soon after a start to that meeting.
+    *windows*: the events read for a whole batch (else this tap's are read now).
     """
-    candidates = session.exec(
-        select(Event).where(
-            Event.venue_id == venue_id,
-            col(Event.checkin_opens_at) <= at,
-            col(Event.checkin_closes_at) > at,
-        )
-    ).all()
+    candidates = windows.open_at(venue_id, at) if windows is not None else None
+    if candidates is None:
+        candidates = EventWindows.load(session, {venue_id: (at, at)}).open_at(venue_id, at) or []
     if not candidates:
         return None
     if len(candidates) == 1 or member_org_id is None:

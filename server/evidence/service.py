@@ -1,6 +1,6 @@
 """Keep and check the evidence behind the ledgers.
 
-At ingest (:func:`keep_tap_evidence`), every stored tap row (each passed the kiosk signature
+At ingest (:func:`keep_batch_evidence`), every stored tap row (each passed the kiosk signature
 check) gets an evidence row: the signed payload sealed under the evidence key, the signature, and
 its link in the kiosk's hash chain. The kiosk row is locked for the whole decision
 (``server.kiosks.authentication``), so a kiosk's rows are chained one at a time, in id order.
@@ -30,17 +30,19 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, SQLModel, col, func, select
 
 from schemas.messages import SignedEnvelope, TapPayload
 from server.audit.service import chain_breaks, chain_head
 from server.caller import Caller
 from server.cards.service import card_digests
+from server.db import bulk_insert
 from server.errors import EventNotFound, OrganisationNotFound
 from server.evidence.sealing import GENESIS_HASH, EvidenceSealer, seal_binding, tap_chain_hash
 from server.keyring import Keyring, Purpose
@@ -53,44 +55,59 @@ from server.records.events import Event
 from server.records.evidence import LedgerExport, TapEvidence
 from server.records.kiosks import Kiosk, KioskKey
 from server.records.orgs import Organisation
-from server.records.taps import Tap
+from server.records.taps import NewTap, Tap
 from server.records.venues import Venue
 from server.vocabulary import AttendanceSource, TapOutcome
+
+TAP_EVIDENCE_TABLE = SQLModel.metadata.tables[TapEvidence.__tablename__]
 
 # --- keeping ---------------------------------------------------------------------------------
 
 
-def keep_tap_evidence(
-    session: Session, tap: Tap, envelope: SignedEnvelope, *, sealer: EvidenceSealer | None
-) -> TapEvidence | None:
-    """The evidence row of a tap row just stored (flushed, with its kiosk): sealed bytes (when a
-    sealer is given), signature and chain link. Call with the kiosk row locked. A row without a
-    kiosk (none is stored: a tap refused before its kiosk is known costs no row) gets none."""
-    if tap.id is None or tap.kiosk_id is None:
-        return None
-    last = session.exec(
-        select(TapEvidence.chain_hash)
-        .where(TapEvidence.kiosk_id == tap.kiosk_id)
-        .order_by(col(TapEvidence.tap_id).desc())
-        .limit(1)
-    ).first()
-    prev_hash = last or GENESIS_HASH
-    evidence = TapEvidence(
-        tap_id=tap.id,
-        kiosk_id=tap.kiosk_id,
-        signature=envelope.sig,
-        prev_hash=prev_hash,
-        chain_hash=_chain_hash_of(prev_hash, tap, envelope.sig),
-    )
-    if sealer is not None:
-        sealed = sealer.seal(envelope.payload_bytes(), binding=_binding(tap))
-        evidence.nonce, evidence.sealed = sealed.nonce, sealed.sealed
-    session.add(evidence)
-    session.flush()
-    return evidence
+def keep_batch_evidence(
+    session: Session, stored: Sequence[tuple[NewTap, SignedEnvelope]], *, sealer: EvidenceSealer | None
+) -> int:
+    """The evidence rows of tap rows just written (each with its kiosk, whose row is locked):
+    sealed bytes (when a sealer is given), signature and chain link, linked in the order given
+    (the order of their ids), with one chain-head query per kiosk and one INSERT. Returns how
+    many rows were kept. A tap refused before its kiosk is known has no row, so no evidence."""
+    heads: dict[str, str] = {}
+    kept: list[dict[str, object]] = []
+    for tap, envelope in stored:
+        if tap.id is None or tap.kiosk_id is None:
+            continue
+        if tap.kiosk_id not in heads:
+            last = session.exec(
+                select(TapEvidence.chain_hash)
+                .where(TapEvidence.kiosk_id == tap.kiosk_id)
+                .order_by(col(TapEvidence.tap_id).desc())
+                .limit(1)
+            ).first()
+            heads[tap.kiosk_id] = last or GENESIS_HASH
+        prev_hash = heads[tap.kiosk_id]
+        chain_hash = _chain_hash_of(prev_hash, tap, envelope.sig)
+        nonce = sealed = None
+        if sealer is not None:
+            seal = sealer.seal(envelope.payload_bytes(), binding=_binding(tap))
+            nonce, sealed = seal.nonce, seal.sealed
+        heads[tap.kiosk_id] = chain_hash
+        kept.append(
+            {
+                "tap_id": tap.id,
+                "kiosk_id": tap.kiosk_id,
+                "signature": envelope.sig,
+                "nonce": nonce,
+                "sealed": sealed,
+                "purged_at": None,
+                "prev_hash": prev_hash,
+                "chain_hash": chain_hash,
+            }
+        )
+    bulk_insert(session, TAP_EVIDENCE_TABLE, kept)
+    return len(kept)
 
 
-def _chain_hash_of(prev_hash: str, tap: Tap, signature: str) -> str:
+def _chain_hash_of(prev_hash: str, tap: Tap | NewTap, signature: str) -> str:
     assert tap.id is not None
     assert tap.kiosk_id is not None
     return tap_chain_hash(
@@ -105,7 +122,7 @@ def _chain_hash_of(prev_hash: str, tap: Tap, signature: str) -> str:
     )
 
 
-def _binding(tap: Tap) -> bytes:
+def _binding(tap: Tap | NewTap) -> bytes:
     assert tap.id is not None
     assert tap.kiosk_id is not None
     return seal_binding(

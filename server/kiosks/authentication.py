@@ -30,11 +30,16 @@ heartbeat's is checked by FastAPI, each envelope of a tap batch by ``server.taps
 The kiosk row is locked at step 1: one kiosk's messages are then decided one at a time on
 PostgreSQL, which keeps the seq checks, ``last_seq`` and heartbeat ordering honest when requests
 overlap.
+
+A batch of taps reads what these checks need once for the whole batch: each kiosk key (and its
+kiosk's lock) once (:class:`SigningKeys`), and the stored rows that decide step 6 for all its
+taps in two indexed queries (:class:`SeqClaims`, on the unique (kiosk, claimed_seq) index and the
+payload-digest index, so the cost does not grow with a kiosk's history).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Generic, Protocol, TypeVar
@@ -42,9 +47,11 @@ from typing import Generic, Protocol, TypeVar
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
-from sqlmodel import Session, col, or_, select
+from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from schemas.messages import SignedEnvelope, TapPayload, b64url_decode
+from server.db import in_chunks
 from server.errors import (
     BadSignature,
     DomainError,
@@ -55,7 +62,7 @@ from server.errors import (
     UnknownKioskKey,
 )
 from server.records.kiosks import Kiosk, KioskKey
-from server.records.taps import Tap
+from server.records.taps import NewTap, Tap
 from server.vocabulary import KioskStatus, RejectionCode
 
 
@@ -108,9 +115,80 @@ class Rejection(Generic[P]):
 
 @dataclass(frozen=True)
 class Duplicate:
-    """A tap whose exact bytes were decided before at this (kiosk, seq): ``earlier`` is that row."""
+    """A tap whose exact bytes were decided before at this (kiosk, seq): ``earlier`` is that row
+    (stored, or decided earlier in the same batch)."""
 
-    earlier: Tap
+    earlier: Tap | NewTap
+
+
+class SigningKeys:
+    """Step 1 for many messages in one transaction: each kid is looked up, and its kiosk locked,
+    once (the objects stay the session's, so later changes to the kiosk are seen)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._found: dict[str, SigningKey | None] = {}
+
+    def find(self, kid: str) -> SigningKey | None:
+        if kid not in self._found:
+            self._found[kid] = find_signing_key(self._session, kid)
+        return self._found[kid]
+
+
+class SeqClaims:
+    """What step 6 needs to know about stored taps, for a set of (kiosk, seq, digest): the rows
+    that claimed those seqs and the rows stored with those digests, read at once, then kept up
+    to date with the rows the same transaction adds (:meth:`note`)."""
+
+    def __init__(self, rows: Iterable[Tap | NewTap], covered: Iterable[tuple[str, int, str]]) -> None:
+        self._covered = set(covered)
+        self._by_slot: dict[tuple[str, int], list[Tap | NewTap]] = {}
+        for row in sorted(rows, key=lambda r: r.id or 0):
+            self.note(row)
+
+    @classmethod
+    def load(cls, session: Session, wanted: Iterable[tuple[str, int, str]]) -> SeqClaims:
+        """The rows deciding step 6 for each wanted (kiosk id, seq, payload digest)."""
+        wanted = set(wanted)
+        rows: dict[int, Tap] = {}
+        for query in cls.queries(wanted):
+            rows.update((row.id or 0, row) for row in session.exec(query))
+        return cls(rows.values(), wanted)
+
+    @staticmethod
+    def queries(wanted: set[tuple[str, int, str]]) -> list[SelectOfScalar[Tap]]:
+        """What :meth:`load` reads: per kiosk, the rows holding the seqs (on the unique
+        (kiosk_id, claimed_seq) index), and the rows with the digests (on their index)."""
+        seqs_by_kiosk: dict[str, set[int]] = {}
+        for kiosk_id, seq, _digest in wanted:
+            seqs_by_kiosk.setdefault(kiosk_id, set()).add(seq)
+        queries = [
+            select(Tap).where(Tap.kiosk_id == kiosk_id, col(Tap.claimed_seq).in_(chunk))
+            for kiosk_id, seqs in seqs_by_kiosk.items()
+            for chunk in in_chunks(sorted(seqs))
+        ]
+        digests = sorted({digest for _kiosk, _seq, digest in wanted})
+        queries.extend(select(Tap).where(col(Tap.payload_digest).in_(chunk)) for chunk in in_chunks(digests))
+        return queries
+
+    def covers(self, kiosk_id: str, seq: int, digest: str) -> bool:
+        return (kiosk_id, seq, digest) in self._covered
+
+    def note(self, row: Tap | NewTap) -> None:
+        """Count *row* (stored or about to be) if it holds a slot or answers a conflict."""
+        if row.kiosk_id is None or row.seq is None:
+            return
+        if row.claimed_seq is None and row.code != RejectionCode.SEQ_CONFLICT:
+            return
+        self._by_slot.setdefault((row.kiosk_id, row.seq), []).append(row)
+
+    def earlier_answer(self, kiosk_id: str, seq: int, digest: str) -> Tap | NewTap | None:
+        """The first row for these exact bytes at this (kiosk, seq): the original, or an earlier conflict."""
+        rows = self._by_slot.get((kiosk_id, seq), [])
+        return next((row for row in rows if row.payload_digest == digest), None)
+
+    def taken(self, kiosk_id: str, seq: int) -> bool:
+        return any(row.claimed_seq == seq for row in self._by_slot.get((kiosk_id, seq), []))
 
 
 def authenticate(
@@ -120,6 +198,7 @@ def authenticate(
     *,
     now: datetime,
     refuse_retired_key: bool,
+    keys: SigningKeys | None = None,
 ) -> Signed[P] | Rejection[P]:
     """Steps 1–6 of the module docstring for any kiosk message.
 
@@ -127,9 +206,9 @@ def authenticate(
     ValidationError is one) for bytes that are not that message. *now* is when the message
     arrived: the kiosk is seen then. *refuse_retired_key* is step 6 for a message without a seq
     (a heartbeat); taps (:func:`authenticate_tap`) and key rotations judge a rotated-out key
-    themselves.
+    themselves. *keys* remembers the keys already found in this transaction.
     """
-    found = find_signing_key(session, envelope.kid)
+    found = keys.find(envelope.kid) if keys is not None else find_signing_key(session, envelope.kid)
     if found is None:
         return Rejection(RejectionCode.UNKNOWN_KIOSK)
     kiosk, key = found.kiosk, found.key
@@ -157,7 +236,7 @@ def authenticate(
 def authenticate_tap(
     session: Session, envelope: SignedEnvelope, *, digest: str, now: datetime, max_clock_skew: timedelta
 ) -> SignedTap | Duplicate | Rejection[TapPayload]:
-    """Steps 1–7 for one tap of a batch.
+    """Steps 1–7 for one tap.
 
     *digest* is the keyed digest of the envelope's payload (what recognises a tap sent again);
     *now* is when the batch arrived. A tap that passes has claimed its (kiosk, seq).
@@ -165,7 +244,21 @@ def authenticate_tap(
     signed = authenticate(session, envelope, read_tap_payload, now=now, refuse_retired_key=False)
     if isinstance(signed, Rejection):
         return signed
-    claimed = claim_seq(session, signed, digest=digest)
+    return admit_tap(session, signed, digest=digest, now=now, max_clock_skew=max_clock_skew)
+
+
+def admit_tap(
+    session: Session,
+    signed: SignedTap,
+    *,
+    digest: str,
+    now: datetime,
+    max_clock_skew: timedelta,
+    claims: SeqClaims | None = None,
+) -> SignedTap | Duplicate | Rejection[TapPayload]:
+    """Steps 6–7 for a tap that passed steps 1–5 (:func:`authenticate`); *claims* holds what was
+    read for the batch (else it is read now)."""
+    claimed = claim_seq(session, signed, digest=digest, claims=claims)
     if isinstance(claimed, Duplicate):
         return claimed
     if claimed is not None:
@@ -179,10 +272,15 @@ def authenticate_tap(
 
 def find_signing_key(session: Session, kid: str) -> SigningKey | None:
     """Step 1: the kiosk key named *kid* (current or retired) and its kiosk, locked; or None."""
-    key = session.get(KioskKey, kid)
-    if key is None:
+    found = session.exec(
+        select(KioskKey, Kiosk)
+        .join(Kiosk, col(Kiosk.id) == col(KioskKey.kiosk_id))
+        .where(KioskKey.kid == kid)
+        .with_for_update(of=Kiosk)
+    ).first()
+    if found is None:
         return None
-    kiosk = session.exec(select(Kiosk).where(Kiosk.id == key.kiosk_id).with_for_update()).one()
+    key, kiosk = found
     return SigningKey(kiosk=kiosk, key=key)
 
 
@@ -227,17 +325,22 @@ def check_not_revoked(kiosk: Kiosk) -> RejectionCode | None:
     return RejectionCode.REVOKED_KIOSK if kiosk.status == KioskStatus.REVOKED else None
 
 
-def claim_seq(session: Session, tap: SignedTap, *, digest: str) -> Duplicate | RejectionCode | None:
+def claim_seq(
+    session: Session, tap: SignedTap, *, digest: str, claims: SeqClaims | None = None
+) -> Duplicate | RejectionCode | None:
     """Step 6 for a tap: take its (kiosk, seq), moving the kiosk's ``last_seq`` up; or say why not.
 
     A retired key still verifies the taps it signed up to the ``last_seq`` of its rotation, so an
-    outbox that was offline across the rotation still uploads.
+    outbox that was offline across the rotation still uploads. The caller notes the stored row in
+    *claims* (:meth:`SeqClaims.note`) when it shares *claims* with later taps.
     """
     kiosk, seq = tap.kiosk, tap.payload.seq
-    earlier = _earlier_answer(session, kiosk_id=kiosk.id, seq=seq, digest=digest)
+    if claims is None or not claims.covers(kiosk.id, seq, digest):
+        claims = SeqClaims.load(session, [(kiosk.id, seq, digest)])
+    earlier = claims.earlier_answer(kiosk.id, seq, digest)
     if earlier is not None:
         return Duplicate(earlier)
-    if _seq_taken(session, kiosk_id=kiosk.id, seq=seq):
+    if claims.taken(kiosk.id, seq):
         return RejectionCode.SEQ_CONFLICT
     if tap.key.retired_at is not None and seq > (tap.key.last_seq or 0):
         # A rotated-out key signing a seq after the rotation: a stolen old key, not an old tap.
@@ -285,24 +388,3 @@ def refusal(rejection: Rejection[P], *, revoked_message: str) -> DomainError:
         return MalformedMessage(field=rejection.field)
     error = _ERRORS[rejection.code]
     return error(revoked_message if rejection.code == RejectionCode.REVOKED_KIOSK else None)
-
-
-def _earlier_answer(session: Session, *, kiosk_id: str, seq: int, digest: str) -> Tap | None:
-    """The stored row for these exact bytes at this (kiosk, seq): the original, or an earlier conflict."""
-    return session.exec(
-        select(Tap)
-        .where(
-            Tap.kiosk_id == kiosk_id,
-            Tap.seq == seq,
-            Tap.payload_digest == digest,
-            or_(col(Tap.claimed_seq).is_not(None), Tap.code == RejectionCode.SEQ_CONFLICT),
-        )
-        .order_by(col(Tap.id))
-    ).first()
-
-
-def _seq_taken(session: Session, *, kiosk_id: str, seq: int) -> bool:
-    return (
-        session.exec(select(Tap.id).where(Tap.kiosk_id == kiosk_id, Tap.claimed_seq == seq)).first()
-        is not None
-    )

@@ -3,13 +3,21 @@ member's history, each as JSON or a file."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from server.attendance.schemas import AttendanceSheet
 from server.attendance.service import build_attendance_sheet
-from server.deps import KeyringDep, RequestContext, RequestDep
+from server.deps import (
+    BearerDep,
+    KeyringDep,
+    RequestContext,
+    RequestDep,
+    open_request_context,
+    write_turn,
+)
 from server.inputs import RowId
 from server.keyring import Keyring
 from server.ledgers.cadence import CadencePolicy
@@ -25,9 +33,31 @@ router = APIRouter(prefix="/api/v1", tags=["ledgers"])
 PeriodQuery = Annotated[str, Query(description="2026 (year), 2026-Q3 (quarter) or 2026-07 (month)")]
 
 
+async def export_write_turn(request: Request, fmt: FormatQuery = ExportFormat.JSON) -> AsyncIterator[None]:
+    """:func:`~server.deps.write_turn` for a file, which is registered for verification (a write)."""
+    if fmt == ExportFormat.JSON:
+        yield
+        return
+    async for _ in write_turn(request):
+        yield
+
+
+def ledger_request_context(
+    request: Request,
+    credentials: BearerDep,
+    _turn: Annotated[None, Depends(export_write_turn, scope="function")],
+    fmt: FormatQuery = ExportFormat.JSON,
+) -> Iterator[RequestContext]:
+    # JSON only reads; a file is registered for verification (a ledger_export row), a write.
+    yield from open_request_context(request, credentials, reads_only=fmt == ExportFormat.JSON)
+
+
+LedgerRequestDep = Annotated[RequestContext, Depends(ledger_request_context, scope="function")]
+
+
 @router.get("/events/{event_id}/attendance", response_model=AttendanceSheet)
 def event_attendance(
-    event_id: RowId, ctx: RequestDep, keyring: KeyringDep, fmt: FormatQuery = ExportFormat.JSON
+    event_id: RowId, ctx: LedgerRequestDep, keyring: KeyringDep, fmt: FormatQuery = ExportFormat.JSON
 ) -> Response:
     """The event's sign-in sheet: 应到/实到/请假/缺席 (正式/预备), 签到/签退 times, quorum."""
     sheet = build_attendance_sheet(ctx.session, event_id=event_id, caller=ctx.caller, tz=ctx.tz)
@@ -38,7 +68,7 @@ def event_attendance(
 def org_ledger(
     org_id: RowId,
     period: PeriodQuery,
-    ctx: RequestDep,
+    ctx: LedgerRequestDep,
     keyring: KeyringDep,
     fmt: FormatQuery = ExportFormat.JSON,
 ) -> Response:
@@ -58,7 +88,7 @@ def org_ledger(
 @router.get("/members/{member_id}/history", response_model=MemberHistory)
 def member_history(
     member_id: RowId,
-    ctx: RequestDep,
+    ctx: LedgerRequestDep,
     keyring: KeyringDep,
     period: Annotated[str | None, Query(description="Optional: 2026, 2026-Q3 or 2026-07")] = None,
     fmt: FormatQuery = ExportFormat.JSON,

@@ -9,8 +9,9 @@ number of statements does not grow with the number of events or members.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import datetime, tzinfo
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 
 from sqlalchemy import ColumnElement, or_
 from sqlalchemy import select as sa_select
@@ -21,7 +22,6 @@ from server.attendance.schemas import NamedRef
 from server.attendance.service import card_check_label, quorums_of, roll_counts, sign_out_of, tap_levels
 from server.caller import Caller
 from server.cards.lifecycle import card_history
-from server.db import in_chunks
 from server.labels import (
     CADENCE_LABELS,
     CARD_CHECK_LABELS,
@@ -52,21 +52,21 @@ from server.ledgers.schemas import (
     OrgLedger,
     ParticipationRow,
 )
+from server.orgs.reads import MemberRow, member_rows
 from server.orgs.service import (
-    members_by_id,
     organisation_names,
     organisation_subtree_ids,
     require_visible_member,
     require_visible_organisation,
-    roster_order,
 )
 from server.orgs.tree import ancestor_ids, own_and_group_ids, subtree_cte
 from server.records.attendance import Attendance
 from server.records.events import Event, EventOrganisation
+from server.records.idlists import one_of
 from server.records.leave import LeaveRequest
-from server.records.orgs import Member, MemberExemption, MembershipPeriod, Organisation
+from server.records.orgs import MemberExemption, MembershipPeriod, Organisation
 from server.venues.service import venue_names
-from server.vocabulary import BindingStatus
+from server.vocabulary import BindingStatus, MemberCategory
 
 _OUTCOME_LABELS = {
     "present": "出席",
@@ -127,7 +127,7 @@ def build_org_ledger(
     people = {
         m for roll in rolls.values() for m in (roll.event.chair_member_id, roll.event.recorder_member_id)
     }
-    members = members_by_id(session, {m for m in people if m is not None} | set(participants))
+    members = member_rows(session, {m for m in people if m is not None} | set(participants))
     org_ids = (
         ledger_orgs
         | {o for roll in rolls.values() for o in roll.org_ids}
@@ -165,8 +165,8 @@ def build_org_ledger(
         for check in sorted(checks, key=lambda c: (c.org_id != org_id, c.org_id, c.period.start, c.kind))
     ]
     held_rolls = {event_id: roll for event_id, roll in rolls.items() if roll.event.start_at <= now}
-    member_rows = _participation(session, participants, held_rolls, members, org_names, period, tz)
-    _mark_moves(session, org_id, member_rows, period, tz)
+    participation = _participation(session, participants, held_rolls, members, org_names, period, tz)
+    _mark_moves(session, org_id, participation, period, tz)
     totals_expected = sum(row.expected for row in held_rows)
     totals_present = sum(row.present for row in held_rows)
     return OrgLedger(
@@ -177,7 +177,7 @@ def build_org_ledger(
         generated_at=now.astimezone(tz),
         events=event_rows,
         cadence=cadence_rows,
-        members=member_rows,
+        members=participation,
         totals=LedgerTotals(
             events=len(held_rows),
             expected=totals_expected,
@@ -343,7 +343,7 @@ def _ledger_period(period: Period, tz: tzinfo) -> LedgerPeriod:
 
 def _event_row(
     roll: EventRoll,
-    members: dict[int, Member],
+    members: dict[int, MemberRow],
     org_names: dict[int, str],
     venues: dict[int, str],
     tz: tzinfo,
@@ -399,23 +399,25 @@ def _mark_moves(
         return
     subtree = organisation_subtree_ids(session, org_id)
     by_member = {row.member_id: row for row in rows}
-    periods: dict[int, list[MembershipPeriod]] = defaultdict(list)
-    for chunk in in_chunks(sorted(by_member)):
-        for membership in session.exec(
-            select(MembershipPeriod).where(
-                col(MembershipPeriod.member_id).in_(chunk),
-                or_(
-                    col(MembershipPeriod.started_at).is_(None),
-                    col(MembershipPeriod.started_at) <= period.end,
-                ),
-                or_(
-                    col(MembershipPeriod.ended_at).is_(None),
-                    col(MembershipPeriod.ended_at) >= period.start,
-                ),
-            )
-        ):
+    periods: dict[int, list[_Membership]] = defaultdict(list)
+    for condition in one_of(session, col(MembershipPeriod.member_id), by_member):
+        query = sa_select(*_MEMBERSHIP_COLUMNS).where(
+            condition,
+            or_(
+                col(MembershipPeriod.started_at).is_(None),
+                col(MembershipPeriod.started_at) <= period.end,
+            ),
+            or_(
+                col(MembershipPeriod.ended_at).is_(None),
+                col(MembershipPeriod.ended_at) >= period.start,
+            ),
+        )
+        for found_row in session.connection().execute(query.order_by(col(MembershipPeriod.id))).all():
+            membership = _Membership(*found_row)
             periods[membership.member_id].append(membership)
     for member_id, found in periods.items():
+        if len(found) < 2:
+            continue  # a move takes two periods, one ending as the other begins
         starts = {m.started_at: m for m in found if m.started_at is not None}
         row = by_member[member_id]
         for earlier in found:
@@ -429,90 +431,120 @@ def _mark_moves(
                 row.moved_out_at = moved_at
 
 
-def _participants(session: Session, org_id: int, period: Period) -> dict[int, MembershipPeriod]:
+@dataclass(frozen=True, slots=True)
+class _Membership:
+    """A membership period as a plain row (a 基层党委's year reads hundreds of them)."""
+
+    member_id: int
+    org_id: int
+    category: MemberCategory
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+_MEMBERSHIP_COLUMNS = (
+    col(MembershipPeriod.member_id),
+    col(MembershipPeriod.org_id),
+    col(MembershipPeriod.category),
+    col(MembershipPeriod.started_at),
+    col(MembershipPeriod.ended_at),
+)
+
+
+def _participants(session: Session, org_id: int, period: Period) -> dict[int, _Membership]:
     """Members of the organisation's subtree at some time in the period → their last period there."""
     tree = subtree_cte([org_id])
-    rows = session.exec(
-        select(MembershipPeriod)
+    rows = session.connection().execute(
+        sa_select(*_MEMBERSHIP_COLUMNS)
         .where(
-            col(MembershipPeriod.org_id).in_(select(tree.c.org_id)),
+            col(MembershipPeriod.org_id).in_(sa_select(tree.c.org_id)),
             or_(col(MembershipPeriod.started_at).is_(None), col(MembershipPeriod.started_at) < period.end),
             or_(col(MembershipPeriod.ended_at).is_(None), col(MembershipPeriod.ended_at) > period.start),
         )
         .order_by(col(MembershipPeriod.started_at).is_not(None), col(MembershipPeriod.started_at))
-    ).all()
-    return {row.member_id: row for row in rows}
+    )
+    found: dict[int, _Membership] = {}
+    for row in rows.all():
+        membership = _Membership(*row)
+        found[membership.member_id] = membership
+    return found
 
 
 def _participation(
     session: Session,
-    participants: dict[int, MembershipPeriod],
+    participants: dict[int, _Membership],
     rolls: dict[int, EventRoll],
-    members: dict[int, Member],
+    members: dict[int, MemberRow],
     org_names: dict[int, str],
     period: Period,
     tz: tzinfo,
 ) -> list[ParticipationRow]:
     if not participants:
         return []
-    tallies: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    # Counted a set at a time (Counter.update runs in C): a 基层党委's year is thousands of
+    # (event, member) pairs.
+    tallies = {
+        name: Counter[int]()
+        for name in ("expected", "present", "on_leave", "absent", "exempt", "guest_at", "exempt_present")
+    }
     for roll in rolls.values():
-        on_leave = roll.on_leave
-        for member_id in roll.exempt_invited:
-            tallies[member_id]["exempt"] += 1
-        for member_id in roll.expected:
-            tallies[member_id]["expected"] += 1
-            outcome = (
-                "present" if member_id in roll.present else "on_leave" if member_id in on_leave else "absent"
-            )
-            tallies[member_id][outcome] += 1
-        for member_id in roll.guest_ids:
-            tallies[member_id]["guest_at"] += 1
-        for member_id in roll.exempt_present:
-            tallies[member_id]["exempt_present"] += 1
+        present = roll.present
+        invited = roll.invited
+        expected = {m for m in invited if m not in roll.exempt}
+        exempt_invited = invited - expected
+        came = {m for m in expected if m in present}
+        on_leave = {m for m in expected if m in roll.approved_leave and m not in present}
+        tallies["exempt"].update(exempt_invited)
+        tallies["expected"].update(expected)
+        tallies["present"].update(came)
+        tallies["on_leave"].update(on_leave)
+        tallies["absent"].update(expected - came - on_leave)
+        tallies["guest_at"].update(m for m in present if m not in invited)
+        tallies["exempt_present"].update(m for m in present if m in exempt_invited)
 
     member_ids = sorted(participants)
     ledger_event_ids = set(rolls)
+    # Rows come back in UTC; bounds of the same tzinfo compare without offset lookups.
+    period_start, period_end = period.start.astimezone(UTC), period.end.astimezone(UTC)
     elsewhere: dict[int, int] = defaultdict(int)
     last_seen: dict[int, datetime] = {}
-    for chunk in in_chunks(member_ids):
+    for condition in one_of(session, col(Attendance.member_id), member_ids):
         # The members' attendance, then the start of the other events it is for, matched here.
         # As one join with the period condition on event, both planners may start from the
         # period's events (every event of the city that year): at city scale a 基层党委 ledger
         # took 0.4-1.3 s on PostgreSQL (hash join over a full scan of event) and SQLite (walking
         # the start_at index); two index lookups take ~20 ms (benchmarks/ledger.py).
-        attendance_query = sa_select(col(Attendance.member_id), col(Attendance.event_id)).where(
-            col(Attendance.member_id).in_(chunk)
-        )
+        attendance_query = sa_select(col(Attendance.member_id), col(Attendance.event_id)).where(condition)
         attended = session.connection().execute(attendance_query).all()
-        other_events = sorted({event_id for _, event_id in attended} - ledger_event_ids)
+        other_events = {event_id for _, event_id in attended} - ledger_event_ids
         in_period: set[int] = set()
-        for events_chunk in in_chunks(other_events):
+        for events_condition in one_of(session, col(Event.id), other_events):
             starts = session.connection().execute(
-                sa_select(col(Event.id), col(Event.start_at)).where(col(Event.id).in_(events_chunk))
+                sa_select(col(Event.id), col(Event.start_at)).where(events_condition)
             )
-            in_period.update(e for e, at in starts if e is not None and period.start <= at < period.end)
+            in_period.update(e for e, at in starts.all() if e is not None and period_start <= at < period_end)
         for member_id, event_id in attended:
             if event_id in in_period:
                 elsewhere[member_id] += 1
         last_rows = session.connection().execute(
             sa_select(col(Attendance.member_id), func.max(col(Attendance.first_tap_at)))
-            .where(col(Attendance.member_id).in_(chunk), col(Attendance.first_tap_at) < period.end)
+            .where(condition, col(Attendance.first_tap_at) < period.end)
             .group_by(col(Attendance.member_id))
         )
-        last_seen.update({member_id: at for member_id, at in last_rows if at is not None})
+        last_seen.update({member_id: at for member_id, at in last_rows.all() if at is not None})
 
+    org_refs = {org_id: NamedRef(id=org_id, name=name) for org_id, name in org_names.items()}
     rows = []
-    for member_id in sorted(member_ids, key=lambda m: (participants[m].org_id, roster_order(members[m]))):
+    for member_id in sorted(member_ids, key=lambda m: (participants[m].org_id, members[m].roster_key())):
         standing = participants[member_id]
-        tally = tallies[member_id]
+        tally = {name: counts.get(member_id, 0) for name, counts in tallies.items()}
         last = last_seen.get(member_id)
         rows.append(
             ParticipationRow(
                 member_id=member_id,
                 name=members[member_id].name,
                 category=standing.category,
-                organisation=NamedRef(id=standing.org_id, name=org_names[standing.org_id]),
+                organisation=org_refs[standing.org_id],
                 expected=tally["expected"],
                 present=tally["present"],
                 on_leave=tally["on_leave"],

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from server.deps import RequestDep
+from server.deps import ReadRequestDep
 from server.errors import OrgRequired
 from server.inputs import RowId
 from server.ledgers.cadence import CadencePolicy
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api/v1", tags=["reminders"])
 
 @router.get("/reminders")
 def reminders(
-    ctx: RequestDep,
+    ctx: ReadRequestDep,
     org: Annotated[RowId | None, Query(description="Organisation id; default: the token's")] = None,
 ) -> ReminderReport:
     """Cadence gaps and the six-month rule for the organisation and everything below it."""

@@ -23,13 +23,13 @@ from sqlmodel import Session, col, func, or_, select
 
 from server.attendance.schemas import NamedRef
 from server.caller import Caller
-from server.db import in_chunks
 from server.labels import EVENT_KIND_LABELS, EXEMPTION_LABELS, REMINDER_LEVEL_LABELS
 from server.ledgers.cadence import CadencePolicy, CadenceStatus, check_cadence
 from server.ledgers.periods import months_before, months_between
 from server.orgs.service import require_visible_organisation
 from server.orgs.tree import subtree_cte
 from server.records.attendance import Attendance
+from server.records.idlists import one_of
 from server.records.orgs import Member, MemberExemption, Organisation
 from server.reminders.schemas import CadenceReminder, InactivityReminder, ReminderCounts, ReminderReport
 from server.vocabulary import Cadence, MemberStatus, ReminderLevel
@@ -201,13 +201,16 @@ def _inactivity_reminders(
 
 def _current_exemptions(session: Session, member_ids: list[int], now: datetime) -> dict[int, str]:
     found: dict[int, str] = {}
-    for chunk in in_chunks(member_ids):
-        for exemption in session.exec(
-            select(MemberExemption).where(
-                col(MemberExemption.member_id).in_(chunk),
+    for condition in one_of(session, col(MemberExemption.member_id), member_ids):
+        rows = session.connection().execute(
+            sa_select(col(MemberExemption.member_id), col(MemberExemption.reason))
+            .where(
+                condition,
                 col(MemberExemption.starts_at) <= now,
                 or_(col(MemberExemption.ends_at).is_(None), col(MemberExemption.ends_at) > now),
             )
-        ):
-            found[exemption.member_id] = EXEMPTION_LABELS[exemption.reason]
+            .order_by(col(MemberExemption.id))
+        )
+        for member_id, reason in rows.all():
+            found[member_id] = EXEMPTION_LABELS[reason]
     return found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
 from schemas.messages import BatchReceipt, TapStatus, UncheckedTapBatch
 from server.cards.checks import CardCheckPolicy
@@ -44,7 +44,7 @@ def get_sealer(request: Request) -> EvidenceSealer:
 SealerDep = Annotated[EvidenceSealer, Depends(get_sealer)]
 
 
-@router.post("/taps")
+@router.post("/taps", response_model=BatchReceipt)
 def upload_taps(
     request: Request,
     _limit: TapsLimit,
@@ -57,7 +57,7 @@ def upload_taps(
     card_policy: CardPolicyDep,
     strangers: StrangersDep,
     sealer: SealerDep,
-) -> BatchReceipt:
+) -> Response:
     """Store a batch of signed taps; one receipt per envelope, whatever each one's fate (an
     envelope that breaks the contract gets ``malformed``, naming the field)."""
     for kid in {kid for kid in map(_claimed_kid, batch.envelopes) if kid is not None}:
@@ -78,7 +78,9 @@ def upload_taps(
     # not even by replaying what it sent (a replay is a duplicate, charged to its source only).
     for kid in _signed_kids(batch, receipt):
         charge_limit(request, Limit.TAPS_PER_KIOSK, kid)
-    return receipt
+    # Serialised here, in this worker thread: a returned model would be checked in another one,
+    # and under load none may be free while this request still holds its database connection.
+    return Response(content=receipt.model_dump_json(), media_type="application/json")
 
 
 _UNSIGNED = frozenset(

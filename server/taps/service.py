@@ -52,12 +52,21 @@ the handlers' own.
 Every envelope that passed step 2, except a duplicate, is stored as an immutable
 :class:`~server.records.taps.Tap` row, with its evidence (``server.evidence``: the signed bytes
 sealed under the evidence key, the signature, and its link in the kiosk's hash chain).
+
+A batch is decided together, in order, as if its envelopes came one by one (the same receipts,
+rows and attendance; ``tests/server/taps/test_batch_equivalence.py``), at a cost per batch rather
+than per envelope (:class:`BatchRun`): steps 0–5 for every envelope first (they change nothing
+another envelope could see), then one read for all of them of what steps 6, 9 and 10 look up,
+then steps 6–10 in memory. The rows are plain :class:`~server.records.taps.NewTap` objects with
+ids taken up front, written together at the end (``COPY`` on PostgreSQL) with their evidence;
+they are written earlier only where something is about to query or refer to them (a card bound,
+a transfer filed, an early 签退 to settle, a late tap looking for the meeting it ends).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -76,23 +85,40 @@ from schemas.messages import (
     TapStatus,
     UncheckedTapBatch,
 )
-from server.attendance.derive import choose_event, settle_card_taps, settle_sign_outs
-from server.attendance.service import CheckinResult, record_checkin
-from server.cards.checks import CardCheck, CardCheckPolicy, check_card
+from server.attendance.derive import (
+    choose_event,
+    settle_card_taps,
+    settle_sign_outs,
+    sign_out_grace_holds_taps,
+)
+from server.attendance.service import AttendanceRows, CheckinResult, checkin_result, record_checkin
+from server.cards.checks import ActiveBindings, CardCheck, CardCheckPolicy, check_card
 from server.cards.lifecycle import retired_card_rejection
 from server.cards.service import card_digests
 from server.cards.tap_binding import bind_card_from_tap
+from server.events.service import SIGN_OUT_GRACE, EventWindows, find_event_for_tap
 from server.evidence.sealing import EvidenceSealer
-from server.evidence.service import keep_tap_evidence
+from server.evidence.service import keep_batch_evidence
 from server.keyring import Keyring, Purpose
-from server.kiosks.authentication import Duplicate, Rejection, SignedTap, authenticate_tap, problem_field
+from server.kiosks.authentication import (
+    Duplicate,
+    Rejection,
+    SeqClaims,
+    Signed,
+    SignedTap,
+    SigningKeys,
+    admit_tap,
+    authenticate,
+    problem_field,
+    read_tap_payload,
+)
 from server.live import AcceptedTap, announce_after_commit
 from server.masking import mask_card_no, mask_name, mask_uid
 from server.records.cards import CardBinding
 from server.records.events import Event
 from server.records.kiosks import Kiosk
 from server.records.orgs import Member
-from server.records.taps import Tap
+from server.records.taps import NewTap, Tap, allocate_tap_ids, insert_new_taps
 from server.taps.strangers import StrangerTally
 from server.transfers.service import TapFiling, check_tap_filing, confirm_from_tap, file_from_tap
 from server.venues.service import venue_org_id
@@ -103,6 +129,11 @@ log = logging.getLogger(__name__)
 CHECKED_IN_MESSAGE = "签到成功"
 CHECKED_IN_AGAIN_MESSAGE = "已签到，无需重复刷卡"
 SIGNED_OUT_MESSAGE = "签退成功"
+CHECKIN_MESSAGES = {
+    CheckinResult.CHECKED_IN: CHECKED_IN_MESSAGE,
+    CheckinResult.ALREADY_CHECKED_IN: CHECKED_IN_AGAIN_MESSAGE,
+    CheckinResult.SIGNED_OUT: SIGNED_OUT_MESSAGE,
+}
 TRANSFER_FILED_MESSAGE = "已提交组织关系转入申请，请等待组织委员联系"
 TRANSFER_PENDING_MESSAGE = "您的转入申请正在办理中，请等待组织委员联系"
 REJECTION_MESSAGES: dict[RejectionCode, str] = {
@@ -153,7 +184,7 @@ class Deciding:
     """An authenticated tap on its way through steps 8–10: the row that will store it (filled in
     as the checks go), its receipt index, and what authentication established."""
 
-    row: Tap
+    row: NewTap
     index: int
     kiosk: Kiosk
     payload: TapPayload
@@ -161,7 +192,96 @@ class Deciding:
     uid_hmac: str
 
 
-ModeHandler = Callable[[Session, Deciding, IngestContext], TapReceipt]
+@dataclass
+class Verified:
+    """An envelope past step 2 (steps 3–5 decided too): its row and what authentication found."""
+
+    index: int
+    row: NewTap
+    envelope: SignedEnvelope
+    authenticated: SignedTap | Rejection[TapPayload]
+
+
+class BatchRun:
+    """One attempt at deciding envelopes of a batch together, inside one savepoint.
+
+    It reads what the checks need once for all of them (kiosk keys, the seq slots, card bindings
+    and their members, the events open at the venues, the attendance rows) and collects what is
+    only told after the commit (live-board notices, the tally of strangers): an attempt that rolls
+    back leaves nothing behind.
+    """
+
+    def __init__(self, session: Session, context: IngestContext) -> None:
+        self.context = context
+        self.keys = SigningKeys(session)
+        self.claims = SeqClaims([], [])
+        self.windows = EventWindows([], {})
+        self.attendance = AttendanceRows([], event_ids=[], member_ids=[])
+        self._bindings: ActiveBindings | None = None
+        self._card_digests: list[tuple[str | None, str]] = []
+        self._grace_holds_taps: dict[int, bool] = {}
+        self.stored: list[tuple[NewTap, SignedEnvelope]] = []  # decided, in order
+        self._written: set[int] = set()
+        self.accepted: list[tuple[NewTap, bool]] = []  # each accepted check-in, and whether a repeat
+        self.refused_unattributed: list[RejectionCode] = []
+
+    def read_ahead(self, session: Session, verified: list[Verified]) -> None:
+        """Number every verified tap's row, and read for all of them at once what steps 6, 9 and
+        10 will look up."""
+        for checked, tap_id in zip(verified, allocate_tap_ids(session, len(verified)), strict=True):
+            checked.row.id = tap_id
+        signed = [(v.row, v.authenticated) for v in verified if isinstance(v.authenticated, Signed)]
+        self.claims = SeqClaims.load(
+            session, [(tap.kiosk.id, tap.payload.seq, row.payload_digest) for row, tap in signed]
+        )
+        checkins = [(row, tap) for row, tap in signed if tap.payload.mode != TapMode.ENROL]
+        self._card_digests = [(row.card_no_hmac, row.uid_hmac or "") for row, _tap in checkins]
+        spans: dict[int, tuple[datetime, datetime]] = {}
+        for _row, tap in checkins:
+            venue_id, at = tap.kiosk.venue_id, tap.payload.occurred_at
+            earliest, latest = spans.get(venue_id, (at, at))
+            spans[venue_id] = (min(earliest, at), max(latest, at))
+        self.windows = EventWindows.load(session, spans)
+        members = self.bindings(session).member_ids()
+        self.attendance = AttendanceRows.load(session, event_ids=self.windows.event_ids, member_ids=members)
+
+    def write(self, session: Session, current: NewTap | None = None) -> None:
+        """Write the rows decided so far (and *current*, the row being decided, once it is
+        complete), then flush what refers to them (attendance, the kiosks' ``last_seq``): before
+        anything that queries them or refers to them."""
+        rows = [row for row, _envelope in self.stored if row.id not in self._written]
+        if current is not None and current.id not in self._written:
+            rows.append(current)
+        insert_new_taps(session, rows)
+        self._written.update(row.id for row in rows if row.id is not None)
+        session.flush()
+
+    def bindings(self, session: Session) -> ActiveBindings:
+        if self._bindings is None:
+            self._bindings = ActiveBindings.load(session, self._card_digests)
+        return self._bindings
+
+    def forget_bindings(self) -> None:
+        """A card was bound: read the bindings again when next needed."""
+        self._bindings = None
+
+    def sign_out_grace_may_hold_taps(self, session: Session, event: Event) -> bool:
+        """Whether a 签到 to *event* could settle a 签退 that arrived first: a check-in tap at its
+        venue is stored in its sign-out grace, or a tap of this run (at any venue: not written
+        yet, and cheaper to over-count) falls in that time."""
+        assert event.id is not None
+        if event.id not in self._grace_holds_taps:
+            self._grace_holds_taps[event.id] = sign_out_grace_holds_taps(session, event)
+        if self._grace_holds_taps[event.id]:
+            return True
+        since, until = event.checkin_closes_at, event.end_at + SIGN_OUT_GRACE
+        return any(
+            row.mode == TapMode.CHECKIN and row.occurred_at is not None and since <= row.occurred_at < until
+            for row, _envelope in self.stored
+        )
+
+
+ModeHandler = Callable[[Session, Deciding, BatchRun], TapReceipt]
 
 
 def ingest_batch(
@@ -183,6 +303,12 @@ def ingest_batch(
     ``card_policy`` is the deployment's card-check minimum and issuer (default: ``uid``, none).
     ``source`` is the sender's address; ``strangers`` counts, per source, the envelopes refused
     before authentication (steps 0–2); ``sealer`` seals each stored tap's signed bytes.
+
+    The envelopes are decided together (:class:`BatchRun`), in one savepoint. Two uploads of the
+    same (kiosk, seq), or one member's first taps at two kiosks, can race on PostgreSQL; the loser
+    hits a unique key, its savepoint rolls back, and only then is each envelope decided alone in
+    its own savepoint (and once more if it loses again), now seeing the winner's rows. Either way
+    every envelope gets the receipt it would get if the envelopes came one by one.
     """
     context = IngestContext(
         keyring=keyring,
@@ -194,14 +320,116 @@ def ingest_batch(
         strangers=strangers,
         sealer=sealer,
     )
+    items = list(enumerate(batch.envelopes))
+    try:
+        with session.begin_nested():
+            runs = [_decide_together(session, items, context)]
+    except IntegrityError:
+        log.info("a batch of %d lost a race on a unique key; deciding its envelopes one by one", len(items))
+        runs = [_decide_alone(session, item, context) for item in items]
     receipts: list[TapReceipt] = []
-    for index, item in enumerate(batch.envelopes):
-        envelope = _read_envelope(item)  # step 0
-        if isinstance(envelope, str):
-            receipts.append(_refuse_unattributed(index, RejectionCode.MALFORMED, context, field=envelope))
-        else:
-            receipts.append(_ingest_with_retry(session, envelope, index, context))
+    for run, run_receipts in runs:
+        receipts.extend(run_receipts)
+        _tell_after_commit(session, run)
     return BatchReceipt(server_time=received_at, receipts=receipts)
+
+
+def _decide_alone(
+    session: Session, item: tuple[int, object], context: IngestContext
+) -> tuple[BatchRun, list[TapReceipt]]:
+    try:
+        with session.begin_nested():
+            return _decide_together(session, [item], context)
+    except IntegrityError:
+        log.info("tap %d lost a race on a unique key; deciding it again", item[0])
+    with session.begin_nested():
+        return _decide_together(session, [item], context)
+
+
+def _decide_together(
+    session: Session, items: Sequence[tuple[int, object]], context: IngestContext
+) -> tuple[BatchRun, list[TapReceipt]]:
+    """Steps 0–10 for *items* (index, envelope) in one run: authenticate each (0–5), read ahead
+    for all, then decide each in order (6–10), store the rows and their evidence."""
+    run = BatchRun(session, context)
+    receipts: dict[int, TapReceipt] = {}
+    verified: list[Verified] = []
+    # Nothing read here depends on rows this run has not flushed, except where it flushes first.
+    with session.no_autoflush:
+        for index, item in items:
+            envelope = _read_envelope(item)  # step 0
+            if isinstance(envelope, str):
+                receipts[index] = _refuse_unattributed(index, RejectionCode.MALFORMED, run, field=envelope)
+                continue
+            row = _new_row(envelope, context)
+            authenticated = authenticate(  # steps 1–5
+                session,
+                envelope,
+                read_tap_payload,
+                now=context.received_at,
+                refuse_retired_key=False,
+                keys=run.keys,
+            )
+            if isinstance(authenticated, Rejection) and not authenticated.verified:
+                # steps 1–2: could be anyone's, so it costs no row
+                code, problem = authenticated.code, authenticated.field
+                receipts[index] = _refuse_unattributed(index, code, run, field=problem)
+                continue
+            _note_authenticated(row, authenticated, context.keyring)
+            verified.append(Verified(index, row, envelope, authenticated))
+        run.read_ahead(session, verified)
+        for tap in verified:
+            receipts[tap.index] = _decide_verified(session, tap, run)
+        run.write(session)
+        # Every stored row passed the signature check: its signed bytes are kept, sealed, on the
+        # kiosk's chain (the kiosk rows are still locked), so the signature can be checked again.
+        keep_batch_evidence(session, run.stored, sealer=context.sealer)
+    return run, [receipts[index] for index, _item in items]
+
+
+def _decide_verified(session: Session, tap: Verified, run: BatchRun) -> TapReceipt:
+    context, row = run.context, tap.row
+    authenticated: SignedTap | Duplicate | Rejection[TapPayload] = tap.authenticated
+    if isinstance(authenticated, Signed):
+        authenticated = admit_tap(  # steps 6–7
+            session,
+            authenticated,
+            digest=row.payload_digest,
+            now=context.received_at,
+            max_clock_skew=context.max_clock_skew,
+            claims=run.claims,
+        )
+    if isinstance(authenticated, Duplicate):
+        return _duplicate_receipt(authenticated.earlier, tap.index)
+    if isinstance(authenticated, Signed) and authenticated.payload.mode != TapMode.CHECKIN:
+        run.write(session)  # binding a card or filing a transfer flushes: what is pending goes first
+    receipt = _decide(session, row, tap.index, authenticated, run)
+    run.stored.append((row, tap.envelope))
+    run.claims.note(row)
+    return receipt
+
+
+def _tell_after_commit(session: Session, run: BatchRun) -> None:
+    context = run.context
+    if context.on_accepted is not None:
+        for row, repeat in run.accepted:
+            assert row.id is not None
+            assert row.event_id is not None
+            assert row.member_id is not None
+            assert row.occurred_at is not None
+            assert row.display_member_name is not None
+            notice = AcceptedTap(
+                event_id=row.event_id,
+                member_id=row.member_id,
+                tap_id=row.id,
+                member_name=row.display_member_name,
+                occurred_at=row.occurred_at,
+                repeat=repeat,
+            )
+            announce_after_commit(session, context.on_accepted, notice)
+    if context.strangers is not None:
+        for code in run.refused_unattributed:
+            context.strangers.note(context.source, code=code.value, now=context.received_at)
 
 
 def _read_envelope(item: object) -> SignedEnvelope | str:
@@ -214,68 +442,38 @@ def _read_envelope(item: object) -> SignedEnvelope | str:
         return problem_field(exc, prefix="envelope").removeprefix("envelope.")
 
 
-def _ingest_with_retry(
-    session: Session, envelope: SignedEnvelope, index: int, context: IngestContext
-) -> TapReceipt:
-    # Two uploads of the same (kiosk, seq), or one member's first taps at two kiosks, can race on
-    # PostgreSQL; the loser hits a unique constraint. Its savepoint rolls back alone and the
-    # envelope is decided again, now seeing the winner's row (a duplicate, or a repeat check-in).
-    try:
-        with session.begin_nested():
-            return _ingest_envelope(session, envelope, index, context)
-    except IntegrityError:
-        log.info("tap %d lost a race on a unique key; deciding it again", index)
-    with session.begin_nested():
-        return _ingest_envelope(session, envelope, index, context)
-
-
-def _ingest_envelope(
-    session: Session, envelope: SignedEnvelope, index: int, context: IngestContext
-) -> TapReceipt:
-    row = _new_row(envelope, context)
-    authenticated = authenticate_tap(  # steps 1–7
-        session,
-        envelope,
-        digest=row.payload_digest,
-        now=context.received_at,
-        max_clock_skew=context.max_clock_skew,
-    )
-    if isinstance(authenticated, Duplicate):
-        return _duplicate_receipt(authenticated.earlier, index)
-    if isinstance(authenticated, Rejection) and not authenticated.verified:
-        # steps 1–2: could be anyone's, so it costs no row
-        return _refuse_unattributed(index, authenticated.code, context, field=authenticated.field)
-    receipt = _decide(session, row, index, authenticated, context)
-    # Every stored row passed the signature check: its signed bytes are kept, sealed, on the
-    # kiosk's chain (the kiosk row is still locked), so the signature can be checked again.
-    keep_tap_evidence(session, row, envelope, sealer=context.sealer)
-    return receipt
-
-
 def _decide(
     session: Session,
-    row: Tap,
+    row: NewTap,
     index: int,
     authenticated: SignedTap | Rejection[TapPayload],
-    context: IngestContext,
+    run: BatchRun,
 ) -> TapReceipt:
     if isinstance(authenticated, Rejection):
-        _note_rejected(row, authenticated, context.keyring)
-        return _reject(session, row, index, authenticated.code, field=authenticated.field)
-    tap = _note_signed(row, index, authenticated, context.keyring)
+        row.claimed_seq = authenticated.claimed_seq
+        return _reject(row, index, authenticated.code, field=authenticated.field)
+    row.claimed_seq = authenticated.payload.seq
+    tap = Deciding(
+        row=row,
+        index=index,
+        kiosk=authenticated.kiosk,
+        payload=authenticated.payload,
+        card_no_hmac=row.card_no_hmac,
+        uid_hmac=row.uid_hmac or "",
+    )
     handler = MODE_HANDLERS.get(tap.payload.mode)  # step 8
     if handler is None:
-        return _reject(session, row, index, RejectionCode.UNSUPPORTED_MODE)
-    return handler(session, tap, context)
+        return _reject(row, index, RejectionCode.UNSUPPORTED_MODE)
+    return handler(session, tap, run)
 
 
-def _new_row(envelope: SignedEnvelope, context: IngestContext) -> Tap:
+def _new_row(envelope: SignedEnvelope, context: IngestContext) -> NewTap:
     # Bytes that are not base64url are digested as sent, so that they too are stored and answered.
     try:
         raw = envelope.payload_bytes()
     except ValueError:
         raw = envelope.payload.encode()
-    return Tap(
+    return NewTap(
         received_at=context.received_at,
         kid=envelope.kid,
         payload_digest=context.keyring.digest(Purpose.TAP_PAYLOAD, raw),
@@ -284,79 +482,63 @@ def _new_row(envelope: SignedEnvelope, context: IngestContext) -> Tap:
     )
 
 
-def _note_rejected(row: Tap, rejection: Rejection[TapPayload], keyring: Keyring) -> None:
-    # A refused tap's row keeps whatever authentication had learnt: its kiosk, and once the
-    # payload parsed, the tap's facts (the seq stays claimed only for a tap from the future).
-    row.kiosk_id = rejection.kiosk.id if rejection.kiosk is not None else None
-    if rejection.payload is not None:
-        _copy_payload(row, rejection.payload, keyring)
-        row.claimed_seq = rejection.claimed_seq
-
-
-def _note_signed(row: Tap, index: int, tap: SignedTap, keyring: Keyring) -> Deciding:
-    row.kiosk_id = tap.kiosk.id
-    card_no_hmac, uid_hmac = _copy_payload(row, tap.payload, keyring)
-    row.claimed_seq = tap.payload.seq
-    return Deciding(
-        row=row,
-        index=index,
-        kiosk=tap.kiosk,
-        payload=tap.payload,
-        card_no_hmac=card_no_hmac,
-        uid_hmac=uid_hmac,
-    )
-
-
-def _copy_payload(row: Tap, payload: TapPayload, keyring: Keyring) -> tuple[str | None, str]:
+def _note_authenticated(
+    row: NewTap, authenticated: SignedTap | Rejection[TapPayload], keyring: Keyring
+) -> None:
+    # The row keeps whatever authentication learnt: its kiosk, and once the payload parsed, the
+    # tap's facts. Its seq is claimed only later (step 6), if at all.
+    row.kiosk_id = authenticated.kiosk.id if authenticated.kiosk is not None else None
+    payload = authenticated.payload
+    if payload is None:
+        return
     card_no_hmac, uid_hmac = card_digests(keyring, payload.card)
     row.seq = payload.seq
     row.occurred_at = payload.occurred_at
     row.mode = payload.mode
     row.card_no_hmac, row.uid_hmac = card_no_hmac, uid_hmac
     row.reader_backend = payload.reader.backend.value
-    return card_no_hmac, uid_hmac
 
 
 # --- step 8: one handler per mode -----------------------------------------------------------
 
 
-def _check_in(session: Session, tap: Deciding, context: IngestContext) -> TapReceipt:
-    checked = _check_card(session, tap, context)  # step 9
+def _check_in(session: Session, tap: Deciding, run: BatchRun) -> TapReceipt:
+    checked = _check_card(session, tap, run)  # step 9
     if checked.rejection is not None:
         rejection = _retired_or(session, tap, checked.rejection)
-        return _reject(session, tap.row, tap.index, rejection, card=_masked_card(tap.payload))
+        return _reject(tap.row, tap.index, rejection, card=_masked_card(tap.payload))
     member = checked.member
     assert member is not None
-    event = _find_event(session, tap, member)  # step 10
+    event = _find_event(session, tap, member, run)  # step 10
     if event is None:
         # Outside any meeting a tap is not filed against the member (privacy): no member_id.
         member_name = mask_name(member.name)
-        return _reject(session, tap.row, tap.index, RejectionCode.NO_EVENT, member_name=member_name)
-    return _accept_checkin(session, tap, member, event, context)
+        return _reject(tap.row, tap.index, RejectionCode.NO_EVENT, member_name=member_name)
+    return _accept_checkin(session, tap, member, event, run)
 
 
-def _transfer_in(session: Session, tap: Deciding, context: IngestContext) -> TapReceipt:
+def _transfer_in(session: Session, tap: Deciding, run: BatchRun) -> TapReceipt:
     # A transfer-in tap is the member's application, so it is filed against them (member_id), but
     # it is never attendance (no event_id). An unknown card is a person we do not know yet: the
     # request is keyed by the card's digests. Any other card-check failure (a clone) is refused.
-    checked = _check_card(session, tap, context)  # step 9
+    checked = _check_card(session, tap, run)  # step 9
     row, member = tap.row, checked.member
     card = _masked_card(tap.payload)
     if checked.rejection is not None and checked.rejection != RejectionCode.UNKNOWN_CARD:
-        return _reject(session, row, tap.index, checked.rejection, card=card)
+        return _reject(row, tap.index, checked.rejection, card=card)
     org_id = venue_org_id(session, tap.kiosk.venue_id)
     member_name = mask_name(member.name) if member is not None else None
     filing = check_tap_filing(
         session, org_id=org_id, member=member, card_no_hmac=row.card_no_hmac, uid_hmac=row.uid_hmac
     )
     if filing == TapFiling.ALREADY_MEMBER:
-        return _reject(session, row, tap.index, RejectionCode.ALREADY_MEMBER, member_name=member_name)
+        return _reject(row, tap.index, RejectionCode.ALREADY_MEMBER, member_name=member_name)
     row.outcome = TapOutcome.ACCEPTED
     row.member_id = member.id if member is not None else None
     row.display_member_name = member_name
     row.display_message = TRANSFER_FILED_MESSAGE if filing == TapFiling.FILED else TRANSFER_PENDING_MESSAGE
-    session.add(row)
-    session.flush()
+
+    run.write(session, row)  # the request refers to its tap
     assert row.id is not None
     if filing == TapFiling.FILED:
         file_from_tap(
@@ -381,14 +563,14 @@ def _transfer_in(session: Session, tap: Deciding, context: IngestContext) -> Tap
             kiosk_id=tap.kiosk.id,
             now=row.received_at,
         )
-    log.info("transfer-in tap %s: kiosk=%s seq=%d card=%s", filing, tap.kiosk.id, tap.payload.seq, card)
+    log.debug("transfer-in tap %s: kiosk=%s seq=%d card=%s", filing, tap.kiosk.id, tap.payload.seq, card)
     return _receipt(row, tap.index, TapStatus.ACCEPTED)
 
 
-def _bind_card(session: Session, tap: Deciding, context: IngestContext) -> TapReceipt:
+def _bind_card(session: Session, tap: Deciding, run: BatchRun) -> TapReceipt:
     # An enrol tap binds a card for a secretary's waiting request; it is never attendance, so it
     # carries no member_id or event_id (the binding and its audit entry record who got the card).
-    row, payload = tap.row, tap.payload
+    row, payload, context = tap.row, tap.payload, run.context
     outcome = bind_card_from_tap(
         session,
         keyring=context.keyring,
@@ -399,16 +581,18 @@ def _bind_card(session: Session, tap: Deciding, context: IngestContext) -> TapRe
         max_clock_skew=context.max_clock_skew,
     )
     if outcome.rejection is not None:
-        return _reject(session, row, tap.index, outcome.rejection, card=_masked_card(payload))
+        return _reject(row, tap.index, outcome.rejection, card=_masked_card(payload))
     row.outcome = TapOutcome.ACCEPTED
     row.display_member_name = outcome.member_name
     row.display_message = f"已绑定到 {outcome.member_name}"
-    session.add(row)
-    session.flush()
+
+    run.write(session, row)  # the card's earlier taps are looked up, and this one must not be missed
+    run.forget_bindings()
     binding = session.get(CardBinding, outcome.binding_id)
-    if binding is not None:  # the card's taps from before it was bound count from here on
-        settle_card_taps(session, binding, now=context.received_at)
-    log.info(
+    # The card's taps from before it was bound count from here on.
+    if binding is not None and settle_card_taps(session, binding, now=context.received_at):
+        run.attendance.forget_all()
+    log.debug(
         "enrol tap bound a card: kiosk=%s seq=%d card=%s", tap.kiosk.id, payload.seq, _masked_card(payload)
     )
     return _receipt(row, tap.index, TapStatus.ACCEPTED)
@@ -425,7 +609,7 @@ MODE_HANDLERS: dict[TapMode, ModeHandler] = {
 # --- steps 9 and 10 --------------------------------------------------------------------------
 
 
-def _check_card(session: Session, tap: Deciding, context: IngestContext) -> CardCheck:
+def _check_card(session: Session, tap: Deciding, run: BatchRun) -> CardCheck:
     """Step 9: the card's binding and how strongly the card proved it is that card (kept on the row)."""
     checked = check_card(
         session,
@@ -435,8 +619,9 @@ def _check_card(session: Session, tap: Deciding, context: IngestContext) -> Card
         reader=tap.payload.reader.backend,
         number_hmac=tap.card_no_hmac,
         uid_hmac=tap.uid_hmac,
-        policy=context.card_policy,
-        now=context.received_at,
+        policy=run.context.card_policy,
+        now=run.context.received_at,
+        bindings=run.bindings(session),
     )
     tap.row.card_check, tap.row.card_check_note = checked.level, checked.note
     tap.row.auth_challenge = checked.auth_challenge
@@ -452,47 +637,56 @@ def _retired_or(session: Session, tap: Deciding, rejection: RejectionCode) -> Re
     return retired or rejection
 
 
-def _find_event(session: Session, tap: Deciding, member: Member) -> Event | None:
+def _find_event(session: Session, tap: Deciding, member: Member, run: BatchRun) -> Event | None:
     """Step 10: the event at the kiosk's venue this tap checks the member in to (or out of)."""
-    return choose_event(session, venue_id=tap.kiosk.venue_id, at=tap.payload.occurred_at, member=member)
+    venue_id, at = tap.kiosk.venue_id, tap.payload.occurred_at
+    event = find_event_for_tap(
+        session,
+        venue_id=venue_id,
+        at=at,
+        member_id=member.id,
+        member_org_id=member.org_id,
+        windows=run.windows,
+    )
+    if event is not None:
+        return event
+    # Outside every window: a 签退 just after a meeting counts if the member is present by another
+    # record, which may be a tap of this very run.
+    run.write(session)
+    return choose_event(session, venue_id=venue_id, at=at, member=member, windows=run.windows)
 
 
 def _accept_checkin(
-    session: Session, tap: Deciding, member: Member, event: Event, context: IngestContext
+    session: Session, tap: Deciding, member: Member, event: Event, run: BatchRun
 ) -> TapReceipt:
-    row, payload = tap.row, tap.payload
+    row, payload, at = tap.row, tap.payload, tap.payload.occurred_at
     assert member.id is not None
     assert event.id is not None
     member_name = mask_name(member.name)
+    # What the tap counts as is known before its row is stored, so the row is written once.
+    _row, result = checkin_result(
+        session, event_id=event.id, member_id=member.id, at=at, known=run.attendance
+    )
     row.member_id, row.event_id = member.id, event.id
     row.outcome = TapOutcome.ACCEPTED
     row.display_member_name, row.display_event_title = member_name, event.title
-    row.display_message = CHECKED_IN_MESSAGE
-    session.add(row)
-    session.flush()
+    row.display_message = CHECKIN_MESSAGES[result]
     assert row.id is not None
-    checkin = record_checkin(
-        session, event_id=event.id, member_id=member.id, tap_id=row.id, at=payload.occurred_at
+    # Written with the run's next write: the taps first, then the attendance rows that refer to them.
+    record_checkin(
+        session, event_id=event.id, member_id=member.id, tap_id=row.id, at=at, known=run.attendance
     )
-    if checkin == CheckinResult.CHECKED_IN and payload.occurred_at < event.checkin_closes_at:
+    if (
+        result == CheckinResult.CHECKED_IN
+        and at < event.checkin_closes_at
+        and run.sign_out_grace_may_hold_taps(session, event)
+    ):
         # The member is present from now on: a 签退 of theirs that arrived earlier counts.
-        settle_sign_outs(session, event=event, member_id=member.id, now=context.received_at)
-    repeat = checkin != CheckinResult.CHECKED_IN
-    if repeat:
-        signed_out = checkin == CheckinResult.SIGNED_OUT
-        row.display_message = SIGNED_OUT_MESSAGE if signed_out else CHECKED_IN_AGAIN_MESSAGE
-        session.add(row)
-    if context.on_accepted is not None:
-        notice = AcceptedTap(
-            event_id=event.id,
-            member_id=member.id,
-            tap_id=row.id,
-            member_name=member_name,
-            occurred_at=payload.occurred_at,
-            repeat=repeat,
-        )
-        announce_after_commit(session, context.on_accepted, notice)
-    log.info(
+        run.write(session, row)
+        if settle_sign_outs(session, event=event, member_id=member.id, now=run.context.received_at):
+            run.attendance.forget_all()  # a re-decided tap may have moved between rows
+    run.accepted.append((row, result != CheckinResult.CHECKED_IN))
+    log.debug(
         "tap accepted: kiosk=%s seq=%d event=%d card=%s",
         tap.kiosk.id,
         payload.seq,
@@ -506,11 +700,11 @@ def _accept_checkin(
 
 
 def _refuse_unattributed(
-    index: int, code: RejectionCode, context: IngestContext, *, field: str | None = None
+    index: int, code: RejectionCode, run: BatchRun, *, field: str | None = None
 ) -> TapReceipt:
-    """Steps 0–2: a receipt, but no row; the source's tally goes up (and maybe a log line)."""
-    if context.strangers is not None:
-        context.strangers.note(context.source, code=code.value, now=context.received_at)
+    """Steps 0–2: a receipt, but no row; the source's tally goes up after the commit (and maybe a
+    log line)."""
+    run.refused_unattributed.append(code)
     return TapReceipt(
         index=index,
         status=TapStatus.REJECTED,
@@ -521,8 +715,7 @@ def _refuse_unattributed(
 
 
 def _reject(
-    session: Session,
-    row: Tap,
+    row: NewTap,
     index: int,
     code: RejectionCode,
     *,
@@ -534,9 +727,8 @@ def _reject(
     row.code = code
     row.display_member_name = member_name
     row.display_message = REJECTION_MESSAGES[code]
-    session.add(row)
-    session.flush()
-    log.info(
+
+    log.debug(
         "tap rejected: code=%s kiosk=%s seq=%s%s",
         code.value,
         row.kiosk_id,
@@ -546,7 +738,7 @@ def _reject(
     return _receipt(row, index, TapStatus.REJECTED, field=field)
 
 
-def _receipt(row: Tap, index: int, status: TapStatus, *, field: str | None = None) -> TapReceipt:
+def _receipt(row: Tap | NewTap, index: int, status: TapStatus, *, field: str | None = None) -> TapReceipt:
     return TapReceipt(
         index=index,
         seq=row.seq,
@@ -561,7 +753,7 @@ def _receipt(row: Tap, index: int, status: TapStatus, *, field: str | None = Non
     )
 
 
-def _duplicate_receipt(original: Tap, index: int) -> TapReceipt:
+def _duplicate_receipt(original: Tap | NewTap, index: int) -> TapReceipt:
     # The agent may have lost our first answer; it gets that same answer again, marked duplicate.
     return _receipt(original, index, TapStatus.DUPLICATE)
 

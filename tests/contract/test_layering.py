@@ -35,6 +35,7 @@ GROUND = {
     "db",
     "errors",
     "inputs",
+    "jobs",
     "keyring",
     "labels",
     "limits",

@@ -24,7 +24,7 @@ from server.attendance.derive import revise_event, schedule_event
 from server.attendance.schemas import AttendanceSheet
 from server.attendance.service import build_attendance_sheet
 from server.caller import Caller
-from server.db import unit_of_work
+from server.db import read_only, unit_of_work
 from server.deps import TapFeedDep
 from server.errors import InvalidInput
 from server.events.service import event_kinds, require_visible_event
@@ -163,7 +163,7 @@ def live_board_stream(event_id: RowId, request: Request, ctx: PageDep, feed: Tap
     caller, tz = ctx.caller, ctx.tz
 
     def board_html(latest: AcceptedTap | None) -> str:
-        with unit_of_work(engine) as fresh:
+        with unit_of_work(read_only(engine)) as fresh:  # never waits for, nor holds up, uploads
             sheet = build_attendance_sheet(fresh, event_id=event_id, caller=caller, tz=tz)
         return _render_fragment(request, sheet, latest)
 
