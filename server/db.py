@@ -4,13 +4,14 @@ One transaction per request (or per CLI command): :func:`unit_of_work` commits o
 and rolls back on any exception, so a service's writes land together or not at all. Services
 ``add`` and ``flush``; they never commit.
 
-Concurrency. On PostgreSQL the pool holds :data:`DEFAULT_POOL_SIZE` connections (the server runs
-as many worker threads, so a thread never waits for a connection and none is opened per
-request). SQLite allows one writer at a time: every transaction that may write first takes the
-engine's in-process writer lock, then ``BEGIN IMMEDIATE``, so concurrent uploads queue in order
-instead of racing on SQLite's busy handler (which gave up with "database is locked" under load).
-A transaction opened with :func:`read_only` takes neither: it reads a WAL snapshot while the
-writer works, and SQLite itself refuses any write in it (``PRAGMA query_only``).
+Concurrency. On PostgreSQL the pool holds one connection per worker thread of the server
+(``ECARD_WORKER_THREADS``), so no request opens its own. SQLite allows one writer at a time:
+every transaction that may write first takes the engine's in-process writer lock, then
+``BEGIN IMMEDIATE``, so concurrent uploads queue in order instead of racing on SQLite's busy
+handler (which gave up with "database is locked" under load); the server's requests wait for
+their turn before they take a worker thread (``server.deps.write_turn``). A transaction opened
+with :func:`read_only` takes neither: it reads a WAL snapshot while the writer works, and SQLite
+itself refuses any write in it (``PRAGMA query_only``).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ DEFAULT_POOL_SIZE = 20
 """Connections per PostgreSQL engine, and worker threads per server process (``server.app``)."""
 
 COPY_MIN_ROWS = 8
-INTEGRITY_SQLSTATE_CLASS = "23"
+"""From this many rows :func:`bulk_insert` uses ``COPY`` on PostgreSQL (three round trips)."""
+INTEGRITY_SQLSTATE_CLASS = "23"  # SQLSTATE class 23: integrity constraint violation
 
 SQLITE_WRITER_WAIT_S = 60
 """How long a transaction waits for its turn to write before it fails (a stuck writer, not load:
@@ -159,7 +161,6 @@ def _begin_sqlite(connection: Connection, writer: threading.Lock) -> None:
     if not writer.acquire(timeout=SQLITE_WRITER_WAIT_S):
         raise TimeoutError(f"no turn to write to SQLite within {SQLITE_WRITER_WAIT_S} s")
     connection.info[_HOLDS_WRITER] = writer
-
     try:
         connection.exec_driver_sql("PRAGMA query_only=0")
         connection.exec_driver_sql("BEGIN IMMEDIATE")
