@@ -11,6 +11,7 @@ context with the signed-in user's caller (``server.web.deps.PageDep``).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Annotated
@@ -39,6 +40,14 @@ async def write_turn(request: Request) -> AsyncIterator[None]:
     a sync route's response in one): with as many writers waiting as there are threads, nothing
     moves. Waiting here holds no thread. On PostgreSQL there is no turn to take.
     """
+    async with sqlite_write_turn(request):
+        yield
+
+
+@asynccontextmanager
+async def sqlite_write_turn(request: Request) -> AsyncIterator[None]:
+    """The turn :func:`write_turn` takes, for a dependency that decides per request whether it
+    writes; released however the request ends."""
     turn: anyio.Lock | None = request.app.state.write_turn
     if turn is None:
         yield

@@ -16,7 +16,7 @@ from server.deps import (
     RequestContext,
     RequestDep,
     open_request_context,
-    write_turn,
+    sqlite_write_turn,
 )
 from server.inputs import RowId
 from server.keyring import Keyring
@@ -38,7 +38,7 @@ async def export_write_turn(request: Request, fmt: FormatQuery = ExportFormat.JS
     if fmt == ExportFormat.JSON:
         yield
         return
-    async for _ in write_turn(request):
+    async with sqlite_write_turn(request):
         yield
 
 
