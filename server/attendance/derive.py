@@ -28,7 +28,7 @@ outside a meeting is not filed against anyone).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import and_, or_
@@ -69,16 +69,26 @@ Pair = tuple[int, int]  # (event_id, member_id)
 
 
 def choose_event(
-    session: Session, *, venue_id: int, at: datetime, member: Member, windows: EventWindows | None = None
+    session: Session,
+    *,
+    venue_id: int,
+    at: datetime,
+    member: Member,
+    windows: EventWindows | None = None,
+    before_late_lookup: Callable[[Session], None] | None = None,
 ) -> Event | None:
     """The event a check-in tap of ``member`` at ``venue_id`` at ``at`` counts for, or None.
-    ``windows``: the events read for a whole batch of taps."""
+    ``windows``: the events read for a whole batch of taps; ``before_late_lookup`` is called before
+    the stored records are searched for a meeting the tap would sign the member out of (a batch
+    writes its taps then)."""
     event = find_event_for_tap(
         session, venue_id=venue_id, at=at, member_id=member.id, member_org_id=member.org_id, windows=windows
     )
-    if event is None and member.id is not None:
-        event = _event_to_sign_out_of(session, venue_id=venue_id, at=at, member_id=member.id)
-    return event
+    if event is not None or member.id is None:
+        return event
+    if before_late_lookup is not None:
+        before_late_lookup(session)
+    return _event_to_sign_out_of(session, venue_id=venue_id, at=at, member_id=member.id)
 
 
 def _event_to_sign_out_of(session: Session, *, venue_id: int, at: datetime, member_id: int) -> Event | None:

@@ -96,7 +96,7 @@ from server.cards.checks import ActiveBindings, CardCheck, CardCheckPolicy, chec
 from server.cards.lifecycle import retired_card_rejection
 from server.cards.service import card_digests
 from server.cards.tap_binding import bind_card_from_tap
-from server.events.service import SIGN_OUT_GRACE, EventWindows, find_event_for_tap
+from server.events.service import SIGN_OUT_GRACE, EventWindows
 from server.evidence.sealing import EvidenceSealer
 from server.evidence.service import keep_batch_evidence
 from server.keyring import Keyring, Purpose
@@ -188,8 +188,15 @@ class Deciding:
     index: int
     kiosk: Kiosk
     payload: TapPayload
-    card_no_hmac: str | None
-    uid_hmac: str
+
+    @property
+    def card_no_hmac(self) -> str | None:
+        return self.row.card_no_hmac
+
+    @property
+    def uid_hmac(self) -> str:
+        assert self.row.uid_hmac is not None  # every parsed payload has a UID
+        return self.row.uid_hmac
 
 
 @dataclass
@@ -458,8 +465,6 @@ def _decide(
         index=index,
         kiosk=authenticated.kiosk,
         payload=authenticated.payload,
-        card_no_hmac=row.card_no_hmac,
-        uid_hmac=row.uid_hmac or "",
     )
     handler = MODE_HANDLERS.get(tap.payload.mode)  # step 8
     if handler is None:
@@ -640,20 +645,11 @@ def _retired_or(session: Session, tap: Deciding, rejection: RejectionCode) -> Re
 def _find_event(session: Session, tap: Deciding, member: Member, run: BatchRun) -> Event | None:
     """Step 10: the event at the kiosk's venue this tap checks the member in to (or out of)."""
     venue_id, at = tap.kiosk.venue_id, tap.payload.occurred_at
-    event = find_event_for_tap(
-        session,
-        venue_id=venue_id,
-        at=at,
-        member_id=member.id,
-        member_org_id=member.org_id,
-        windows=run.windows,
+    # Outside every window, a 签退 just after a meeting counts if the member is present by another
+    # record, which may be a tap of this run: the run's taps are written before that is looked up.
+    return choose_event(
+        session, venue_id=venue_id, at=at, member=member, windows=run.windows, before_late_lookup=run.write
     )
-    if event is not None:
-        return event
-    # Outside every window: a 签退 just after a meeting counts if the member is present by another
-    # record, which may be a tap of this very run.
-    run.write(session)
-    return choose_event(session, venue_id=venue_id, at=at, member=member, windows=run.windows)
 
 
 def _accept_checkin(

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from server.db import COPY_MIN_ROWS, unit_of_work
-from server.records.taps import NewTap, Tap, allocate_tap_ids, insert_new_taps
+from server.records.taps import NEW_TAP_FIELDS, TAP_TABLE, NewTap, Tap, allocate_tap_ids, insert_new_taps
 from server.vocabulary import RejectionCode, TapOutcome
 from tests.server.factories import EVENT_START, World
 
@@ -64,3 +64,9 @@ def test_a_taken_seq_fails_in_its_savepoint_only(engine: Engine, world: World, c
     with Session(engine) as session:
         seqs = session.exec(select(Tap.seq).where(col(Tap.seq) >= 200)).all()
     assert sorted(s for s in seqs if s is not None) == [*range(200, 200 + count), 300]
+
+
+def test_a_new_tap_row_has_exactly_the_tap_tables_columns() -> None:
+    """Ingest writes ``NewTap`` objects into the ``tap`` table column by column: a column added to
+    one and not the other would be lost, or fail the insert."""
+    assert sorted(NEW_TAP_FIELDS) == sorted(column.name for column in TAP_TABLE.columns)
