@@ -5,6 +5,8 @@
 2. ``ecard server run`` and ``ecard agent run --reader pcsc`` as child processes.
 3. Twenty simulated cards tapped on the virtual PC/SC reader (vpcd → real pcscd → pyscard),
    each member's result shown as the kiosk shows it.
+   Then the same kiosk in 留言 mode: one member taps, and the one-time 留言亭 link the kiosk's
+   screen shows as a QR code is printed (the representative reads it at ``/web/booth``).
 4. The sign-in sheet, the URLs to look at, and everything kept running until Ctrl-C.
 """
 
@@ -28,6 +30,7 @@ from firmware_sim.vpcd import VpcdSlot
 DEMO_DIR = Path("var/demo")
 VPCD_PORT = 35963
 READER_SPEC = "pcsc:Virtual PCD 00 00"
+REPRESENTATIVE_USER = "daibiao"
 
 BRANCHES = ("第一党支部", "第二党支部", "退休党员党支部")
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
@@ -73,6 +76,7 @@ def _card_for(n: int) -> TUnionCard:
 def seed(env: dict[str, str]) -> Seeded:
     """Migrate and fill the demo database through the same services the admin CLI uses."""
     from server.auth.service import create_token
+    from server.booth.service import add_representative
     from server.caller import CLI_CALLER
     from server.cards.service import bind_card
     from server.config import ServerSettings, load_secret_key
@@ -171,6 +175,26 @@ def seed(env: dict[str, str]) -> Seeded:
                 now=now,
                 caller=CLI_CALLER,
             )
+            # 留言亭: a 党代表 of the 联合党委, who reads the members' messages in the web app.
+            add_user(
+                session,
+                username=REPRESENTATIVE_USER,
+                display_name="林代表",
+                password=password,
+                role=UserRole.REPRESENTATIVE,
+                org_id=committee.id,
+                now=now,
+                caller=CLI_CALLER,
+            )
+            add_representative(
+                session,
+                org_id=committee.id,
+                name="林代表",
+                constituency="软件园选区",
+                username=REPRESENTATIVE_USER,
+                now=now,
+                caller=CLI_CALLER,
+            )
             return Seeded(event.id, title, issued.code, token.token, password, members)
     finally:
         engine.dispose()
@@ -227,8 +251,20 @@ def run_demo(*, port: int, taps: int, keep_running: bool) -> int:
             for card in [*(m.card for m in tapping), stranger]:
                 slot.tap(card, hold=0.6, wait_read=5)
                 _show_feedback(agent)
+            # The same kiosk as a 留言亭: restarted in message mode, one member taps again.
+            _print("⑤ 留言亭: 签到机改为留言模式, 一名党员刷卡, 屏幕显示一次性二维码:")
+            agent.stop()
+            children.remove(agent.child)
+            agent = start_agent(
+                READER_SPEC, DEMO_DIR / "kiosk", log_path=DEMO_DIR / "agent-booth.log", mode="message"
+            )
+            children.append(agent.child)
+            slot.tap(seeded.members[0].card, hold=0.6, wait_read=10)
+            booth = agent.feedback(timeout=30)
+            _print(f"  {booth.get('member_name')} {booth.get('message', '')}")
+            _print(f"  留言链接 (手机打开; 几分钟内有效, 只能打开一次): {booth.get('link')}")
 
-        _print("⑤ 签到表 (由服务器生成):")
+        _print("⑥ 签到表 (由服务器生成):")
         sheet = subprocess.run(
             [*ECARD, "admin", "event", "attendance", str(seeded.event_id)],
             env=env,
@@ -243,6 +279,7 @@ def run_demo(*, port: int, taps: int, keep_running: bool) -> int:
         _print("看这里:")
         _print(f"  书记工作台        {url}/   (用户 demo, 密码 {seeded.password})")
         _print(f"  签到看板          {url}/web/events/{seeded.event_id}/board")
+        _print(f"  留言亭收件箱      {url}/web/booth   (党代表: 用户 {REPRESENTATIVE_USER}, 密码同上)")
         _print(f"  API 文档          {url}/docs")
         _print(f"  签到表 (JSON)     curl -H 'Authorization: Bearer {seeded.token}' {attendance_url}")
         _print(f"  签到机状态        ecard agent status --state-dir {DEMO_DIR / 'kiosk'}")

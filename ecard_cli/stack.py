@@ -179,7 +179,11 @@ class AgentProcess:
         return self.child.stop()
 
 
-def start_agent(reader_spec: str, state_dir: Path, *, log_path: Path | None = None) -> AgentProcess:
+def start_agent(
+    reader_spec: str, state_dir: Path, *, log_path: Path | None = None, mode: str | None = None
+) -> AgentProcess:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     argv = [*ECARD, "agent", "run", "--reader", reader_spec, "--state-dir", str(state_dir), "--json"]
+    if mode is not None:
+        argv += ["--mode", mode]
     return AgentProcess(Child("agent", argv, env, log_path).start())

@@ -31,6 +31,7 @@ class ModeOption(enum.StrEnum):
     CHECKIN = "checkin"
     TRANSFER_IN = "transfer-in"
     ENROL = "enrol"
+    MESSAGE = "message"
 
 
 class BadReaderSpec(Exception):
@@ -85,8 +86,9 @@ def run(
     ),
     mode: ModeOption | None = typer.Option(
         None,
-        help="What a tap means: checkin (default), transfer-in, or enrol (bind the card a secretary "
-        "is waiting for on the web; never attendance).",
+        help="What a tap means: checkin (default), transfer-in, enrol (bind the card a secretary "
+        "is waiting for on the web; never attendance), or message (留言亭: the screen shows a "
+        "one-time QR code for the member's phone).",
     ),
     json_output: bool = typer.Option(False, "--json", help="Print each feedback line as a JSON object."),
     screen_port: int | None = typer.Option(

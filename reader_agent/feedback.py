@@ -59,6 +59,7 @@ class Feedback:
     event_title: str | None = None
     pending: int | None = None
     card: str | None = None  # masked, see mask_card
+    link: str | None = None  # message mode: the one-time 留言亭 link the server answered
 
     @property
     def about_a_card(self) -> bool:
@@ -71,6 +72,8 @@ class Feedback:
         if not self.about_a_card:
             for key in ("seq", "member_name", "event_title", "card"):
                 del data[key]
+        if self.link is None:
+            del data["link"]
         return json.dumps(data, ensure_ascii=False)
 
     def to_text(self) -> str:
@@ -89,6 +92,8 @@ class Feedback:
             FeedbackStatus.REJECTED,
         ):
             text += f"  [{self.pending} 条待上传]"
+        if self.link:
+            text += f"  扫码留言：{self.link}"
         return text
 
 
@@ -109,6 +114,7 @@ def from_receipt(seq: int, receipt: TapReceipt, *, pending: int | None, card: st
         event_title=receipt.display.event_title,
         pending=pending,
         card=card,
+        link=receipt.display.link,
     )
 
 

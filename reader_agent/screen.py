@@ -23,6 +23,7 @@ data), read on first request and kept in memory.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import logging
@@ -47,16 +48,20 @@ log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
 KEEPALIVE_S = 15.0  # an SSE comment this often keeps proxies and the browser from giving up
 RESULT_SHOWN_S = 20.0  # how long a tap's result stays before the page returns to "请刷卡"
+QR_SHOWN_S = 90.0  # a 留言亭 QR code stays longer: the member has to take out their phone
+QR_CAPTION = "请用手机扫码，二维码几分钟内有效，只能打开一次"
 
 MODE_LABELS: dict[TapMode, str] = {
     TapMode.CHECKIN: "签到",
     TapMode.TRANSFER_IN: "组织关系转入登记",
     TapMode.ENROL: "绑卡",
+    TapMode.MESSAGE: "留言亭",
 }
 IDLE_PROMPTS: dict[TapMode, str] = {
     TapMode.CHECKIN: "请刷卡签到",
     TapMode.TRANSFER_IN: "请刷卡登记组织关系转入",
     TapMode.ENROL: "请刷需要绑定的卡",
+    TapMode.MESSAGE: "请刷卡，用手机扫码留言",
 }
 READER_MESSAGES: dict[ReaderState, str] = {
     ReaderState.STARTING: "读卡器正在启动…",
@@ -98,6 +103,8 @@ class ShownResult:
     detail: str
     at: datetime  # kiosk clock; the page shows it in its own (the same machine's) time zone
     shown_at: float  # monotonic
+    link: str | None = None  # message mode: the one-time 留言亭 link, shown as a QR code
+    qr: str | None = None  # that link as an SVG data URI (None without the qrcode package)
 
 
 def shown_result(line: Feedback, *, number: int, at: datetime, shown_at: float) -> ShownResult:
@@ -124,7 +131,23 @@ def shown_result(line: Feedback, *, number: int, at: datetime, shown_at: float) 
         detail=detail,
         at=at,
         shown_at=shown_at,
+        link=line.link,
+        qr=qr_data_uri(line.link) if line.link else None,
     )
+
+
+def qr_data_uri(text: str) -> str | None:
+    """A QR code of *text* as an SVG data URI, or None when the optional ``qrcode`` package (pure
+    Python, in the agent's extra) is missing: the screen then shows the link as text."""
+    try:
+        import qrcode
+        import qrcode.image.svg
+    except ImportError:
+        log.warning("qrcode is not installed: the screen shows the 留言亭 link as text")
+        return None
+    image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage, box_size=10, border=4)
+    svg: bytes = image.to_string()
+    return "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
 
 
 class Connectivity:
@@ -265,6 +288,10 @@ class ScreenState:
                 "detail": result.detail,
                 "at": result.at.isoformat(),
                 "age_s": round(self._monotonic() - result.shown_at, 1),
+                "link": result.link,
+                "qr": result.qr,
+                "qr_caption": QR_CAPTION if result.link else "",
+                "shown_s": QR_SHOWN_S if result.link else RESULT_SHOWN_S,
             }
         return {
             "version": self._version,
@@ -410,7 +437,9 @@ def _handler_class(state: ScreenState) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
+            self.send_header(
+                "Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+            )
             self.end_headers()
             self.wfile.write(body)
 

@@ -117,6 +117,8 @@ class TapMode(StrEnum):
     TRANSFER_IN = "transfer_in"
     # Bind this card to the member a secretary is enrolling on the web; never counts as attendance.
     ENROL = "enrol"
+    # Open the 留言亭 on the member's phone: the receipt carries a one-time link; never attendance.
+    MESSAGE = "message"
 
 
 class CardAuthAlgorithm(StrEnum):
@@ -251,6 +253,12 @@ class TapDisplay(_Message):
     member_name: str | None = Field(default=None, max_length=100, description="Masked name, e.g. 张*明.")
     event_title: str | None = Field(default=None, max_length=200)
     message: str = Field(max_length=200, description="One line in Chinese for the kiosk screen.")
+    link: str | None = Field(
+        default=None,
+        max_length=300,
+        pattern=r"^https?://[!-~]+$",
+        description="Message mode: a one-time link for the member's phone, shown as a QR code.",
+    )
 
 
 class TapReceipt(_Message):

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from pydantic import AwareDatetime, BaseModel
 
 from server.attendance.routes import router as attendance_router
-from server.attendance.unmatched import purge_periodically
+from server.booth.service import MAX_PHOTO_BYTES
 from server.cards.checks import CardCheckPolicy
 from server.cards.issuer import HttpIssuerVerifier, IssuerVerifier
 from server.cards.routes import router as cards_router
@@ -21,6 +21,8 @@ from server.clock import Clock, utc_now
 from server.config import ServerSettings, load_secret_key
 from server.db import describe_url, make_engine
 from server.deps import ClockDep
+from server.dues.routes import DUES_UPLOAD_PATH, MAX_DUES_BYTES
+from server.dues.routes import router as dues_router
 from server.errors import register_error_handlers
 from server.evidence.sealing import EvidenceSealer, load_evidence_key
 from server.keyring import Keyring
@@ -29,14 +31,19 @@ from server.leave.routes import router as leave_router
 from server.ledgers.routes import router as ledgers_router
 from server.limits import MIB, BodySizeLimit, rate_limiter_for
 from server.live import PgTapRelay, TapFeed, is_postgresql
+from server.meetings.attachments import MAX_ATTACHMENT_BYTES
 from server.reminders.routes import router as reminders_router
 from server.roster.routes import MAX_ROSTER_BYTES
 from server.roster.routes import router as roster_router
+from server.schedule import run_schedule
+from server.supervision.routes import router as supervision_router
 from server.taps.routes import router as taps_router
 from server.taps.strangers import StrangerTally
 from server.textguard import TEXT_GUARD
 from server.transfers.routes import router as transfers_router
 from server.web.app import mount_web_app
+from server.web.pages.booth_member import MESSAGE_PATH as BOOTH_MESSAGE_PATH
+from server.web.pages.minutes import MINUTES_UPLOAD_PATH
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +97,11 @@ def create_app(
         )
         app.state.card_policy = CardCheckPolicy(minimum=settings.min_card_check, issuer=issuer or own_issuer)
         log.info("database: %s", describe_url(settings.database_url))
-        purging = asyncio.create_task(
-            purge_periodically(
-                app.state.engine,
-                clock=clock,
-                retention=settings.unmatched_retention,
-                interval=settings.purge_interval,
-            )
+        # The daily sweep, transfer expiry, the unmatched-tap purge…: once per deployment, no cron.
+        scheduled = (
+            asyncio.create_task(run_schedule(app.state.engine, settings, clock=clock))
+            if settings.scheduler
+            else None
         )
         log.info("card checks: minimum %s, issuer %s", settings.min_card_check.value, issuer or own_issuer)
         try:
@@ -106,7 +111,8 @@ def create_app(
                     log.warning("live feed: not listening for other processes' taps yet; retrying")
             yield
         finally:
-            purging.cancel()
+            if scheduled is not None:
+                scheduled.cancel()
             if relay is not None:
                 await asyncio.to_thread(relay.stop)
             app.state.engine.dispose()
@@ -122,7 +128,12 @@ def create_app(
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,
-        allowances={ROSTER_UPLOAD_PATH: max(settings.max_body_bytes, MAX_ROSTER_BYTES + MIB)},
+        allowances={
+            ROSTER_UPLOAD_PATH: max(settings.max_body_bytes, MAX_ROSTER_BYTES + MIB),
+            DUES_UPLOAD_PATH: max(settings.max_body_bytes, MAX_DUES_BYTES + MIB),
+            MINUTES_UPLOAD_PATH: max(settings.max_body_bytes, MAX_ATTACHMENT_BYTES + MIB),
+            BOOTH_MESSAGE_PATH: max(settings.max_body_bytes, MAX_PHOTO_BYTES + MIB),
+        },
     )
     app.include_router(kiosks_router)
     app.include_router(cards_router)
@@ -131,8 +142,10 @@ def create_app(
     app.include_router(leave_router)
     app.include_router(ledgers_router)
     app.include_router(reminders_router)
+    app.include_router(supervision_router)
     mount_web_app(app)
     app.include_router(roster_router)
+    app.include_router(dues_router)
     app.include_router(transfers_router)
 
     @app.get("/api/v1/health", tags=["health"])

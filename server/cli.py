@@ -1,5 +1,6 @@
 """``ecard server`` (run, migrate) and ``ecard admin`` (organisations, members, cards, venues,
-events, kiosks, tokens, web users, leave, attendance, taps, ledgers, reminders, transfers).
+events, kiosks, tokens, web users, leave, attendance, taps, ledgers, reminders, transfers,
+dues, development, booth).
 
 Scripts drive the admin verbs: each prints one JSON object with ``--json`` (else one short line),
 exits 0 on success, 1 on a refusal (``{"error": code, "detail": message}`` on stdout with
@@ -16,17 +17,22 @@ import typer
 
 from server.attendance.cli import attendance_app, card_bind, event_add, taps_app
 from server.auth.cli import token_app
+from server.booth.cli import booth_app
 from server.cards.cli import card_app
 from server.cli_support import CheckedArgsGroup
+from server.development.cli import development_app
+from server.dues.cli import dues_app
 from server.events.cli import event_app
 from server.inspection.cli import audit_app
 from server.kiosks.cli import kiosk_app
 from server.leave.cli import leave_app
 from server.ledgers.cli import event_sheet, ledger_app, member_history
+from server.notify.cli import notify_app
 from server.orgs.cli import member_app, org_app
 from server.reminders.cli import reminders
 from server.roster.cli import roster_import
-from server.server_cli import server_app
+from server.server_cli import jobs_app, server_app
+from server.supervision.cli import supervision_app
 from server.synth.cli import synth_city
 from server.transfers.cli import transfer_app
 from server.users.cli import user_app
@@ -54,6 +60,12 @@ admin_app.add_typer(token_app, name="token")
 admin_app.add_typer(user_app, name="user")
 admin_app.add_typer(transfer_app, name="transfer")
 admin_app.add_typer(audit_app, name="audit")
+admin_app.add_typer(dues_app, name="dues")
+admin_app.add_typer(development_app, name="development")
+admin_app.add_typer(notify_app, name="notify")
+admin_app.add_typer(supervision_app, name="supervision")
+admin_app.add_typer(jobs_app, name="jobs")
+admin_app.add_typer(booth_app, name="booth")
 
 # Aliases: the same verbs as ``ledger event`` and ``ledger member``; operators' scripts use both
 # names. They are registered here, not in the lower domains, so orgs and events never import ledgers.

@@ -59,6 +59,28 @@ class RateLimits(BaseModel):
     max_keys: int = Field(default=20_000, ge=100, le=10_000_000, description="Buckets kept in memory.")
 
 
+class PointsRules(BaseModel):
+    """积分 and 星级 for a year (docs/supervision.md §积分): what each thing a member does is worth,
+    and how an organisation's score (0–100) turns into stars. ``ECARD_POINTS_RULES`` as JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    core_meeting: int = Field(default=2, ge=0, le=100, description="三会一课 and 主题党日 attended.")
+    review_meeting: int = Field(default=3, ge=0, le=100, description="组织生活会 or 民主评议 attended.")
+    other_activity: int = Field(default=1, ge=0, le=100, description="Any other activity attended.")
+    duty: int = Field(default=2, ge=0, le=100, description="主持人 or 记录人 of a meeting.")
+    dues_month: int = Field(default=1, ge=0, le=100, description="A month's dues settled.")
+    cadence_weight: int = Field(default=60, ge=0, le=100, description="Share of the score: 三会一课 held.")
+    participation_weight: int = Field(default=20, ge=0, le=100, description="Members who took part.")
+    dues_weight: int = Field(default=20, ge=0, le=100, description="Members without dues arrears.")
+    star_thresholds: list[int] = Field(
+        default_factory=lambda: [60, 70, 80, 90],
+        min_length=4,
+        max_length=4,
+        description="Scores for ★★ … ★★★★★ (below the first: ★).",
+    )
+
+
 class ServerSettings(BaseSettings):
     # hide_input_in_errors: a rejected secret must not be echoed into logs or terminals.
     model_config = SettingsConfigDict(env_prefix="ECARD_", extra="ignore", hide_input_in_errors=True)
@@ -125,12 +147,44 @@ class ServerSettings(BaseSettings):
         default=timedelta(minutes=5),
         description="How long a 刷卡绑定 request waits for the card to be tapped at a kiosk in enrol mode.",
     )
+    booth_link_minutes: int = Field(
+        default=5, ge=1, le=60, description="How long a 留言亭 link from a tap may wait to be opened."
+    )
+    booth_session_minutes: int = Field(
+        default=15, ge=1, le=120, description="How long a member's 留言亭 page stays open once opened."
+    )
+    booth_links_per_card_per_day: int = Field(
+        default=10, ge=1, le=1000, description="留言亭 links one card may get per day (message-mode taps)."
+    )
+    booth_messages_per_card_per_day: int = Field(
+        default=3, ge=1, le=100, description="Messages one card's holder may leave per day."
+    )
+    booth_retention_days: int = Field(
+        default=1095, ge=30, le=36500, description="Closed 留言亭 messages are purged this long after."
+    )
+    public_url: str = Field(
+        default="",
+        max_length=200,
+        pattern=r"^(https?://[!-~]+)?$",
+        description="The server's address as phones reach it (留言亭 links); empty: the address kiosks use.",
+    )
     secure_cookies: bool | None = Field(
         default=None,
         description="Mark web sign-in cookies Secure; unset: only when the request came over HTTPS.",
     )
     transfer_sla_working_days: int = Field(
         default=5, ge=1, le=60, description="Working days a 组织关系转入 review step may take (then overdue)."
+    )
+    scheduler: bool = Field(
+        default=True,
+        description="Run the scheduled jobs (ecard admin jobs list) here; off: other processes run them.",
+    )
+    points_rules: PointsRules = Field(default_factory=PointsRules, description="积分 and 星级 (JSON).")
+    escalate_after_working_days: int = Field(
+        default=5,
+        ge=1,
+        le=60,
+        description="Working days an unacknowledged reminder waits before the superior's 督办 queue.",
     )
     transfer_holidays: list[date] = Field(
         default_factory=list,
@@ -155,8 +209,23 @@ class ServerSettings(BaseSettings):
         description='Reverse proxies whose X-Forwarded-For is believed, JSON: ["127.0.0.1", "10.0.0.0/8"]; '
         "empty: the client address is always the direct peer.",
     )
+    smtp_host: str = Field(
+        default="", max_length=255, description="SMTP server for e-mail reminders; empty: e-mail is not sent."
+    )
+    smtp_port: int = Field(default=25, ge=1, le=65535, description="SMTP port (587: STARTTLS, 465: SMTPS).")
+    smtp_from: str = Field(
+        default="", max_length=255, description="Sender address of reminder e-mails (required with a host)."
+    )
+    smtp_user: str = Field(default="", max_length=255, description="SMTP sign-in name; empty: no sign-in.")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password (never logged).")
+    smtp_starttls: bool = Field(default=False, description="Upgrade the SMTP connection with STARTTLS.")
+    smtp_ssl: bool = Field(default=False, description="Connect with TLS from the start (SMTPS, port 465).")
+    smtp_timeout: float = Field(default=10.0, gt=0, le=120, description="Seconds per SMTP network step.")
+    webhook_timeout: float = Field(
+        default=5.0, gt=0, le=60, description="Seconds to wait for a group robot webhook to answer."
+    )
 
-    @field_validator("secret_key", "evidence_key", mode="before")
+    @field_validator("secret_key", "evidence_key", "smtp_password", mode="before")
     @classmethod
     def _blank_secret_means_unset(cls, value: object) -> object:
         # `ECARD_SECRET_KEY=` in an env file means "not set": fall back to the key file.
@@ -203,6 +272,14 @@ class ServerSettings(BaseSettings):
     def _issuer_for_issuer_mac(self) -> ServerSettings:
         if self.min_card_check == CardCheckLevel.ISSUER_MAC and not self.issuer_url:
             raise ValueError("ECARD_MIN_CARD_CHECK=issuer-mac needs ECARD_ISSUER_URL (the card issuer)")
+        return self
+
+    @model_validator(mode="after")
+    def _sender_for_smtp(self) -> ServerSettings:
+        if self.smtp_host and "@" not in self.smtp_from:
+            raise ValueError("ECARD_SMTP_HOST needs ECARD_SMTP_FROM (the sender address of reminder e-mails)")
+        if self.smtp_ssl and self.smtp_starttls:
+            raise ValueError("ECARD_SMTP_SSL and ECARD_SMTP_STARTTLS exclude each other")
         return self
 
     @model_validator(mode="after")

@@ -128,6 +128,11 @@ class RequestContext:
     def tz(self) -> tzinfo:
         return self.settings.tz
 
+    @property
+    def year(self) -> int:
+        """The local calendar year of ``now`` (the default of yearly reports)."""
+        return self.now.astimezone(self.tz).year
+
 
 def get_request_context(
     session: SessionDep, caller: CallerDep, clock: ClockDep, settings: SettingsDep

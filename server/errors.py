@@ -33,6 +33,18 @@ Per-tap problems are not errors: they are receipts (see ``server.vocabulary.Reje
     leave_not_pending, leave_too_late, member_not_expected, already_present, binding_not_active,
     tap_not_unmatched, tap_purged, tap_card_unbound, member_not_active, already_ended (Conflict)
   + export_code_not_found (NotFound); invalid_export_code, export_code_missing (InvalidInput)
+  + meeting_record_not_found, attachment_not_found (NotFound); minutes_locked,
+    too_many_attachments (Conflict); minutes_incomplete, attachment_type_refused,
+    invalid_recurrence (InvalidInput); attachment_too_large (413); sign_off_forbidden (Forbidden)
+  + dues_unreadable (InvalidInput), dues_file_too_large (413); development_record_not_found
+    (NotFound); development_stage_out_of_order (Conflict); development_date_in_future,
+    development_date_before_previous (InvalidInput)
+  + notify_target_not_found (NotFound), invalid_notify_address (InvalidInput)
+  + reminder_not_found, job_not_found (NotFound); reminder_not_open, reminder_not_escalated,
+    job_busy (Conflict)
+  + booth_link_invalid, representative_not_found, booth_message_not_found (NotFound);
+    booth_link_used, booth_link_expired (410), booth_session_ended (401), booth_message_limit (429),
+    booth_message_closed (Conflict)
 """
 
 from __future__ import annotations
@@ -540,6 +552,182 @@ class InvalidExportCode(InvalidInput):
 class ExportCodeMissing(InvalidInput):
     code = "export_code_missing"
     default_message = "文件中没有找到核验码（只有导出的 PDF、XLSX、CSV 台账带核验码）"
+
+
+# --- meeting records and event series (会议记录, 周期活动) ---
+
+
+class MeetingRecordNotFound(NotFound):
+    code = "meeting_record_not_found"
+    default_message = "会议记录不存在"
+
+
+class AttachmentNotFound(NotFound):
+    code = "attachment_not_found"
+    default_message = "附件不存在"
+
+
+class MinutesLocked(Conflict):
+    code = "minutes_locked"
+    default_message = "会议记录已签发锁定，不能再修改"
+
+
+class MinutesIncomplete(InvalidInput):
+    code = "minutes_incomplete"
+    default_message = "会议内容还没有填写，不能签发"
+
+
+class SignOffForbidden(Forbidden):
+    code = "sign_off_forbidden"
+    default_message = "只有支部书记可以签发会议记录"
+
+
+class AttachmentTooLarge(DomainError):
+    code = "attachment_too_large"
+    default_message = "附件太大"
+    http_status = 413
+
+
+class AttachmentTypeRefused(InvalidInput):
+    code = "attachment_type_refused"
+    default_message = "只能上传 JPEG、PNG 照片或 PDF 扫描件"
+
+
+class TooManyAttachments(Conflict):
+    code = "too_many_attachments"
+    default_message = "附件数量已达上限"
+
+
+class InvalidRecurrence(InvalidInput):
+    code = "invalid_recurrence"
+    default_message = "重复规则不正确"
+
+
+# --- party dues and member development (党费, 发展党员) ---
+
+
+class DuesUnreadable(InvalidInput):
+    code = "dues_unreadable"
+    default_message = "无法读取党费文件：请上传 .xlsx 收缴表或银行流水 CSV"
+
+
+class DuesFileTooLarge(InvalidInput):
+    code = "dues_file_too_large"
+    default_message = "党费文件太大"
+    http_status = 413
+
+
+class DevelopmentRecordNotFound(NotFound):
+    code = "development_record_not_found"
+    default_message = "发展党员记录不存在"
+
+
+class DevelopmentStageOutOfOrder(Conflict):
+    code = "development_stage_out_of_order"
+    default_message = "发展阶段须按 入党申请人→入党积极分子→发展对象→预备党员→正式党员 的顺序逐级确定"
+
+
+class DevelopmentDateInFuture(InvalidInput):
+    code = "development_date_in_future"
+    default_message = "日期不能晚于今天"
+
+
+class DevelopmentDateBeforePrevious(InvalidInput):
+    code = "development_date_before_previous"
+    default_message = "日期不能早于上一阶段的日期"
+
+
+# --- notifications (邮件、群机器人) ---
+
+
+class NotifyTargetNotFound(NotFound):
+    code = "notify_target_not_found"
+    default_message = "未设置该通知渠道"
+
+
+class InvalidNotifyAddress(InvalidInput):
+    code = "invalid_notify_address"
+    default_message = "通知地址不正确：邮箱须形如 name@example.com，群机器人地址须以 https:// 或 http:// 开头"
+
+
+# 督查督办 and scheduled jobs (server.supervision)
+
+
+class ReminderNotFound(NotFound):
+    code = "reminder_not_found"
+    default_message = "提醒不存在"
+
+
+class ReminderNotOpen(Conflict):
+    code = "reminder_not_open"
+    default_message = "该提醒已知悉或已解决"
+
+
+class ReminderNotEscalated(Conflict):
+    code = "reminder_not_escalated"
+    default_message = "该提醒不在督办队列中"
+
+
+class JobNotFound(NotFound):
+    code = "job_not_found"
+    default_message = "没有这个定时任务"
+
+
+class JobBusy(Conflict):
+    code = "job_busy"
+    default_message = "该任务正在另一个进程中运行，请稍后再试"
+
+
+# --- 留言亭 (member links, messages, representatives) ---
+
+
+class BoothLinkInvalid(NotFound):
+    code = "booth_link_invalid"
+    default_message = "链接无效，请在留言亭重新刷卡获取新的二维码"
+
+
+class BoothLinkUsed(DomainError):
+    code = "booth_link_used"
+    default_message = "此链接已经使用过，不能再次打开。请在留言亭重新刷卡获取新的二维码"
+    http_status = 410
+
+
+class BoothLinkExpired(DomainError):
+    code = "booth_link_expired"
+    default_message = "此链接已过期，请在留言亭重新刷卡获取新的二维码"
+    http_status = 410
+
+
+class BoothSessionEnded(DomainError):
+    code = "booth_session_ended"
+    default_message = "本次留言页面已关闭或已超时，请在留言亭重新刷卡"
+    http_status = 401
+
+
+class BoothMessageLimit(DomainError):
+    code = "booth_message_limit"
+    default_message = "今日留言次数已达上限，请明天再来"
+    http_status = 429
+
+
+class RepresentativeNotFound(NotFound):
+    code = "representative_not_found"
+    default_message = "党代表不存在"
+
+
+class BoothMessageNotFound(NotFound):
+    code = "booth_message_not_found"
+    default_message = "留言不存在"
+
+
+class BoothPhotoNotFound(NotFound):
+    code = "booth_photo_not_found"
+    default_message = "照片不存在"
+
+
+class BoothMessageClosed(Conflict):
+    code = "booth_message_closed"
+    default_message = "该留言已办结，不能再操作"
 
 
 def status_for(error: DomainError) -> int:

@@ -13,7 +13,10 @@ from server.vocabulary import (
     MemberStatus,
     OrgKind,
     PresenceRole,
+    ReminderAction,
     ReminderLevel,
+    ReminderState,
+    RuleFamily,
 )
 
 EVENT_KIND_LABELS: dict[EventKind, str] = {
@@ -23,6 +26,7 @@ EVENT_KIND_LABELS: dict[EventKind, str] = {
     EventKind.LECTURE: "党课",
     EventKind.THEME_DAY: "主题党日",
     EventKind.REVIEW_MEETING: "组织生活会",
+    EventKind.APPRAISAL: "民主评议党员",
     EventKind.OTHER: "其他活动",
 }
 
@@ -96,6 +100,29 @@ REMINDER_LEVEL_LABELS: dict[ReminderLevel, str] = {
     ReminderLevel.NOTICE: "提示",
     ReminderLevel.WARNING: "警示",
     ReminderLevel.ALERT: "严重",
+}
+
+RULE_FAMILY_LABELS: dict[RuleFamily, str] = {
+    RuleFamily.ORG_SETUP: "组织设置",
+    RuleFamily.ORG_LIFE: "组织生活",
+    RuleFamily.DUES: "党费收缴",
+    RuleFamily.DEVELOPMENT: "发展党员",
+}
+
+REMINDER_STATE_LABELS: dict[ReminderState, str] = {
+    ReminderState.OPEN: "待处理",
+    ReminderState.ACKNOWLEDGED: "整改中",
+    ReminderState.RESOLVED: "已解决",
+}
+
+REMINDER_ACTION_LABELS: dict[ReminderAction, str] = {
+    ReminderAction.OPENED: "发现问题",
+    ReminderAction.LEVEL_CHANGED: "程度变化",
+    ReminderAction.ACKNOWLEDGED: "已知悉",
+    ReminderAction.RESOLVED: "已解决",
+    ReminderAction.REOPENED: "再次出现",
+    ReminderAction.ESCALATED: "上报督办",
+    ReminderAction.SENT_DOWN: "督办转回",
 }
 
 

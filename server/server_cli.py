@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -69,3 +69,62 @@ def server_run(
     settings = load_settings(db, json_output=False)
     with refusals_reported(json_output=False):
         serve(settings, host=host, port=port, log_level=log_level.value, workers=workers)
+
+
+jobs_app = typer.Typer(no_args_is_help=True, help="The server's scheduled jobs: list them, run one now.")
+
+
+@jobs_app.command("list")
+def jobs_list(json_output: JsonOption = False, db: DbOption = None) -> None:
+    """Every scheduled job, how often it runs and its last run."""
+    from server.cli_support import AdminContext, iso, run_admin
+
+    def action(ctx: AdminContext) -> Outcome:
+        from server.schedule import JOBS, latest_runs
+
+        runs = latest_runs(ctx.session)
+        jobs: list[dict[str, Any]] = []
+        lines: list[str] = []
+        for job in JOBS:
+            run = runs.get(job.name)
+            jobs.append(
+                {
+                    "name": job.name,
+                    "title": job.title,
+                    "every_seconds": int(job.every(ctx.settings).total_seconds()),
+                    "last_run": None
+                    if run is None
+                    else {
+                        "started_at": iso(run.started_at, ctx.settings.tz),
+                        "ok": run.ok,
+                        "trigger": run.trigger,
+                        "summary": run.summary,
+                    },
+                }
+            )
+            last = "never run" if run is None else f"{iso(run.started_at, ctx.settings.tz)} {run.summary}"
+            lines.append(f"{job.name:<24} every {int(job.every(ctx.settings).total_seconds())}s  {last}")
+        return Outcome({"jobs": jobs}, "\n".join(lines))
+
+    run_admin(action, db=db, json_output=json_output)
+
+
+@jobs_app.command("run")
+def jobs_run(name: str, json_output: JsonOption = False, db: DbOption = None) -> None:
+    """Run one job now (refused while another process runs it)."""
+    from server.cli_support import AdminContext, iso, run_admin
+
+    def action(ctx: AdminContext) -> Outcome:
+        from server.clock import utc_now
+        from server.schedule import find_job, run_job
+
+        run = run_job(ctx.session, find_job(name), settings=ctx.settings, clock=utc_now, trigger="manual")
+        data = {
+            "name": run.name,
+            "ok": run.ok,
+            "started_at": iso(run.started_at, ctx.settings.tz),
+            "summary": run.summary,
+        }
+        return Outcome(data, f"{run.name}: {'ok' if run.ok else 'FAILED'} — {run.summary}")
+
+    run_admin(action, db=db, json_output=json_output)

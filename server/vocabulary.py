@@ -66,6 +66,7 @@ class EventKind(StrEnum):
     LECTURE = "lecture"  # 党课
     THEME_DAY = "theme_day"  # 主题党日
     REVIEW_MEETING = "review_meeting"  # 组织生活会
+    APPRAISAL = "appraisal"  # 民主评议党员 (yearly; often held with the 组织生活会: tag the event with both)
     OTHER = "other"
 
 
@@ -138,6 +139,9 @@ class UserRole(StrEnum):
     SECRETARY = "secretary"  # 支部书记: the branch's events, ledgers, members, first review of transfers
     ORGANISER = "organiser"  # 基层党委组织员: also approves and receives transfers for the subtree
     ADMIN = "admin"  # also users and kiosks; without an organisation, the whole system
+    REPRESENTATIVE = "representative"  # 党代表: only the 留言亭 inbox of their own representative record
+    # A party member on their own phone, through a 留言亭 link (server.booth): never a web account.
+    MEMBER = "member"
 
 
 class TapOutcome(StrEnum):
@@ -181,6 +185,8 @@ class RejectionCode(StrEnum):
     WEAK_CARD_CHECK = "weak_card_check"  # checked below the deployment's ECARD_MIN_CARD_CHECK
     ALREADY_MEMBER = "already_member"  # transfer-in mode, but the member already belongs here
     CARD_DOWNGRADE = "card_downgrade"  # read below the level its binding was verified at: a clone
+    BOOTH_LIMIT = "booth_limit"  # message mode: the card opened the 留言亭 too often today
+    MEMBER_INACTIVE = "member_inactive"  # message mode: the card's member is not an active member
 
 
 class CardCheckLevel(StrEnum):
@@ -200,3 +206,68 @@ class CardCheckNote(StrEnum):
     """Why a tap reached a lower card-check level than its card offered."""
 
     ISSUER_UNAVAILABLE = "issuer_unavailable"  # the card answered, but the issuer could not be asked
+
+
+class RuleFamily(StrEnum):
+    """The four families of supervision rules (docs/supervision.md)."""
+
+    ORG_SETUP = "org_setup"  # 组织设置
+    ORG_LIFE = "org_life"  # 组织生活
+    DUES = "dues"  # 党费
+    DEVELOPMENT = "development"  # 发展党员
+
+
+class ReminderState(StrEnum):
+    """A stored reminder's life: ``open`` until someone acknowledges it; ``resolved`` when the sweep
+    no longer finds its condition. Escalation is not a state: an open reminder is *also* in the
+    superior's 督办 queue while ``escalated_to`` is set."""
+
+    OPEN = "open"  # 待处理
+    ACKNOWLEDGED = "acknowledged"  # 已知悉，整改中
+    RESOLVED = "resolved"  # 已解决
+
+
+class ReminderAction(StrEnum):
+    """What a reminder's history records."""
+
+    OPENED = "opened"
+    LEVEL_CHANGED = "level_changed"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    REOPENED = "reopened"
+    ESCALATED = "escalated"
+    SENT_DOWN = "sent_down"
+
+
+class NotifyChannel(StrEnum):
+    """How a reminder leaves the server (server.notify)."""
+
+    EMAIL = "email"
+    WEBHOOK = "webhook"  # a group robot (企业微信 / 钉钉 style)
+
+
+class DeliveryState(StrEnum):
+    """A message in the notification outbox."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"  # gave up after the last attempt, or the recipient was removed or opted out
+
+
+class BoothTopic(StrEnum):
+    """What a 留言亭 message is about, as the member chose it (the yearly summary counts by it)."""
+
+    PROBLEM = "problem"  # 反映问题
+    SUGGESTION = "suggestion"  # 意见建议
+    HELP = "help"  # 困难求助
+    OTHER = "other"  # 其他
+
+
+class BoothMessageStatus(StrEnum):
+    """Where a 留言亭 message stands (docs: the representative reads, replies, forwards, closes)."""
+
+    NEW = "new"  # 待阅
+    READ = "read"  # 已阅
+    ANSWERED = "answered"  # 已回复
+    FORWARDED = "forwarded"  # 已转交
+    CLOSED = "closed"  # 已办结

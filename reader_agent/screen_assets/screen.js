@@ -18,6 +18,18 @@
     byId("idle").hidden = false;
   }
 
+  // 留言亭: the one-time link as a QR code (as text too when the agent could not draw one).
+  function showQr(result) {
+    var box = byId("qr-box");
+    var image = byId("qr");
+    box.hidden = !result.link;
+    box.setAttribute("data-link", result.link || "");
+    image.hidden = !result.qr;
+    if (result.qr) { image.src = result.qr; } else { image.removeAttribute("src"); }
+    setText("qr-caption", result.qr_caption);
+    setText("qr-link", result.qr ? "" : result.link);
+  }
+
   function render(state) {
     byId("gone").hidden = true;
     setText("kiosk", [state.kiosk_name, state.venue_name].filter(Boolean).join(" · "));
@@ -42,21 +54,23 @@
     setText("reader", state.reader_message);
 
     var result = state.result;
-    if (!result || result.age_s >= state.result_shown_s) { showIdle(); return; }
+    var shownFor = result ? (result.shown_s || state.result_shown_s) : 0;
+    if (!result || result.age_s >= shownFor) { showIdle(); return; }
     var key = state.run_id + "/" + result.number;
     if (key !== lastShown) {
       lastShown = key;
       var box = byId("result");
-      box.className = "result tone-" + result.tone;
+      box.className = "result tone-" + result.tone + (result.link ? " has-qr" : "");
       setText("headline", result.headline);
       setText("member", result.member_name);
       setText("event", result.event_title);
       setText("detail", result.detail);
       setText("at", clockText(new Date(result.at)));
+      showQr(result);
       byId("idle").hidden = true;
       box.hidden = false;
       if (hideTimer) { clearTimeout(hideTimer); }
-      hideTimer = setTimeout(showIdle, (state.result_shown_s - result.age_s) * 1000);
+      hideTimer = setTimeout(showIdle, (shownFor - result.age_s) * 1000);
     }
   }
 

@@ -15,7 +15,7 @@ import logging
 from datetime import datetime, timedelta, tzinfo
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, and_, exists, or_, update
+from sqlalchemy import and_, exists, or_, update
 from sqlmodel import Session, col, select
 
 from server.attendance.schemas import NamedRef
@@ -23,8 +23,6 @@ from server.attendance.service import lock_attendance, merge_tap
 from server.audit.service import record
 from server.caller import Caller
 from server.cards.lifecycle import member_id_for_card_at
-from server.clock import Clock
-from server.db import unit_of_work
 from server.errors import (
     TapCardUnbound,
     TapNotFound,
@@ -33,7 +31,6 @@ from server.errors import (
 )
 from server.events.service import require_visible_event
 from server.inputs import required_reason
-from server.jobs import run_every_round
 from server.orgs.tree import subtree_cte
 from server.records.attendance import Attendance
 from server.records.evidence import TapEvidence
@@ -44,7 +41,6 @@ from server.vocabulary import AttendanceSource, RejectionCode, TapRedecision
 
 log = logging.getLogger(__name__)
 
-PURGE_INTERVAL = timedelta(hours=24)
 PURGE_JOB = "purge_unmatched_taps"
 
 PURGED_CODES = (RejectionCode.NO_EVENT, RejectionCode.UNKNOWN_CARD)
@@ -232,29 +228,3 @@ def purge_unmatched_taps(session: Session, *, now: datetime, retention: timedelt
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)
-
-
-def purge_now(engine: Engine, *, clock: Clock, retention: timedelta) -> int:
-    """Run :func:`purge_unmatched_taps` in its own unit of work."""
-    with unit_of_work(engine) as session:
-        purged = purge_unmatched_taps(session, now=clock(), retention=retention)
-    if purged:
-        log.info("purged the card digests of %d unmatched taps older than %s", purged, retention)
-    return purged
-
-
-async def purge_periodically(
-    engine: Engine, *, clock: Clock, retention: timedelta, interval: timedelta = PURGE_INTERVAL
-) -> None:
-    """Purge at start-up and then every ``interval`` (``ECARD_PURGE_INTERVAL``) while the server
-    runs; with several server processes on PostgreSQL, one of them purges each round
-    (:mod:`server.jobs`). A deployment may also run ``ecard admin taps purge`` from cron."""
-
-    def purge(session: Session) -> int:
-        purged = purge_unmatched_taps(session, now=clock(), retention=retention)
-        if purged:
-            log.info("purged the card digests of %d unmatched taps older than %s", purged, retention)
-        return purged
-
-    # Not fatal when a round fails: the next round (or the CLI) purges; serving taps matters more.
-    await run_every_round(engine, PURGE_JOB, purge, interval=interval, clock=clock)

@@ -3,16 +3,18 @@ maps a tap to the event it checks in to."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from server.audit.service import record
 from server.caller import Caller
 from server.errors import EventNotFound, InvalidInput, InvalidTimeRange, OrganisationNotFound
-from server.inputs import clean_text
-from server.orgs.service import require_member, require_organisation
+from server.inputs import LIKE_ESCAPE, check_text, clean_text, like_pattern
+from server.orgs.service import require_organisation, require_visible_member
 from server.orgs.tree import ancestor_ids
 from server.records.events import Event, EventKindTag, EventOrganisation
 from server.records.orgs import CommitteeSeat
@@ -57,7 +59,7 @@ def add_event(
     Raises:
         OrganisationNotFound: no such organisation, or outside the caller's scope.
         VenueNotFound: no such venue, or not one the caller's events may use.
-        MemberNotFound (chair or recorder).
+        MemberNotFound (chair or recorder, also outside the caller's scope).
         InvalidTimeRange: end not after start, an empty check-in window, or lateness outside it.
     """
     require_organisation(session, org_id)
@@ -68,7 +70,7 @@ def add_event(
         require_organisation(session, partner)
     for person in (chair_member_id, recorder_member_id):
         if person is not None:
-            require_member(session, person)
+            require_visible_member(session, person, caller=caller)
     opens = checkin_opens_at or start_at - DEFAULT_CHECKIN_LEAD
     closes = checkin_closes_at or end_at
     late = late_after or start_at
@@ -138,10 +140,10 @@ def update_event_details(
     if topic is not None:
         event.topic = _clean_topic(topic)
     if chair_member_id is not None:
-        require_member(session, chair_member_id)
+        require_visible_member(session, chair_member_id, caller=caller)
         event.chair_member_id = chair_member_id
     if recorder_member_id is not None:
-        require_member(session, recorder_member_id)
+        require_visible_member(session, recorder_member_id, caller=caller)
         event.recorder_member_id = recorder_member_id
     if also_counts_as is not None:
         wanted = set(dict.fromkeys([event.kind, *also_counts_as]))
@@ -167,6 +169,113 @@ def update_event_details(
         detail={"title": event.title},
     )
     return event
+
+
+def set_event_roles(
+    session: Session,
+    *,
+    event_id: int,
+    chair_member_id: int | None,
+    recorder_member_id: int | None,
+    now: datetime,
+    caller: Caller,
+) -> Event:
+    """Set (or, with None, clear) the event's 主持人 and 记录人. Audited (``event.roles``) when
+    something changed.
+
+    Raises:
+        EventNotFound (also outside the caller's scope), MemberNotFound (also outside it).
+    """
+    event = require_visible_event(session, event_id, caller=caller)
+    for person in (chair_member_id, recorder_member_id):
+        if person is not None:
+            require_visible_member(session, person, caller=caller)
+    if (event.chair_member_id, event.recorder_member_id) == (chair_member_id, recorder_member_id):
+        return event
+    event.chair_member_id = chair_member_id
+    event.recorder_member_id = recorder_member_id
+    session.add(event)
+    session.flush()
+    record(
+        session,
+        actor=caller.actor,
+        action="event.roles",
+        object_type="event",
+        object_id=event_id,
+        org_id=event.org_id,
+        at=now,
+        detail={"chair_member_id": chair_member_id, "recorder_member_id": recorder_member_id},
+    )
+    return event
+
+
+MAX_SEARCH_LENGTH = 50
+MONTH_PATTERN = re.compile(r"(\d{4})-(\d{1,2})")
+
+
+def month_span(text: str, tz: tzinfo) -> tuple[datetime, datetime]:
+    """The month ``YYYY-MM`` (what ``<input type="month">`` sends) as [first instant, next month's
+    first instant) in ``tz``.
+
+    Raises:
+        InvalidInput: not a month, or a year outside 2000–2100.
+    """
+    match = MONTH_PATTERN.fullmatch(text.strip())
+    if match is None or not 1 <= int(match[2]) <= 12 or not 2000 <= int(match[1]) <= 2100:
+        raise InvalidInput("月份格式不正确，请选择年月，例如 2026-12（2000年至2100年之间）")
+    year, month = int(match[1]), int(match[2])
+    start = datetime(year, month, 1, tzinfo=tz)
+    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=tz)
+    return start, end
+
+
+def search_events(
+    session: Session,
+    *,
+    caller: Caller,
+    now: datetime,
+    upcoming: bool = True,
+    span: tuple[datetime, datetime] | None = None,
+    kind: EventKind | None = None,
+    text: str = "",
+    limit: int = 200,
+) -> list[Event]:
+    """Events held (or co-held) by the caller's scope, filtered.
+
+    ``span``: events starting in [start, end), oldest first (then ``upcoming`` is ignored); else
+    upcoming ones (not yet ended) soonest first, or past ones latest first. ``kind``: events that
+    count for it (a 主题党日 that holds a 党员大会 is found under both). ``text``: in the title or
+    the topic, matched literally.
+
+    Raises:
+        InvalidInput: a search text longer than :data:`MAX_SEARCH_LENGTH`.
+    """
+    query = select(Event)
+    if caller.scope.org_ids is not None:
+        holders = select(EventOrganisation.event_id).where(caller.scope.condition(EventOrganisation.org_id))
+        query = query.where(col(Event.id).in_(holders))
+    if span is not None:
+        query = query.where(col(Event.start_at) >= span[0], col(Event.start_at) < span[1])
+        query = query.order_by(col(Event.start_at), col(Event.id))
+    elif upcoming:
+        query = query.where(col(Event.end_at) >= now).order_by(col(Event.start_at), col(Event.id))
+    else:
+        query = query.where(col(Event.end_at) < now)
+        query = query.order_by(col(Event.start_at).desc(), col(Event.id).desc())
+    if kind is not None:
+        query = query.where(col(Event.id).in_(select(EventKindTag.event_id).where(EventKindTag.kind == kind)))
+    words = " ".join(check_text(text, field="搜索").split())
+    if len(words) > MAX_SEARCH_LENGTH:
+        raise InvalidInput(f"搜索内容最长{MAX_SEARCH_LENGTH}个字符")
+    if words:
+        pattern = like_pattern(words)
+        query = query.where(
+            or_(
+                col(Event.title).like(pattern, escape=LIKE_ESCAPE),
+                col(Event.topic).like(pattern, escape=LIKE_ESCAPE),
+            )
+        )
+    return list(session.exec(query.limit(limit)).all())
 
 
 def require_event(session: Session, event_id: int) -> Event:

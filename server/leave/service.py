@@ -3,6 +3,7 @@ secretary; approved leave takes the member out of 应到 (see ``server.attendanc
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlmodel import Session, col, select
@@ -22,8 +23,10 @@ from server.errors import (
 )
 from server.events.service import require_event, require_visible_event
 from server.inputs import clean_text, required_reason
-from server.orgs.service import require_member
+from server.orgs.service import members_by_id, organisation_names, require_member, roster_order
+from server.records.events import Event, EventOrganisation
 from server.records.leave import LeaveRequest
+from server.records.orgs import Member
 from server.vocabulary import LeaveStatus
 
 _OPEN = (LeaveStatus.PENDING, LeaveStatus.APPROVED)
@@ -141,6 +144,98 @@ def leave_requests_for_event(session: Session, *, event_id: int, caller: Caller)
             .order_by(col(LeaveRequest.requested_at), col(LeaveRequest.id))
         ).all()
     )
+
+
+@dataclass(frozen=True)
+class LeaveListing:
+    """A request with what a page shows beside it: the event and the member (and their branch)."""
+
+    leave: LeaveRequest
+    event: Event
+    member_name: str
+    org_name: str
+
+
+def require_visible_leave(session: Session, leave_id: int, *, caller: Caller) -> LeaveListing:
+    """One request, if its event is in the caller's scope.
+
+    Raises:
+        LeaveRequestNotFound: no such request, or its event is outside the scope (indistinguishable).
+    """
+    leave = session.get(LeaveRequest, leave_id)
+    if leave is None:
+        raise LeaveRequestNotFound(f"请假申请 {leave_id} 不存在")
+    try:
+        require_visible_event(session, leave.event_id, caller=caller)
+    except EventNotFound as exc:
+        raise LeaveRequestNotFound(f"请假申请 {leave_id} 不存在") from exc
+    return _listings(session, [leave])[0]
+
+
+def leave_requests_in_scope(
+    session: Session, *, caller: Caller, pending: bool, limit: int = 100
+) -> list[LeaveListing]:
+    """Requests for events held (or co-held) in the caller's scope: the pending ones, soonest
+    event first, or the decided ones, latest decision first."""
+    query = select(LeaveRequest).join(Event, col(Event.id) == col(LeaveRequest.event_id))
+    if caller.scope.org_ids is not None:
+        holders = select(EventOrganisation.event_id).where(caller.scope.condition(EventOrganisation.org_id))
+        query = query.where(col(LeaveRequest.event_id).in_(holders))
+    if pending:
+        query = query.where(LeaveRequest.status == LeaveStatus.PENDING).order_by(
+            col(Event.start_at), col(LeaveRequest.requested_at), col(LeaveRequest.id)
+        )
+    else:
+        query = query.where(LeaveRequest.status != LeaveStatus.PENDING).order_by(
+            col(LeaveRequest.decided_at).desc(), col(LeaveRequest.id).desc()
+        )
+    return _listings(session, list(session.exec(query.limit(limit)).all()))
+
+
+def members_who_may_ask(session: Session, *, event_id: int, caller: Caller, now: datetime) -> list[Member]:
+    """Whom leave can be recorded for at the event now (the choices of a form): invited, not
+    exempt, in the caller's scope, without a pending or approved request; nobody once it has
+    started. In 花名册 order, by organisation.
+
+    Raises:
+        EventNotFound (also outside the caller's scope).
+    """
+    event = require_visible_event(session, event_id, caller=caller)
+    if now >= event.start_at:
+        return []
+    roll = compute_rolls(session, [event])[event_id]
+    asked = set(
+        session.exec(
+            select(LeaveRequest.member_id).where(
+                LeaveRequest.event_id == event_id, col(LeaveRequest.status).in_(_OPEN)
+            )
+        ).all()
+    )
+    candidates = members_by_id(session, roll.invited - set(roll.exempt) - asked)
+    return sorted(
+        (member for member in candidates.values() if caller.sees_org(member.org_id)),
+        key=lambda member: (member.org_id, roster_order(member)),
+    )
+
+
+def _listings(session: Session, requests: list[LeaveRequest]) -> list[LeaveListing]:
+    events = {
+        event.id: event
+        for event in session.exec(
+            select(Event).where(col(Event.id).in_(sorted({leave.event_id for leave in requests})))
+        ).all()
+    }
+    members = members_by_id(session, {leave.member_id for leave in requests})
+    org_names = organisation_names(session, {member.org_id for member in members.values()})
+    return [
+        LeaveListing(
+            leave=leave,
+            event=events[leave.event_id],
+            member_name=members[leave.member_id].name,
+            org_name=org_names.get(members[leave.member_id].org_id, ""),
+        )
+        for leave in requests
+    ]
 
 
 def _settle(

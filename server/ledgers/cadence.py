@@ -81,6 +81,7 @@ class CadencePolicy:
             (EventKind.THEME_DAY, Cadence.MONTHLY),
             (EventKind.LECTURE, self.lecture),
             (EventKind.REVIEW_MEETING, Cadence.YEARLY),
+            (EventKind.APPRAISAL, Cadence.YEARLY),
         ]
         return required
 

@@ -76,6 +76,19 @@ def organisation_names(session: Session, org_ids: Collection[int]) -> dict[int, 
     return found
 
 
+def top_organisations(session: Session) -> list[int]:
+    """The organisations with no parent (the roots of the tree), by id."""
+    return [
+        org_id
+        for org_id in session.exec(
+            select(Organisation.id)
+            .where(col(Organisation.parent_id).is_(None))
+            .order_by(col(Organisation.id))
+        )
+        if org_id is not None
+    ]
+
+
 def members_by_id(session: Session, member_ids: Collection[int]) -> dict[int, Member]:
     """The members with these ids (queried in chunks, so any number of ids will do)."""
     found: dict[int, Member] = {}

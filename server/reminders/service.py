@@ -174,10 +174,10 @@ def _inactivity_reminders(
         level = next((lvl for need, lvl in INACTIVITY_LEVELS if months >= need), None)
         if level is None:
             continue
-        since = (
-            last.astimezone(tz).date().isoformat() if last else f"{clock_at.astimezone(tz).date()}（入册）"
-        )
-        message = f"{name}已连续{months}个月未参加组织生活（最近：{since}）"
+        if last is not None:
+            message = f"{name}已连续{months}个月未参加组织生活（最近一次：{_day(last, tz)}）"
+        else:
+            message = f"{name}自{_day(clock_at, tz)}入册以来，已连续{months}个月未参加组织生活"
         if level == ReminderLevel.ALERT:
             message += ALERT_NOTE
         reminders.append(
@@ -214,3 +214,9 @@ def _current_exemptions(session: Session, member_ids: list[int], now: datetime) 
         for member_id, reason in rows.all():
             found[member_id] = EXEMPTION_LABELS[reason]
     return found
+
+
+def _day(moment: datetime, tz: tzinfo) -> str:
+    """2025年11月1日: dates in reminders read as on every page."""
+    local = moment.astimezone(tz)
+    return f"{local.year}年{local.month}月{local.day}日"

@@ -6,6 +6,10 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
+from server.vocabulary import MemberCategory
+
+MAX_LISTED_NEW_MEMBERS = 2000  # a city roster adds 250,000: the counts say how many, the list shows a start
+
 
 class ProblemCode(StrEnum):
     """Why a roster (or one of its rows) was refused; stable codes for scripts and the web UI."""
@@ -49,12 +53,23 @@ class RosterProblem(BaseModel):
     message: str
 
 
+class NewMember(BaseModel):
+    """A row that adds a member: where it is in the file, and who it adds where."""
+
+    sheet: str
+    row: int
+    name: str
+    branch: str  # the organisation's name as the system has it
+    category: MemberCategory
+
+
 class MemberUpdate(BaseModel):
     """An existing member the import changes: which row, and the fields that change."""
 
     sheet: str
     row: int
     member_id: int
+    name: str
     changed: list[str]  # "gender", "category", "card"
 
 
@@ -71,3 +86,5 @@ class RosterReport(BaseModel):
     unchanged: int
     cards_bound: int
     updates: list[MemberUpdate]
+    # The rows that add members, in file order (the first MAX_LISTED_NEW_MEMBERS; ``created`` counts all).
+    new_members: list[NewMember] = []

@@ -48,7 +48,14 @@ from server.masking import mask_card_no, mask_uid
 from server.orgs.membership import change_member_category
 from server.records.cards import CardBinding
 from server.records.orgs import Member, MembershipPeriod, Organisation
-from server.roster.schemas import MemberUpdate, ProblemCode, RosterProblem, RosterReport
+from server.roster.schemas import (
+    MAX_LISTED_NEW_MEMBERS,
+    MemberUpdate,
+    NewMember,
+    ProblemCode,
+    RosterProblem,
+    RosterReport,
+)
 from server.roster.sheet import (
     RosterContent,
     RosterField,
@@ -120,8 +127,20 @@ def import_roster(
         unchanged=len(content.rows) - len(plan.creates) - len(plan.updates),
         cards_bound=len(plan.bindings),
         updates=[
-            MemberUpdate(sheet=u.row.sheet, row=u.row.row, member_id=u.member_id, changed=u.changed)
+            MemberUpdate(
+                sheet=u.row.sheet, row=u.row.row, member_id=u.member_id, name=u.row.name, changed=u.changed
+            )
             for u in plan.updates
+        ],
+        new_members=[
+            NewMember(
+                sheet=c.row.sheet,
+                row=c.row.row,
+                name=c.row.name,
+                branch=directory.by_id[c.org_id].name,
+                category=c.row.category,
+            )
+            for c in plan.creates[:MAX_LISTED_NEW_MEMBERS]
         ],
     )
     if dry_run or not (plan.creates or plan.updates):

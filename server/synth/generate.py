@@ -27,6 +27,8 @@ What it models (docs/domain-rules.md §1–§2):
   hand. Absentees sometimes had leave approved. Now and then a member of a neighbouring branch
   comes as a guest, a stray tap lands outside any meeting (stored without the member, as ingest
   does) or an unknown card is tried. Each venue has one kiosk whose sequence numbers follow time.
+* **Dues and development** (``server/synth/dues_development.py``): monthly dues for every member
+  with a small share in arrears, and a few hundred 发展党员 records.
 
 Times are naive UTC ``datetime`` values throughout (the writers know the columns are UTC), and
 ids are assigned here, so the same seed gives the same database on SQLite and PostgreSQL.
@@ -48,6 +50,7 @@ from server.keyring import Keyring
 from server.masking import mask_card_no, mask_name
 from server.records import metadata
 from server.roster.sheet import Tracker
+from server.synth.dues_development import build_dues_and_development
 from server.synth.scales import Scale
 from server.vocabulary import (
     AttendanceSource,
@@ -83,6 +86,8 @@ SYNTH_TABLES: tuple[str, ...] = (
     "leave_request",
     "tap",
     "attendance",
+    "dues_month",
+    "development_record",
 )
 
 # Each table's columns in the order the generator's row tuples carry them: the table's own column
@@ -422,6 +427,7 @@ class CityGenerator:
             for branch in committee.branches:
                 self._branch_year(out, committee, branch)
             self._committee_year(out, committee)
+        build_dues_and_development(self, out)
 
     def _branch_year(self, out: RowSink, committee: SynCommittee, branch: SynBranch) -> None:
         rng = self.rng
@@ -479,8 +485,9 @@ class CityGenerator:
                 plan(day, rng.choice(SLOTS), rng.choice(ACTIVITIES), (EventKind.OTHER,), branch.id)
         if rng.random() < held:
             review_day = self._nth_weekday(12, rng.randrange(5), 2)
-            kinds_review = (EventKind.REVIEW_MEETING, EventKind.BRANCH_GENERAL)
-            plan(review_day, SLOTS[0], f"{self.year}年度组织生活会", kinds_review, branch.id)
+            kinds_review = (EventKind.REVIEW_MEETING, EventKind.APPRAISAL, EventKind.BRANCH_GENERAL)
+            title = f"{self.year}年度组织生活会和民主评议党员"
+            plan(review_day, SLOTS[0], title, kinds_review, branch.id)
 
         planned.sort(key=lambda p: (p[0], p[1]))
         group_members = dict(branch.groups)

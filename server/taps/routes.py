@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from schemas.messages import BatchReceipt, TapStatus, UncheckedTapBatch
+from server.booth.service import booth_policy
 from server.cards.checks import CardCheckPolicy
 from server.deps import ClockDep, KeyringDep, SessionDep, SettingsDep, TapFeedDep
 from server.evidence.sealing import EvidenceSealer
@@ -73,6 +74,7 @@ def upload_taps(
         source=client_address(request),
         strangers=strangers,
         sealer=sealer,
+        booth=booth_policy(settings, base_url=str(request.base_url)),
     )
     # A kiosk's budget is spent only by new envelopes its key signed: nobody can spend it for it,
     # not even by replaying what it sent (a replay is a duplicate, charged to its source only).

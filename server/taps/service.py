@@ -31,6 +31,9 @@ the handlers' own.
    transfer-in (:func:`_transfer_in`): after the card check (9; a clone is refused, an unknown
    card is not), files or refers to a 组织关系转入 request at the venue's organisation
    (``server.transfers``; never attendance) ..................... else ``already_member``
+   message (:func:`_open_booth`): after the card check (9), an active member gets a one-time
+   留言亭 link for their phone in the receipt (``server.booth``; never attendance)
+   ................................................ else ``member_inactive``, ``booth_limit``
    check-in (:func:`_check_in`): steps 9 and 10
 9. the card is bound to a member and passes its card check (:func:`_check_card`, with
    ``server.cards.checks``: the strongest of uid / card-number / issuer-mac its binding and card
@@ -92,6 +95,7 @@ from server.attendance.derive import (
     sign_out_grace_holds_taps,
 )
 from server.attendance.service import AttendanceRows, CheckinResult, checkin_result, record_checkin
+from server.booth.service import BoothPolicy, has_unread_reply, issue_link, links_today
 from server.cards.checks import ActiveBindings, CardCheck, CardCheckPolicy, check_card
 from server.cards.lifecycle import retired_card_rejection
 from server.cards.service import card_digests
@@ -122,7 +126,7 @@ from server.records.taps import NewTap, Tap, allocate_tap_ids, insert_new_taps
 from server.taps.strangers import StrangerTally
 from server.transfers.service import TapFiling, check_tap_filing, confirm_from_tap, file_from_tap
 from server.venues.service import venue_org_id
-from server.vocabulary import RejectionCode, TapOutcome
+from server.vocabulary import MemberStatus, RejectionCode, TapOutcome
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +140,8 @@ CHECKIN_MESSAGES = {
 }
 TRANSFER_FILED_MESSAGE = "已提交组织关系转入申请，请等待组织委员联系"
 TRANSFER_PENDING_MESSAGE = "您的转入申请正在办理中，请等待组织委员联系"
+BOOTH_LINK_MESSAGE = "请用手机扫码留言"
+BOOTH_REPLY_MESSAGE = "您的留言有新回复"
 REJECTION_MESSAGES: dict[RejectionCode, str] = {
     RejectionCode.UNKNOWN_KIOSK: "终端未登记，请联系管理员",
     RejectionCode.BAD_SIGNATURE: "终端签名无效，请联系管理员",
@@ -161,6 +167,8 @@ REJECTION_MESSAGES: dict[RejectionCode, str] = {
     RejectionCode.WEAK_CARD_CHECK: "本终端对此卡的验证等级不足，请联系组织委员",
     RejectionCode.ALREADY_MEMBER: "您的组织关系已在本组织，无需转入",
     RejectionCode.CARD_DOWNGRADE: "此卡须以更高等级验证，疑似复制卡，请联系组织委员",
+    RejectionCode.BOOTH_LIMIT: "今天的留言次数已用完，请明天再来",
+    RejectionCode.MEMBER_INACTIVE: "您的党籍状态不能使用留言亭，请联系组织委员",
 }
 
 
@@ -177,6 +185,8 @@ class IngestContext:
     strangers: StrangerTally | None = None
     # Seals each stored tap's signed bytes (server.evidence); None: only signature and chain kept.
     sealer: EvidenceSealer | None = None
+    # Message mode: the 留言亭 links' lifetime, daily limit and address.
+    booth: BoothPolicy = field(default_factory=BoothPolicy)
 
 
 @dataclass(frozen=True)
@@ -303,6 +313,7 @@ def ingest_batch(
     source: str = "unknown",
     strangers: StrangerTally | None = None,
     sealer: EvidenceSealer | None = None,
+    booth: BoothPolicy | None = None,
 ) -> BatchReceipt:
     """Decide, store and answer every envelope of a batch (see the module docstring for the rules).
 
@@ -326,6 +337,7 @@ def ingest_batch(
         source=source,
         strangers=strangers,
         sealer=sealer,
+        booth=booth or BoothPolicy(),
     )
     items = list(enumerate(batch.envelopes))
     try:
@@ -603,10 +615,52 @@ def _bind_card(session: Session, tap: Deciding, run: BatchRun) -> TapReceipt:
     return _receipt(row, tap.index, TapStatus.ACCEPTED)
 
 
+def _open_booth(session: Session, tap: Deciding, run: BatchRun) -> TapReceipt:
+    # A message tap answers the member with a one-time link to the 留言亭 on their phone
+    # (server.booth); it is the member's own request, filed against them, never attendance.
+    checked = _check_card(session, tap, run)  # step 9
+    row, card = tap.row, _masked_card(tap.payload)
+    if checked.rejection is not None:
+        return _reject(row, tap.index, _retired_or(session, tap, checked.rejection), card=card)
+    member = checked.member
+    assert member is not None
+    assert member.id is not None
+    member_name = mask_name(member.name)
+    if member.status != MemberStatus.ACTIVE:
+        return _reject(row, tap.index, RejectionCode.MEMBER_INACTIVE, member_name=member_name)
+    policy = run.context.booth
+    if (
+        links_today(session, uid_hmac=tap.uid_hmac, now=run.context.received_at)
+        >= policy.links_per_card_per_day
+    ):
+        return _reject(row, tap.index, RejectionCode.BOOTH_LIMIT, member_name=member_name)
+    row.outcome = TapOutcome.ACCEPTED
+    row.member_id = member.id
+    row.display_member_name = member_name
+    replied = has_unread_reply(session, member_id=member.id)
+    row.display_message = BOOTH_REPLY_MESSAGE if replied else BOOTH_LINK_MESSAGE
+    run.write(session, row)  # the link refers to its tap
+    assert row.id is not None
+    link = issue_link(
+        session,
+        member=member,
+        tap_id=row.id,
+        uid_hmac=tap.uid_hmac,
+        card_masked=card,
+        now=run.context.received_at,
+        policy=policy,
+    )
+    receipt = _receipt(row, tap.index, TapStatus.ACCEPTED)
+    # Only this answer carries the link (the stored row keeps no token): a replayed upload gets
+    # the message without it, and the member taps again for a new one.
+    return receipt.model_copy(update={"display": receipt.display.model_copy(update={"link": link})})
+
+
 MODE_HANDLERS: dict[TapMode, ModeHandler] = {
     TapMode.CHECKIN: _check_in,
     TapMode.TRANSFER_IN: _transfer_in,
     TapMode.ENROL: _bind_card,
+    TapMode.MESSAGE: _open_booth,
 }
 """Step 8: what each tap mode does once the tap is authenticated; a mode not here is refused."""
 

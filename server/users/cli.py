@@ -16,7 +16,7 @@ user_app = typer.Typer(no_args_is_help=True, help="Web app users (secretaries, o
 @user_app.command("add")
 def user_add(
     name: Annotated[str, typer.Argument(help="Sign-in name: lower-case letters, digits, '.', '_', '-'.")],
-    role: Annotated[UserRole, typer.Option("--role", help="secretary | organiser | admin.")],
+    role: Annotated[UserRole, typer.Option("--role", help="secretary | organiser | admin | representative.")],
     org: Annotated[
         int | None, typer.Option("--org", help="The user sees this organisation's subtree (admins may omit).")
     ] = None,

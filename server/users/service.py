@@ -28,7 +28,7 @@ from sqlalchemy import ColumnElement, func
 from sqlmodel import Session, col, select
 
 from server.audit.service import record
-from server.caller import Actor, Caller
+from server.caller import Actor, Caller, Scope
 from server.errors import (
     DomainError,
     InvalidCredentials,
@@ -125,6 +125,8 @@ def add_user(
     if not _USERNAME.match(name):
         raise InvalidInput("用户名须为2至64位小写字母、数字或 . _ -，以字母或数字开头")
     check_password_strength(password)
+    if role == UserRole.MEMBER:  # members reach their own pages by tapping their card, not a password
+        raise InvalidInput("党员不需要网页账号：在留言亭刷卡扫码即可使用")
     if role != UserRole.ADMIN and org_id is None:
         raise OrgRequired("书记和组织员账号必须指定党组织")
     if org_id is not None:
@@ -239,7 +241,10 @@ def resolve_session(session: Session, *, token: str, now: datetime) -> WebUser |
         actor=user_actor(user.id, user.display_name),
         role=user.role,
         org_id=user.org_id,
-        scope=subtree_scope(session, user.org_id),
+        # A 党代表 sees no organisation's data: only the 留言亭 messages addressed to them.
+        scope=Scope(frozenset())
+        if user.role == UserRole.REPRESENTATIVE
+        else subtree_scope(session, user.org_id),
         may_approve=user.role in (UserRole.ORGANISER, UserRole.ADMIN),  # docs/domain-rules.md §5
     )
     return WebUser(

@@ -25,6 +25,9 @@ How to add a page
      subtree is a 404 (also when the URL is typed by hand), and the change is audited in the
      caller's name (look objects up with the ``require_visible_*`` services, never unscoped).
    - Roles: :func:`server.web.deps.ensure_role` (``UserRole.SECRETARY/ORGANISER/ADMIN``).
+     A ``REPRESENTATIVE`` (党代表) has an empty scope: every scoped page shows them nothing, and
+     their only section is the 留言亭 inbox (``pages/booth.py``). The members' own phone pages
+     (``pages/booth_member.py``, ``/web/m/``) have no account: a one-time link from a tap.
    - Time: ``ctx.now`` (read once per request), never ``datetime.now()``.
    - Raise DomainErrors freely: ``server.web.errors`` shows them as a toast for htmx requests
      and as an error page otherwise.
@@ -39,11 +42,23 @@ How to add a page
    as ``X-CSRF-Token`` from ``<body hx-headers>``). On success return
    ``redirect(request, url, toast="已保存")`` (``server.web.templating``): htmx gets
    ``HX-Redirect``, a plain post a 303, and the toast shows on the next page.
-   ``hx-confirm="确定…？"`` asks before destructive actions.
+   Every POST form gets a hidden ``form_token`` (``static/forms.js``), its buttons are disabled
+   while it is sent, and a repeat of the token changes nothing (``server.web.form_tokens``):
+   nothing to add per form, but do answer a success with ``redirect()`` so a repeat is sent to
+   the same page. An irreversible action asks first, naming what will happen to whom:
+   ``data-confirm="接收后，张三将转入本支部，此操作不能撤销。确定接收吗？"`` on the form or on
+   the submit button (``hx-confirm`` works on an htmx form only, never on one of its buttons).
 5. Browser tests: ``tests/web/`` has fixtures ``live_server``, ``browser_page`` and
    ``login(page, user)``; save a screenshot with ``screenshot(page, "name")``.
 
 JavaScript: htmx 2 and its SSE extension are vendored in ``static/vendor`` (see the README
-there); ``static/app.js`` only shows toasts. The Content-Security-Policy allows no inline
-script or style, so put behaviour in attributes (htmx) and looks in ``app.css``.
+there); ``static/forms.js`` does the confirmations, disabling, form tokens and the loading bar,
+``static/board.js`` the live board's connection state and full screen; ``static/app.js`` opens
+the phone menu and shows toasts (an error toast stays until
+closed and marks the fields the server named: ``toast_header(..., fields=...)``). The
+Content-Security-Policy allows no inline script or style (not even ``style=""``), so put
+behaviour in attributes (htmx) and looks in ``app.css``. Dates go through the filters
+``date``, ``datetime`` (prose), ``short_date``, ``short_datetime`` (tables), ``time``, ``month``
+and ``span(start, end)``, never ``strftime`` or ``isoformat``. Every page must fit a 360 px
+screen: wrap tables in ``<div class="table-wrap">``.
 """

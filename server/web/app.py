@@ -28,17 +28,40 @@ _NO_STORE = (b"cache-control", b"no-store")  # pages show personal data; never k
 
 def page_routers() -> list[APIRouter]:
     """Every page module's router. To add a section, add its router here (see server.web)."""
-    from server.web.pages import audit, auth, dashboard, events, kiosks, ledgers, members, transfers
+    from server.web.pages import (
+        audit,
+        auth,
+        board,
+        booth,
+        booth_member,
+        dashboard,
+        events,
+        kiosks,
+        leave,
+        ledgers,
+        members,
+        minutes,
+        roster,
+        supervision,
+        transfers,
+    )
 
     return [
         auth.router,
         dashboard.router,
         events.router,
+        minutes.router,
+        board.router,
         ledgers.router,
         members.router,
+        leave.router,
+        supervision.router,
+        roster.router,
         transfers.router,
         kiosks.router,
         audit.router,
+        booth.router,
+        booth_member.router,
     ]
 
 

@@ -30,6 +30,7 @@ from server.deps import ClockDep, RequestContext, SessionDep, SettingsDep
 from server.errors import CsrfFailed, Forbidden, LoginRequired
 from server.users.service import WebUser, resolve_session
 from server.vocabulary import UserRole
+from server.web.form_tokens import claim_submission, sent_form_token
 
 SESSION_COOKIE = "ecard_session"
 CSRF_FIELD = "csrf_token"
@@ -56,9 +57,11 @@ def get_current_user(
     session: SessionDep,
     clock: ClockDep,
     sent_csrf: Annotated[str | None, Depends(_sent_csrf_token)],
+    form_token: Annotated[str | None, Depends(sent_form_token)],
 ) -> WebUser:
     """The signed-in user; raises LoginRequired, or CsrfFailed for an unsafe request without the
-    session's token."""
+    session's token, or RepeatedSubmission for a form sent again with a used ``form_token``
+    (see :mod:`server.web.form_tokens`)."""
     token = request.cookies.get(SESSION_COOKIE)
     viewer = resolve_session(session, token=token, now=clock()) if token else None
     if viewer is None:
@@ -69,6 +72,8 @@ def get_current_user(
         or not secrets.compare_digest(sent_csrf.encode(errors="replace"), viewer.csrf_token.encode())
     ):
         raise CsrfFailed()
+    if form_token is not None:
+        claim_submission(session, request, user_id=viewer.user_id, token=form_token, now=clock())
     request.state.viewer = viewer  # for render(): the layout shows who is signed in
     return viewer
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
@@ -18,9 +19,24 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
 from server.errors import DomainError, LoginRequired, status_for
-from server.web.templating import is_htmx, render, toast_header
+from server.web.form_tokens import RepeatedSubmission
+from server.web.templating import is_htmx, redirect, render, toast_header
 
 log = logging.getLogger(__name__)
+
+# Refusals about one form field, by code: the toast marks that field in the form that was sent
+# (server/web/static/app.js), beside the message. Errors that carry ``field`` name it themselves.
+_FIELDS_BY_CODE: dict[str, tuple[str, ...]] = {
+    "card_already_bound": ("card_no",),
+    "transfer_card_taken": ("card_no",),
+    "invalid_time_range": ("end_at",),
+    "reason_required": ("reason",),
+    "applicant_name_required": ("claimed_name",),
+    "placement_required": ("placement_org_id",),
+    "invalid_placement": ("placement_org_id",),
+    "letter_issuer_not_committee": ("issuer_kind",),
+    "letter_expired": ("issued_on", "valid_days"),
+}
 
 _HTTP_MESSAGES = {
     404: "页面不存在，或您无权查看",
@@ -30,6 +46,7 @@ _HTTP_MESSAGES = {
 
 def register_web_error_handlers(web: FastAPI) -> None:
     web.add_exception_handler(LoginRequired, _login_required)
+    web.add_exception_handler(RepeatedSubmission, _repeated_submission)
     web.add_exception_handler(DomainError, _domain_error)
     web.add_exception_handler(RequestValidationError, _invalid_form)
     web.add_exception_handler(HTTPException, _http_error)
@@ -49,9 +66,23 @@ def _login_required(request: Request, _exc: Exception) -> Response:
     return RedirectResponse(login_url(back), status_code=303)
 
 
+ALREADY_SENT = "这份表单刚才已经提交过，没有重复办理"
+
+
+def _repeated_submission(request: Request, exc: Exception) -> Response:
+    """A form sent again with a used token: nothing was done; answer like the first time."""
+    assert isinstance(exc, RepeatedSubmission)
+    if exc.redirect_to is not None:
+        return redirect(request, exc.redirect_to, toast=exc.toast, level=exc.toast_level)
+    if is_htmx(request):  # the first answer already changed the page; leave it as it is
+        return Response(status_code=200, headers={"HX-Reswap": "none", **toast_header(ALREADY_SENT, "info")})
+    back = local_path(request.headers.get("referer", "/web/"))
+    return redirect(request, back, toast=ALREADY_SENT, level="info")
+
+
 def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    response = _refusal(request, status_for(exc), exc.code, exc.message)
+    response = _refusal(request, status_for(exc), exc.code, exc.message, fields=_fields_of(exc))
     response.headers.update(exc.headers())
     return response
 
@@ -60,7 +91,8 @@ def _invalid_form(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     fields = sorted({str(error.get("loc", ("", ""))[-1]) for error in exc.errors()})
     log.info("web form refused: %s %s fields=%s", request.method, request.url.path, fields)
-    return _refusal(request, 400, "invalid_request", "表单填写不完整或格式不正确，请检查后重试")
+    message = "表单填写不完整或格式不正确，请检查后重试"
+    return _refusal(request, 400, "invalid_request", message, fields=fields)
 
 
 def _http_error(request: Request, exc: Exception) -> Response:
@@ -75,9 +107,20 @@ def _unexpected(request: Request, _exc: Exception) -> Response:
     return _refusal(request, 500, "internal_error", "服务器内部错误，请稍后重试；如果一直出现，请联系管理员")
 
 
-def _refusal(request: Request, status: int, code: str, message: str) -> Response:
+def _fields_of(exc: DomainError) -> Sequence[str]:
+    named = getattr(exc, "field", None)
+    if isinstance(named, str) and named:
+        return (named,)
+    if exc.code == "invalid_card_identifier":
+        return ("uid",) if exc.message.startswith("UID") else ("card_no",)
+    return _FIELDS_BY_CODE.get(exc.code, ())
+
+
+def _refusal(
+    request: Request, status: int, code: str, message: str, *, fields: Sequence[str] = ()
+) -> Response:
     if is_htmx(request):
-        headers = {"HX-Reswap": "none", **toast_header(message, "error")}
+        headers = {"HX-Reswap": "none", **toast_header(message, "error", fields=fields)}
         return Response(status_code=200, headers=headers)
     return render(
         request,

@@ -43,10 +43,11 @@ GROUND = {
     "masking",
     "migrate",
     "proxies",
+    "uploads",
     "vocabulary",
 }
 PLUMBING = {"cli_support", "deps", "textguard"}
-TOP_MODULES = {"app", "cli", "serve", "server_cli"}
+TOP_MODULES = {"app", "cli", "schedule", "serve", "server_cli"}
 FACES = {"routes", "cli"}
 TOP_PACKAGES = {"web", "migrations"}
 RECORDS = "records"

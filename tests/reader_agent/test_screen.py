@@ -262,3 +262,25 @@ def _outward_address() -> str | None:
         except OSError:
             return None
     return None if address.startswith("127.") else address
+
+
+def test_message_mode_shows_the_link_as_a_qr_code() -> None:
+    """The server's one-time 留言亭 link becomes an SVG QR code (decoded from the real page in
+    tests/web/test_booth_kiosk.py), and stays on screen long enough to take out a phone."""
+    shown = state(TapMode.MESSAGE)
+    assert shown.snapshot()["idle_prompt"] == "请刷卡，用手机扫码留言"
+    link = "https://ecard.example.cn/web/m/open/Vq3XwS0dYp7kL2mN4bR8tU6zAe1Hc9Jf"
+    shown.observe(
+        Feedback(
+            FeedbackStatus.ACCEPTED, "请用手机扫码留言", seq=3, member_name="张*明", pending=0, link=link
+        )
+    )
+    result = shown.snapshot()["result"]
+    assert result["link"] == link
+    assert result["qr"].startswith("data:image/svg+xml;base64,")
+    assert result["qr_caption"] == "请用手机扫码，二维码几分钟内有效，只能打开一次"
+    assert result["shown_s"] > shown.snapshot()["result_shown_s"]
+    shown.observe(ACCEPTED)
+    plain = shown.snapshot()["result"]
+    assert (plain["link"], plain["qr"], plain["qr_caption"]) == (None, None, "")
+    assert "link" not in json.loads(ACCEPTED.to_json())

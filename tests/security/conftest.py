@@ -41,7 +41,11 @@ from server.config import ServerSettings
 from server.db import make_engine, unit_of_work
 from server.keyring import Keyring
 from server.kiosks.service import add_kiosk, enroll_kiosk
-from server.vocabulary import TokenRole
+from server.records.supervision import Reminder
+from server.supervision.findings import Finding, org_subject
+from server.supervision.service import EscalationPolicy, apply_findings
+from server.transfers.calendar import make_calendar
+from server.vocabulary import ReminderLevel, RuleFamily, TokenRole
 from tests.conftest import create_pg_database
 from tests.server.conftest import FakeClock, sqlite_template  # noqa: F401  (a fixture, used by name)
 from tests.server.signing import KioskKeys, card, tap_payload
@@ -109,6 +113,7 @@ class Side:
     transfer_id: int = 0
     transfer_name: str = ""
     unmatched_tap_id: int = 0
+    reminder_id: int = 0
     seq: int = field(default=0)
 
     def tap(self, card_facts: CardFacts, *, at: datetime) -> str:
@@ -200,9 +205,41 @@ def _seed_over_http(realm: Realm, side: Side, *, now: datetime, leave_member: in
     side.unmatched_tap_id = unmatched[0]["tap_id"]
 
 
+def _seed_reminders(realm: Realm, *, now: datetime) -> None:
+    """A stored reminder per side, as the daily sweep would leave it (no API makes reminders)."""
+    findings = [
+        Finding(
+            rule="org_setup.no_secretary",
+            family=RuleFamily.ORG_SETUP,
+            level=ReminderLevel.WARNING,
+            org_id=side.org_id,
+            subject=org_subject(side.org_id),
+            period="",
+            message=f"{side.name}没有在任的支部书记",
+        )
+        for side in realm.sides()
+    ]
+    with unit_of_work(realm.engine) as session:
+        apply_findings(
+            session,
+            findings,
+            families={RuleFamily.ORG_SETUP},
+            now=now,
+            escalation=EscalationPolicy(calendar=make_calendar()),
+            tz=realm.settings.tz,
+        )
+        for side in realm.sides():
+            side.reminder_id = session.exec(
+                select(Reminder.id).where(Reminder.org_id == side.org_id)
+            ).scalar_one()
+
+
 def _build(kind: str, request: pytest.FixtureRequest, directory: Path) -> Iterator[Realm]:
     url, drop = _database(kind, request, directory)
-    settings = ServerSettings(data_dir=directory / "data", database_url=url, secret_key=SecretStr(SECRET))
+    # No scheduled jobs: their rows would count as writes in the "refused requests write nothing" checks.
+    settings = ServerSettings(
+        data_dir=directory / "data", database_url=url, secret_key=SecretStr(SECRET), scheduler=False
+    )
     keyring = Keyring(SECRET.encode())
     now = utc_now().replace(microsecond=0)
     clock = FakeClock(now)
@@ -316,6 +353,7 @@ def _build(kind: str, request: pytest.FixtureRequest, directory: Path) -> Iterat
             )
             _seed_over_http(realm, a, now=now, leave_member=world.members["周丽华"])
             _seed_over_http(realm, b, now=now, leave_member=world.members["钱志远"])
+            _seed_reminders(realm, now=now)
             try:
                 yield realm
             finally:

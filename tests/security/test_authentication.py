@@ -88,6 +88,18 @@ SIGNED = {
     "POST /api/v1/kiosks/enroll",
 }
 
+# A member's own 留言亭 pages (server.booth): no account; a one-time link from a signed tap opens
+# a short session cookie of their own. A stranger gets a Chinese refusal page, never a sign-in.
+MEMBER_LINK = {
+    "GET /web/m/open/{token}",
+    "GET /web/m/",
+    "POST /web/m/messages",
+    "GET /web/m/messages/{message_id}/photo",
+    "GET /web/m/representatives/{representative_id}/photo",
+    "POST /web/m/leave",
+    "POST /web/m/end",
+}
+
 
 def _fill(path: str, realm: Realm) -> str:
     """The declared path with branch A's real objects in it, so a refusal is not a 404."""
@@ -102,10 +114,15 @@ def _fill(path: str, realm: Realm) -> str:
         "enrol_session_id": a.enrol_session_id,
         "tap_id": a.unmatched_tap_id,
         "binding_id": a.binding_id,
+        "reminder_id": a.reminder_id,
+        "attachment_id": 1,  # refused before any lookup: no attachment needed
         "kind": "id_card",
         "period_key": str(realm.clock.now.year),
         "fmt": "xlsx",
         "code": "0000-0000-0000-0000",  # an export's verification code
+        "message_id": 1,  # refused before any lookup: no message needed
+        "representative_id": 1,  # refused before any lookup: no representative needed
+        "token": "Vq3XwS0dYp7kL2mN4bR8tU6zAe1Hc9Jf",  # a 留言亭 link nobody was given
     }
 
     def value(match: re.Match[str]) -> str:
@@ -118,7 +135,7 @@ def _fill(path: str, realm: Realm) -> str:
 
 def _protected(app: FastAPI) -> list[Endpoint]:
     endpoints, _ = app_endpoints(app)
-    return [e for e in endpoints if str(e) not in PUBLIC and str(e) not in SIGNED]
+    return [e for e in endpoints if str(e) not in PUBLIC | SIGNED | MEMBER_LINK]
 
 
 def _send(client: TestClient, endpoint: Endpoint, url: str, headers: dict[str, str]) -> object:
@@ -140,6 +157,7 @@ class TestEveryRoute:
         names = {str(e) for e in endpoints}
         assert names >= PUBLIC, PUBLIC - names
         assert names >= SIGNED, SIGNED - names
+        assert names >= MEMBER_LINK, MEMBER_LINK - names
         assert set(mounts) == PUBLIC_MOUNTS
         protected = _protected(realm.client.app)  # type: ignore[arg-type]
         assert len(protected) >= 60  # the API and the web pages, not an empty walk
@@ -175,6 +193,23 @@ class TestEveryRoute:
             if not ok:
                 wrong.append(f"{endpoint} -> {status}")
         assert wrong == []
+        assert count_rows(realm.engine) == before
+
+    def test_member_link_pages_refuse_strangers_in_chinese(self, realm: Realm) -> None:
+        before = count_rows(realm.engine)
+        stranger = TestClient(realm.client.app, base_url="http://testserver")
+        stranger.cookies.set("ecard_member", "forged-member-cookie", path="/web/m")
+        endpoints = [e for e in app_endpoints(realm.client.app)[0] if str(e) in MEMBER_LINK]  # type: ignore[arg-type]
+        assert len(endpoints) == len(MEMBER_LINK)
+        for endpoint in endpoints:
+            url = _fill(endpoint.path, realm)
+            response = _send(stranger, endpoint, url, {})
+            status = response.status_code  # type: ignore[attr-defined]
+            text = response.text  # type: ignore[attr-defined]
+            assert status in (401, 404), (str(endpoint), status)
+            assert 'data-code="booth_' in text, str(endpoint)
+            assert "请在留言亭重新刷卡" in text, str(endpoint)
+            assert realm.a.member_name not in text
         assert count_rows(realm.engine) == before
 
     def test_the_public_pages_hold_nothing_personal(self, realm: Realm) -> None:

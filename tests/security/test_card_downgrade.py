@@ -368,7 +368,12 @@ class TestOverHttp:
 
         refused = upload(ReaderBackend.PCSC)
         assert (refused["status"], refused["code"]) == ("rejected", "card_downgrade")
-        assert refused["display"] == {"member_name": None, "event_title": None, "message": DOWNGRADE_MESSAGE}
+        assert refused["display"] == {
+            "member_name": None,
+            "event_title": None,
+            "message": DOWNGRADE_MESSAGE,
+            "link": None,
+        }
         assert upload(ReaderBackend.SERIAL)["code"] == "card_downgrade"
 
         venue = admin("venue", "set", str(world.venue_id), "--accept-uid-only-reads")

@@ -235,7 +235,7 @@ def marked(fresh_realm: Realm, monkeypatch: pytest.MonkeyPatch) -> Realm:
         follow_redirects=False,
     )
     assert kiosk.status_code in (200, 303), kiosk.text[:300]
-    monkeypatch.setattr("server.web.pages.events.STREAM_SECONDS", 0.3)
+    monkeypatch.setattr("server.web.pages.board.STREAM_SECONDS", 0.3)
     return realm
 
 

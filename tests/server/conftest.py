@@ -73,8 +73,13 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> ServerSettings:
+    # The scheduled jobs (a sweep at start-up) would race the tests' own writes; their own tests
+    # turn them on (tests/server/supervision/test_jobs.py).
     return ServerSettings(
-        data_dir=tmp_path / "data", database_url=database_url, secret_key=SecretStr(TEST_SECRET)
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        secret_key=SecretStr(TEST_SECRET),
+        scheduler=False,
     )
 
 

@@ -102,7 +102,10 @@ def site(tmp_path: Path, seeded_database: tuple[Path, WebWorld]) -> Iterator[Sit
     with closing(sqlite3.connect(seed)) as source, closing(sqlite3.connect(database)) as target:
         source.backup(target)
     settings = ServerSettings(
-        data_dir=tmp_path / "data", database_url=f"sqlite:///{database}", secret_key=SecretStr(TEST_SECRET)
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite:///{database}",
+        secret_key=SecretStr(TEST_SECRET),
+        scheduler=False,  # no start-up sweep racing the pages (tests/server/supervision/test_jobs.py)
     )
     engine = make_engine(settings.database_url)
     try:

@@ -66,7 +66,7 @@ def test_secretary_creates_an_event(live_server: LiveServer, browser_page: Page,
     page.get_by_role("button", name="创建活动").click()
     expect(page.locator("h1")).to_have_text("十二月支部党员大会")
     expect(page.locator(".toast")).to_contain_text("已创建活动")
-    expect(page.locator(".page-head p")).to_contain_text("2026年12月05日 09:00–11:00")
+    expect(page.locator(".page-head p")).to_contain_text("2026年12月5日 09:00–11:00")
 
 
 def test_an_impossible_time_range_is_refused_in_place(

@@ -260,7 +260,7 @@ class TestErrors:
         assert response.status_code == 200
         assert response.headers["HX-Reswap"] == "none"
         toast = json.loads(response.headers["HX-Trigger"])["toast"]
-        assert toast == {"message": "卡号须为19位数字", "level": "error"}
+        assert toast == {"message": "卡号须为19位数字", "level": "error", "fields": ["card_no"]}
 
     def test_a_plain_refusal_is_an_error_page_with_the_code(self, web_client: TestClient, site: Site) -> None:
         csrf = sign_in(web_client, site.world.accounts["secretary_a"])

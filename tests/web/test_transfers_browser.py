@@ -68,7 +68,7 @@ def test_approve_a_transfer_and_find_the_member_in_the_roster(
     expect(page.locator("#transfer-checks")).to_contain_text("开具单位为基层党委")
     expect(page.locator("#toasts")).to_contain_text("介绍信已录入")
 
-    page.get_by_role("button", name="核对：居民身份证（与介绍信身份证号一致）").click()
+    page.get_by_role("button", name="已核对原件：居民身份证（与介绍信身份证号一致）").click()
     # Wait for the reloaded page (the button's own text says 已核对原件 before the click too).
     expect(page.locator("#transfer-documents tr", has_text="居民身份证")).to_contain_text("陈书记")
     page.locator("#transfer-actions").get_by_label("理由或意见").fill("经核对，同意接收")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import RedirectResponse, Response
 
 from server.kiosks.health import list_kiosk_health
 from server.labels import EVENT_KIND_LABELS
@@ -12,7 +12,7 @@ from server.reminders.schemas import CadenceReminder, InactivityReminder
 from server.reminders.service import build_reminders
 from server.transfers.calendar import transfer_policy
 from server.transfers.queue import count_outgoing_waiting, count_pending
-from server.vocabulary import Cadence, KioskStatus, ReminderLevel
+from server.vocabulary import Cadence, KioskStatus, ReminderLevel, UserRole
 from server.web.deps import PageDep
 from server.web.lookups import count_events_between, events_in_scope, present_counts
 from server.web.pages.ledgers import cadence_policy
@@ -26,8 +26,10 @@ _LEVEL_ORDER = {ReminderLevel.ALERT: 0, ReminderLevel.WARNING: 1, ReminderLevel.
 
 
 @router.get("/")
-def dashboard(request: Request, ctx: PageDep) -> HTMLResponse:
+def dashboard(request: Request, ctx: PageDep) -> Response:
     session, caller, now = ctx.session, ctx.caller, ctx.now
+    if caller.has_role(UserRole.REPRESENTATIVE):  # a 党代表's only page is their 留言亭 inbox
+        return RedirectResponse("/web/booth", status_code=303)
     month = period_containing(now, Cadence.MONTHLY, ctx.tz)
     events = events_in_scope(session, caller, now=now, upcoming=True, limit=UPCOMING_SHOWN)
     pending, overdue = count_pending(session, caller=caller, policy=transfer_policy(ctx.settings), now=now)

@@ -48,6 +48,7 @@ MODE_LABELS: dict[TapMode, str] = {
     TapMode.CHECKIN: "签到",
     TapMode.TRANSFER_IN: "转入登记",
     TapMode.ENROL: "绑卡",
+    TapMode.MESSAGE: "留言",
 }
 READER_LABELS: dict[ReaderState, tuple[str, str]] = {
     ReaderState.STARTING: ("启动中", "amber"),

@@ -1,8 +1,10 @@
-"""党员与卡: search members, see a member's cards, bind a card by its number, report one lost."""
+"""党员与卡: search members, see a member's cards, bind a card by its number, report one lost;
+download the member list (XLSX)."""
 
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
@@ -18,6 +20,8 @@ from server.limits import limit_card_lookup
 from server.orgs.membership import in_organisation_since
 from server.orgs.service import organisation_names, require_visible_member
 from server.records.cards import CardBinding
+from server.roster.export import XLSX_MEDIA_TYPE, export_member_list
+from server.supervision.points import member_points
 from server.vocabulary import BindingStatus
 from server.web.deps import PageDep
 from server.web.lookups import members_in_scope
@@ -52,9 +56,21 @@ def member_list(request: Request, ctx: PageDep, q: str = "") -> HTMLResponse:
     )
 
 
+@router.get("/export.xlsx")
+def member_list_download(ctx: PageDep) -> Response:
+    """The caller's members as 党员名单-<organisation>-<date>.xlsx (no card identifiers)."""
+    exported = export_member_list(ctx.session, caller=ctx.caller, now=ctx.now, tz=ctx.tz)
+    # RFC 6266/5987: browsers take the UTF-8 name; the ASCII one is for very old clients.
+    disposition = f"attachment; filename=\"members.xlsx\"; filename*=UTF-8''{quote(exported.filename)}"
+    return Response(
+        exported.content, media_type=XLSX_MEDIA_TYPE, headers={"Content-Disposition": disposition}
+    )
+
+
 @router.get("/{member_id}")
 def member_detail(member_id: RowId, request: Request, ctx: PageDep) -> HTMLResponse:
     member = require_visible_member(ctx.session, member_id, caller=ctx.caller)
+    year = ctx.year
     return render(
         request,
         "members/detail.html",
@@ -64,6 +80,16 @@ def member_detail(member_id: RowId, request: Request, ctx: PageDep) -> HTMLRespo
             "org_name": organisation_names(ctx.session, {member.org_id}).get(member.org_id, ""),
             "in_org_since": in_organisation_since(ctx.session, member),
             "history": card_history(ctx.session, member_id=member_id, caller=ctx.caller),
+            "points_year": year,
+            "points": member_points(
+                ctx.session,
+                member_id=member_id,
+                caller=ctx.caller,
+                year=year,
+                now=ctx.now,
+                tz=ctx.tz,
+                rules=ctx.settings.points_rules,
+            ),
             "binding_labels": BINDING_LABELS,
             "category_labels": CATEGORY_LABELS,
             "status_labels": STATUS_LABELS,

@@ -86,14 +86,27 @@ CHECK_LABELS = {
     "probation_overdue": "预备期已满未转正",
     "dues_lapsed": "党费长期未交",
 }
-# Which actions take a placement, and which are destructive enough to ask first.
+# Which actions take a placement, and which cannot be undone: those ask first, naming what happens
+# to whom (``{name}``: the applicant; the templates fill it in).
 PLACING_ACTIONS = frozenset({TransferAction.BRANCH_ACCEPT, TransferAction.RECEIVE})
 CONFIRMS = {
-    TransferAction.REFUSE_RELEASE: "确定不同意转出？此操作不能撤销，理由将告知接收方。",
-    TransferAction.RELEASE: "确定同意转出？接收方将看到该同志的姓名和所在组织。",
-    TransferAction.REJECT: "确定不予接收？此操作不能撤销。",
-    TransferAction.WITHDRAW: "确定登记为本人撤回？此操作不能撤销。",
-    TransferAction.RECEIVE: "确定接收？接收后该同志即编入所选党支部的花名册。",
+    TransferAction.SOURCE_AGREE: "同意后，{name}的转出申请将报党委审批，此操作不能撤销。确定支部同意转出吗？",
+    TransferAction.REFUSE_RELEASE: (
+        "不同意转出后，{name}的这份申请即告终止，理由将告知接收方，此操作不能撤销。确定不同意转出吗？"
+    ),
+    TransferAction.RELEASE: (
+        "同意转出后，接收方将看到{name}的姓名和所在组织并开始审核，此操作不能撤销。确定党委同意转出吗？"
+    ),
+    TransferAction.REJECT: (
+        "不予接收后，{name}的转入申请即告终止，不能再恢复办理，理由记入办理记录。确定不予接收吗？"
+    ),
+    TransferAction.WITHDRAW: (
+        "登记本人撤回后，{name}的转入申请即告终止，不能再恢复办理。确定登记为本人撤回吗？"
+    ),
+    TransferAction.RECEIVE: (
+        "接收后，{name}将转入本组织，编入所选党支部的花名册，此操作不能撤销。确定接收吗？"
+    ),
+    TransferAction.CLOSE: "办结后，{name}的转入手续即告完成，申请不能再修改。确定回执已寄回并办结吗？",
 }
 PRIMARY_ACTIONS = frozenset(
     {

@@ -167,7 +167,7 @@ def test_the_server_purges_at_start_up(
     tap(engine, keyring, world, ZHANG_CARD, at("2025-02-27", "14:00"))
     (tap_id,) = taps_by_id(engine)
     months_later = FakeClock(at("2025-06-01"))
-    with TestClient(create_app(settings, clock=months_later)):
+    with TestClient(create_app(settings.model_copy(update={"scheduler": True}), clock=months_later)):
         deadline = time.monotonic() + 10
         while taps_by_id(engine)[tap_id].card_no_hmac is not None and time.monotonic() < deadline:
             time.sleep(0.05)

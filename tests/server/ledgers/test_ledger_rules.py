@@ -397,6 +397,7 @@ class TestOrgLedger:
             ("theme_day", "2024-12"): "missed",
             ("lecture", "2024-Q4"): "missed",
             ("review_meeting", "2024"): "missed",
+            ("appraisal", "2024"): "missed",
         }
         west = client.get(
             f"/api/v1/orgs/{scenario.west}/ledger", params={"period": "2024-Q4"}, headers=headers

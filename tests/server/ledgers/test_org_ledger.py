@@ -90,6 +90,7 @@ class TestCadence:
             ("theme_day", "2025-06"): "scheduled",
             ("lecture", "2025-Q2"): "due",  # the May lecture had nobody present: not evidence
             ("review_meeting", "2025"): "due",
+            ("appraisal", "2025"): "due",
         }
         assert statuses(result, world.group_id) == {
             ("group", "2025-04"): "met",
@@ -107,7 +108,7 @@ class TestCadence:
         assert (result.totals.cadence_met, result.totals.cadence_missed, result.totals.cadence_open) == (
             3,
             2,
-            4,
+            5,  # the review meeting and the appraisal of the year are still to come
         )
 
     def test_an_early_sign_in_does_not_make_a_meeting_held_before_it_starts(

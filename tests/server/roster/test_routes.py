@@ -60,6 +60,10 @@ def test_upload_imports_and_reupload_changes_nothing(
         "unchanged": 0,
         "cards_bound": 2,
         "updates": [],
+        "new_members": [
+            {"sheet": "花名册", "row": 2, "name": "陈一", "branch": "第一党支部", "category": "full"},
+            {"sheet": "花名册", "row": 3, "name": "林二", "branch": "第二党支部", "category": "probationary"},
+        ],
     }
     counts = table_counts(engine)
 
