@@ -842,7 +842,7 @@ def _decision_reason(
 def expire_lapsed_requests(session: Session, *, policy: TransferPolicy, now: datetime) -> list[int]:
     """Move every pending request whose letter has lapsed (and is not cured) to ``expired``.
 
-    Run daily (``ecard admin transfer expire-lapsed`` from cron or a systemd timer); the checks
+    Run daily by the server's scheduled job ``transfer_expiry`` (``server.schedule``); the checks
     and guards already refuse to move a lapsed request forward, so a late sweep changes what the
     queue says, never what may be done. Returns the ids it expired.
     """
