@@ -19,6 +19,7 @@ import calendar
 from datetime import date, datetime, timedelta, tzinfo
 from enum import StrEnum
 
+from server.dates import add_months
 from server.errors import InvalidRecurrence
 
 MIN_OCCURRENCES = 2
@@ -40,14 +41,6 @@ REPEAT_RULE_LABELS: dict[RepeatRule, str] = {
     RepeatRule.NTH_WEEKDAY: "每月同一周次的星期几（如第二个星期五）",
     RepeatRule.LAST_WEEKDAY: "每月最后一个星期几",
 }
-
-
-def add_months(day: date, months: int) -> date:
-    """``day`` moved by ``months`` calendar months; a day the target month lacks becomes its last."""
-    index = day.year * 12 + day.month - 1 + months
-    year, month = divmod(index, 12)
-    month += 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
 def nth_weekday(year: int, month: int, weekday: int, n: int) -> date | None:

@@ -33,6 +33,7 @@ from sqlmodel import Session, SQLModel, col, select
 from server.audit.service import record
 from server.caller import Caller
 from server.config import ServerSettings
+from server.dates import date_text
 from server.db import bulk_insert, in_chunks
 from server.errors import InvalidNotifyAddress, NotifyTargetNotFound, OrganisationNotFound, UserNotFound
 from server.labels import EVENT_KIND_LABELS
@@ -733,7 +734,7 @@ def queue_digests(session: Session, items: Sequence[DigestItem], *, now: datetim
     if not items:
         return Queued()
     day = now.astimezone(tz).date()
-    day_label = f"{day.year}年{day.month}月{day.day}日"
+    day_label = date_text(day)
     tree = _org_tree(session)
     by_org: dict[int, list[DigestItem]] = defaultdict(list)
     for item in items:
@@ -970,7 +971,7 @@ def _announced_events(session: Session, event_ids: Sequence[int]) -> dict[int, s
 def format_local_time(at: datetime, tz: tzinfo) -> str:
     """2026年12月6日 09:30"""
     local = at.astimezone(tz)
-    return f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}"
+    return f"{date_text(local.date())} {local:%H:%M}"
 
 
 def _meeting_markdown(event: Event, *, venue: str, org_name: str, tz: tzinfo, changed: bool) -> str:

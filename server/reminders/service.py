@@ -23,6 +23,7 @@ from sqlmodel import Session, col, func, or_, select
 
 from server.attendance.schemas import NamedRef
 from server.caller import Caller
+from server.dates import date_text
 from server.labels import EVENT_KIND_LABELS, EXEMPTION_LABELS, REMINDER_LEVEL_LABELS
 from server.ledgers.cadence import CadencePolicy, CadenceStatus, check_cadence
 from server.ledgers.periods import months_before, months_between
@@ -175,9 +176,11 @@ def _inactivity_reminders(
         if level is None:
             continue
         if last is not None:
-            message = f"{name}已连续{months}个月未参加组织生活（最近一次：{_day(last, tz)}）"
+            since = date_text(last.astimezone(tz).date())
+            message = f"{name}已连续{months}个月未参加组织生活（最近一次：{since}）"
         else:
-            message = f"{name}自{_day(clock_at, tz)}入册以来，已连续{months}个月未参加组织生活"
+            since = date_text(clock_at.astimezone(tz).date())
+            message = f"{name}自{since}入册以来，已连续{months}个月未参加组织生活"
         if level == ReminderLevel.ALERT:
             message += ALERT_NOTE
         reminders.append(
@@ -214,9 +217,3 @@ def _current_exemptions(session: Session, member_ids: list[int], now: datetime) 
         for member_id, reason in rows.all():
             found[member_id] = EXEMPTION_LABELS[reason]
     return found
-
-
-def _day(moment: datetime, tz: tzinfo) -> str:
-    """2025年11月1日: dates in reminders read as on every page."""
-    local = moment.astimezone(tz)
-    return f"{local.year}年{local.month}月{local.day}日"

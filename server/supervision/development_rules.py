@@ -13,12 +13,12 @@ admission as 预备党员 (the 基层党委's 预审 comes before it).
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Collection
 from datetime import date, datetime, tzinfo
 
 from sqlmodel import Session, col, select
 
+from server.dates import add_months, date_text
 from server.db import in_chunks
 from server.records.development import DevelopmentRecord, DevelopmentStage
 from server.supervision.findings import Finding, RuleFamily
@@ -39,13 +39,6 @@ def development_subject(record_id: int) -> str:
     return f"development:{record_id}"
 
 
-def add_months(day: date, months: int) -> date:
-    """The same day ``months`` later, or the month's last day when it has no such day."""
-    index = day.year * 12 + day.month - 1 + months
-    year, month = index // 12, index % 12 + 1
-    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
-
-
 def talk_deadline(applied_on: date) -> date:
     """一个月内: the talk is due by the same day of the next month (applied 4月10日 → 5月10日)."""
     return add_months(applied_on, 1)
@@ -59,10 +52,6 @@ def activist_year_ends(activist_on: date) -> date:
 def probation_ends(admitted_on: date) -> date:
     """预备期一年: the day 转正 is due."""
     return add_months(admitted_on, 12)
-
-
-def _label(day: date) -> str:
-    return f"{day.year}年{day.month}月{day.day}日"
 
 
 def find_development(
@@ -115,7 +104,7 @@ def _talk(entry: DevelopmentRecord, record_id: int, today: date) -> list[Finding
     if entry.stage not in (*_BEFORE_CANDIDATE, DevelopmentStage.CANDIDATE):
         return []
     deadline = talk_deadline(entry.applied_on)
-    applied = _label(entry.applied_on)
+    applied = date_text(entry.applied_on)
     if entry.talked_on is None:
         if today > deadline:
             return [
@@ -126,7 +115,7 @@ def _talk(entry: DevelopmentRecord, record_id: int, today: date) -> list[Finding
                     ReminderLevel.WARNING,
                     DevelopmentStage.APPLICANT.value,
                     f"入党申请人{entry.name}于{applied}提交入党申请书，至今未登记谈话，已超过一个月"
-                    f"（应在{_label(deadline)}前）。按《中国共产党发展党员工作细则》，党组织应当在收到入党申请书后"
+                    f"（应在{date_text(deadline)}前）。按《中国共产党发展党员工作细则》，党组织应当在收到入党申请书后"
                     "一个月内派人同入党申请人谈话；请尽快谈话并登记谈话日期。",
                     deadline,
                 )
@@ -139,7 +128,7 @@ def _talk(entry: DevelopmentRecord, record_id: int, today: date) -> list[Finding
                     RULE_TALK,
                     ReminderLevel.NOTICE,
                     DevelopmentStage.APPLICANT.value,
-                    f"入党申请人{entry.name}于{applied}提交入党申请书，请在{_label(deadline)}前派人同其谈话"
+                    f"入党申请人{entry.name}于{applied}提交入党申请书，请在{date_text(deadline)}前派人同其谈话"
                     "（收到入党申请书后一个月内），并登记谈话日期。",
                     deadline,
                 )
@@ -153,8 +142,8 @@ def _talk(entry: DevelopmentRecord, record_id: int, today: date) -> list[Finding
                 RULE_TALK_LATE,
                 ReminderLevel.WARNING,
                 DevelopmentStage.APPLICANT.value,
-                f"入党申请人{entry.name}于{applied}提交入党申请书，{_label(entry.talked_on)}才谈话，"
-                f"超过了一个月的期限（{_label(deadline)}）。请支部说明原因，并在确定发展对象前由上级党组织审核。",
+                f"入党申请人{entry.name}于{applied}提交入党申请书，{date_text(entry.talked_on)}才谈话，"
+                f"超过了一个月的期限（{date_text(deadline)}）。请支部说明原因，并在确定发展对象前由上级党组织审核。",
                 None,
             )
         ]
@@ -175,8 +164,8 @@ def _candidate(entry: DevelopmentRecord, record_id: int) -> list[Finding]:
             RULE_CANDIDATE_TOO_EARLY,
             ReminderLevel.WARNING,
             DevelopmentStage.CANDIDATE.value,
-            f"{entry.name}于{_label(entry.activist_on)}确定为入党积极分子，{_label(entry.candidate_on)}即确定为发展对象，"
-            f"培养考察仅{days}天，不足一年（最早可在{_label(earliest)}确定）。按《中国共产党发展党员工作细则》，"
+            f"{entry.name}于{date_text(entry.activist_on)}确定为入党积极分子，{date_text(entry.candidate_on)}即确定为发展对象，"
+            f"培养考察仅{days}天，不足一年（最早可在{date_text(earliest)}确定）。按《中国共产党发展党员工作细则》，"
             "入党积极分子须经过一年以上培养教育和考察；请支部核实，接收预备党员前由上级党组织预审纠正。",
             None,
         )
@@ -193,13 +182,13 @@ def _probation(entry: DevelopmentRecord, record_id: int, today: date) -> list[Fi
     if left >= 0:
         level = ReminderLevel.NOTICE
         message = (
-            f"预备党员{entry.name}的预备期将于{_label(due)}期满（{_label(entry.admitted_on)}接收为预备党员）。"
+            f"预备党员{entry.name}的预备期将于{date_text(due)}期满（{date_text(entry.admitted_on)}接收为预备党员）。"
             "请支部及时讨论其能否转正：本人提出书面转正申请，支部大会讨论表决，报上级党组织审批。"
         )
     else:
         level = ReminderLevel.WARNING
         message = (
-            f"预备党员{entry.name}的预备期已于{_label(due)}期满，已超过{-left}天仍未登记转正。"
+            f"预备党员{entry.name}的预备期已于{date_text(due)}期满，已超过{-left}天仍未登记转正。"
             "请支部尽快召开支部大会讨论其转正（或延长预备期、取消预备党员资格），报上级党组织审批，并登记结果。"
         )
     return [

@@ -26,6 +26,7 @@ from datetime import date, datetime, tzinfo
 
 from sqlmodel import Session, col, func, or_, select
 
+from server.dates import add_months, date_text
 from server.ledgers.cadence import COMMITTEE_MIN_FULL_MEMBERS, COMMITTEE_MIN_SEATS
 from server.records.orgs import CommitteeSeat, Member, Organisation
 from server.supervision.findings import Finding, org_subject
@@ -152,23 +153,23 @@ def _branch_findings(
         )
     if seats:
         elected = min(started for _, started in seats).astimezone(tz).date()
-        term_ends = _years_after(elected, TERM_YEARS)
+        term_ends = add_months(elected, 12 * TERM_YEARS)
         if today >= term_ends:
             found.append(
                 finding(
                     "committee_term",
                     ReminderLevel.WARNING,
-                    f"{name}支部委员会任期已于{_day(term_ends)}届满，请及时按程序换届选举。",
+                    f"{name}支部委员会任期已于{date_text(term_ends)}届满，请及时按程序换届选举。",
                     period=term_ends.isoformat(),
                     due=term_ends,
                 )
             )
-        elif today >= _months_before(term_ends, TERM_NOTICE_MONTHS):
+        elif today >= add_months(term_ends, -TERM_NOTICE_MONTHS):
             found.append(
                 finding(
                     "committee_term",
                     ReminderLevel.NOTICE,
-                    f"{name}支部委员会任期将于{_day(term_ends)}届满，请提前做好换届准备。",
+                    f"{name}支部委员会任期将于{date_text(term_ends)}届满，请提前做好换届准备。",
                     period=term_ends.isoformat(),
                     due=term_ends,
                 )
@@ -197,20 +198,3 @@ def _current_seats(session: Session, *, now: datetime) -> dict[int, list[tuple[C
     for org_id, role, started_at in session.exec(query):
         seats.setdefault(org_id, []).append((CommitteeRole(role), started_at))
     return seats
-
-
-def _months_before(day: date, months: int) -> date:
-    year, month = divmod(day.year * 12 + day.month - 1 - months, 12)
-    following = date(year + (month + 1) // 12, (month + 1) % 12 + 1, 1)
-    return date(year, month + 1, min(day.day, (following - date(year, month + 1, 1)).days))
-
-
-def _years_after(day: date, years: int) -> date:
-    try:
-        return day.replace(year=day.year + years)
-    except ValueError:  # 29 February
-        return day.replace(year=day.year + years, day=28)
-
-
-def _day(day: date) -> str:
-    return f"{day.year}年{day.month}月{day.day}日"

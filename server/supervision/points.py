@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, tzinfo
+from datetime import datetime, tzinfo
 
 from sqlalchemy import and_, func, or_
 from sqlalchemy import select as sa_select
@@ -23,6 +23,7 @@ from sqlmodel import Session, col
 
 from server.caller import Caller
 from server.config import PointsRules
+from server.dates import add_months, month_key
 from server.errors import MemberNotFound
 from server.ledgers.cadence import BRANCH_KINDS, CadencePolicy, CadenceStatus, check_cadence
 from server.orgs.service import require_visible_organisation
@@ -292,7 +293,7 @@ def _stars(
 def _members_in_arrears(session: Session, member_ids: list[int], *, now: datetime, tz: tzinfo) -> set[int]:
     """Members whose last :data:`ARREARS_MONTHS` closed months are all unsettled (with records)."""
     today = now.astimezone(tz).date()
-    months = [_month_key(today, back) for back in range(1, ARREARS_MONTHS + 1)]
+    months = [month_key(add_months(today, -back)) for back in range(1, ARREARS_MONTHS + 1)]
     unsettled: Counter[int] = Counter()
     for (member_id,) in session.connection().execute(
         sa_select(col(DuesMonth.member_id)).where(
@@ -303,11 +304,6 @@ def _members_in_arrears(session: Session, member_ids: list[int], *, now: datetim
         unsettled[member_id] += 1
     wanted = set(member_ids)
     return {m for m, count in unsettled.items() if count >= ARREARS_MONTHS and m in wanted}
-
-
-def _month_key(today: date, back: int) -> str:
-    year, month = divmod(today.year * 12 + today.month - 1 - back, 12)
-    return f"{year}-{month + 1:02d}"
 
 
 def _year_bounds(year: int, tz: tzinfo) -> tuple[datetime, datetime]:

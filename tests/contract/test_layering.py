@@ -32,6 +32,7 @@ GROUND = {
     "caller",
     "clock",
     "config",
+    "dates",
     "db",
     "errors",
     "inputs",
