@@ -10,8 +10,10 @@ little late still finds the round taken.
 
 What this does not promise, and why jobs must be idempotent: a process that starts, or stalls,
 after the claim window has passed runs its round again (start-up runs a round at once, so a
-rolling restart of N processes may run N extra rounds). A transaction-level lock also ends with
-the transaction: a process that dies mid-round hands nothing over, the next round simply runs.
+rolling restart of N processes may run N extra rounds), unless ``fn`` knows its round is done and
+returns False: ``server.schedule``'s jobs look at their recorded runs, so a restart repeats none.
+A transaction-level lock also ends with the transaction: a process that dies mid-round hands
+nothing over, the next round simply runs.
 
 On SQLite a deployment has one server process (``ecard server run`` refuses ``--workers`` there),
 so every round runs, without a lock.
@@ -114,14 +116,15 @@ async def run_every_round(
     """Run ``fn`` at start-up and then at every round boundary of ``interval``, forever (cancel the
     task to stop); on PostgreSQL one process of the deployment runs each round.
 
-    A failing round is logged and the schedule goes on: the next round tries again.
+    ``fn`` returns False when it finds its round already done (a job that records its runs, so a
+    restart or a late process does not do the round again); anything else means it ran. A failing
+    round is logged and the schedule goes on: the next round tries again.
     """
     stop = threading.Event()
     window = claim_window(interval).total_seconds()
 
     def ran(session: Session) -> bool:
-        fn(session)
-        return True  # whatever fn returns, None now only means "skipped"
+        return fn(session) is not False  # None from run_once_across_processes means "skipped"
 
     current, claim_until, note = round_number(clock(), interval), None, " (start-up)"
     try:
@@ -138,6 +141,8 @@ async def run_every_round(
             else:
                 if result is None:
                     log.info("job %s: skipped round %d, another process has it", name, current)
+                elif result is False:
+                    log.info("job %s: skipped round %d, already done", name, current)
                 else:
                     log.info("job %s: ran round %d%s", name, current, note)
             await asyncio.sleep(seconds_until_next_round(clock(), interval))

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, delete, text
 from sqlmodel import Session, col, func, select
@@ -23,7 +23,7 @@ from server.attendance.unmatched import PURGE_JOB, purge_unmatched_taps
 from server.clock import Clock
 from server.config import ServerSettings
 from server.errors import JobBusy, JobNotFound
-from server.jobs import job_lock_key, run_every_round
+from server.jobs import job_lock_key, round_number, run_every_round
 from server.notify.service import deliver_due, prune_deliveries, queue_meeting_notices
 from server.records.supervision import JobRun
 from server.supervision.sweep import run_sweep
@@ -138,11 +138,31 @@ def latest_runs(session: Session) -> dict[str, JobRun]:
     return {row.name: row for row in rows}
 
 
+def _done_this_round(session: Session, job: ScheduledJob, *, now: datetime, settings: ServerSettings) -> bool:
+    """Whether ``job`` already ran successfully in the round ``now`` falls in (by any trigger)."""
+    interval = job.every(settings)
+    since = datetime.fromtimestamp(round_number(now, interval) * interval.total_seconds(), tz=UTC)
+    return (
+        session.exec(
+            select(JobRun.id)
+            .where(JobRun.name == job.name, JobRun.ok, col(JobRun.started_at) >= since)
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
 async def run_schedule(engine: Engine, settings: ServerSettings, *, clock: Clock) -> None:
     """Every job on its schedule, forever (cancel to stop)."""
 
-    def scheduled(job: ScheduledJob) -> Callable[[Session], JobRun]:
-        return lambda session: run_job(session, job, settings=settings, clock=clock, trigger="schedule")
+    def scheduled(job: ScheduledJob) -> Callable[[Session], bool]:
+        def run_round(session: Session) -> bool:
+            if _done_this_round(session, job, now=clock(), settings=settings):
+                return False  # a restart, or a process that came late: the round is done
+            run_job(session, job, settings=settings, clock=clock, trigger="schedule")
+            return True
+
+        return run_round
 
     await asyncio.gather(
         *(

@@ -89,3 +89,23 @@ def test_jobs_list_and_run_from_the_command_line(
     unknown = runner.invoke(admin_app, ["jobs", "run", "nope", "--json", "--db", database_url])
     assert unknown.exit_code == 1
     assert json.loads(unknown.stdout)["error"] == JobNotFound.code
+
+
+def test_a_restart_does_not_repeat_a_round_already_done(
+    settings: ServerSettings, engine: Engine, world: World
+) -> None:
+    clock = FakeClock(at("2026-12-01", "09:00"))
+    with unit_of_work(engine) as session:
+        run_job(session, find_job("supervision_sweep"), settings=settings, clock=clock, trigger="manual")
+    with TestClient(create_app(settings.model_copy(update={"scheduler": True}), clock=clock)):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with unit_of_work(engine) as session:
+                if len(latest_runs(session)) == len(JOBS):
+                    break
+            time.sleep(0.1)
+    with unit_of_work(engine) as session:
+        sweeps = [r.trigger for r in session.exec(select(JobRun).where(JobRun.name == "supervision_sweep"))]
+        others = latest_runs(session)
+    assert sweeps == ["manual"]  # the day's sweep was done: the start-up round skipped it
+    assert all(others[job.name].trigger == "schedule" for job in JOBS if job.name != "supervision_sweep")
