@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from sqlalchemy import CTE, literal_column
 from sqlmodel import Session, col, select
@@ -63,3 +63,23 @@ def own_and_group_ids(session: Session, org_id: int) -> set[int]:
     )
     tree = tree.union_all(step)
     return set(session.exec(select(tree.c.org_id)).all())
+
+
+MAX_GROUP_NESTING = 16
+
+
+def group_branches(tree: Mapping[int, tuple[OrgKind, int | None]]) -> dict[int, int]:
+    """Each 党小组's branch, from ``{org_id: (kind, parent_id)}``: the nearest ancestor that is not
+    a party group (a 党小组's members count for that branch). Groups whose branch is not in
+    ``tree`` are left out."""
+    found: dict[int, int] = {}
+    for org_id, (kind, parent_id) in tree.items():
+        if kind != OrgKind.PARTY_GROUP:
+            continue
+        for _ in range(MAX_GROUP_NESTING):
+            if parent_id is None or parent_id not in tree or tree[parent_id][0] != OrgKind.PARTY_GROUP:
+                break
+            parent_id = tree[parent_id][1]
+        if parent_id is not None and parent_id in tree:
+            found[org_id] = parent_id
+    return found

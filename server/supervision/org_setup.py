@@ -28,6 +28,7 @@ from sqlmodel import Session, col, func, or_, select
 
 from server.dates import add_months, date_text
 from server.ledgers.cadence import COMMITTEE_MIN_FULL_MEMBERS, COMMITTEE_MIN_SEATS
+from server.orgs.tree import group_branches
 from server.records.orgs import CommitteeSeat, Member, Organisation
 from server.supervision.findings import Finding, org_subject
 from server.vocabulary import CommitteeRole, MemberCategory, MemberStatus, OrgKind, ReminderLevel, RuleFamily
@@ -61,7 +62,9 @@ def find_org_setup(
     }
     if not branches:
         return []
-    members = _member_counts(session, _branch_of(organisations))
+    members = _member_counts(
+        session, group_branches({oid: (kind, parent) for oid, (_name, kind, parent) in organisations.items()})
+    )
     seats = _current_seats(session, now=now)
     today = now.astimezone(tz).date()
     findings: list[Finding] = []
@@ -74,20 +77,6 @@ def find_org_setup(
             )
         )
     return findings
-
-
-def _branch_of(organisations: dict[int, tuple[str, OrgKind, int | None]]) -> dict[int, int]:
-    """Each 党小组's branch: the nearest ancestor that is not a party group."""
-    found: dict[int, int] = {}
-    for org_id, (_name, kind, parent_id) in organisations.items():
-        if kind != OrgKind.PARTY_GROUP:
-            continue
-        seen = 0
-        while parent_id is not None and organisations[parent_id][1] == OrgKind.PARTY_GROUP and seen < 16:
-            parent_id, seen = organisations[parent_id][2], seen + 1
-        if parent_id is not None:
-            found[org_id] = parent_id
-    return found
 
 
 def _branch_findings(

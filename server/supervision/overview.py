@@ -27,7 +27,7 @@ from sqlmodel import Session, col
 from server.caller import Caller
 from server.labels import REMINDER_LEVEL_LABELS, RULE_FAMILY_LABELS
 from server.orgs.service import require_visible_organisation
-from server.orgs.tree import subtree_cte
+from server.orgs.tree import group_branches, subtree_cte
 from server.records.orgs import Organisation
 from server.records.supervision import Reminder
 from server.vocabulary import OrgKind, ReminderLevel, ReminderState, RuleFamily
@@ -117,6 +117,7 @@ def supervision_overview(
         for oid, (name, kind, _parent) in organisations.items()
         if kind in BRANCH_KINDS
     }
+    groups = group_branches({oid: (kind, parent) for oid, (_name, kind, parent) in organisations.items()})
     in_subtree = col(Reminder.org_id).in_(sa_select(tree.c.org_id))
     breach_by_family: dict[RuleFamily, set[int]] = defaultdict(set)
     alerts_by_unit: Counter[int] = Counter()
@@ -127,9 +128,9 @@ def supervision_overview(
     )
     for reminder_org, family_value, level_value, count in open_counts:
         family, level = RuleFamily(family_value), ReminderLevel(level_value)
-        branch = branches.get(_branch_of(reminder_org, organisations, branches))
+        branch = branches.get(groups.get(reminder_org, reminder_org))
         if branch is None:
-            continue  # a reminder of a committee itself, not of a branch
+            continue  # a reminder of a committee itself, not of a branch or its 党小组
         branch.open_by_family[family] += count
         if branch.worst is None or LEVEL_RANK[level] > LEVEL_RANK[branch.worst]:
             branch.worst = level
@@ -200,22 +201,6 @@ def _unit_of(org_id: int, root_id: int, organisations: dict[int, tuple[str, OrgK
             return current
         current = parent
     return current
-
-
-def _branch_of(
-    org_id: int,
-    organisations: dict[int, tuple[str, OrgKind, int | None]],
-    branches: dict[int, BranchStanding],
-) -> int:
-    """The branch a reminder's organisation belongs to: itself, or a 党小组's branch."""
-    current: int | None = org_id
-    for _ in range(16):
-        if current is None or current in branches or current not in organisations:
-            return current or org_id
-        if organisations[current][1] != OrgKind.PARTY_GROUP:
-            return org_id
-        current = organisations[current][2]
-    return org_id
 
 
 def _period_month(period: str) -> int | None:

@@ -27,12 +27,12 @@ from server.dates import add_months, month_key
 from server.errors import MemberNotFound
 from server.ledgers.cadence import BRANCH_KINDS, CadencePolicy, CadenceStatus, check_cadence
 from server.orgs.service import require_visible_organisation
-from server.orgs.tree import subtree_cte
+from server.orgs.tree import group_branches, subtree_cte
 from server.records.attendance import Attendance
 from server.records.dues import DuesMonth
 from server.records.events import Event
 from server.records.orgs import Member, Organisation
-from server.vocabulary import EventKind, MemberStatus
+from server.vocabulary import EventKind, MemberStatus, OrgKind
 
 CORE_KINDS = frozenset(
     {EventKind.BRANCH_GENERAL, EventKind.COMMITTEE, EventKind.GROUP, EventKind.LECTURE, EventKind.THEME_DAY}
@@ -110,8 +110,27 @@ def points_report(
             )
         ).scalars()
     )
+    groups = group_branches(
+        {
+            oid or 0: (OrgKind(kind), parent)
+            for oid, kind, parent in session.connection().execute(
+                sa_select(col(Organisation.id), col(Organisation.kind), col(Organisation.parent_id)).where(
+                    col(Organisation.id).in_(sa_select(tree.c.org_id))
+                )
+            )
+        }
+    )
     stars = _stars(
-        session, branches, members, start=start, end=min(end, now), now=now, tz=tz, rules=rules, policy=policy
+        session,
+        branches,
+        groups,
+        members,
+        start=start,
+        end=min(end, now),
+        now=now,
+        tz=tz,
+        rules=rules,
+        policy=policy,
     )
     ranked = sorted(members.values(), key=lambda m: (-m.points, m.org_id, m.member_id))
     return PointsReport(org_id=org_id, name=root.name, year=year, members=ranked, organisations=stars)
@@ -218,6 +237,7 @@ def _settled() -> object:
 def _stars(
     session: Session,
     branches: list[Organisation],
+    groups: dict[int, int],
     members: dict[int, MemberPoints],
     *,
     start: datetime,
@@ -236,20 +256,10 @@ def _stars(
             owed[check.org_id] += 1
             met[check.org_id] += check.status == CadenceStatus.MET
     branch_ids = {b.id for b in branches}
-    # A 党小组 under a branch: its members count for the branch.
-    parent_of: dict[int, int] = {
-        oid: parent
-        for oid, parent in session.connection().execute(
-            sa_select(col(Organisation.id), col(Organisation.parent_id)).where(
-                col(Organisation.parent_id).in_(branch_ids)
-            )
-        )
-        if oid is not None and parent is not None
-    }
     per_branch: dict[int, list[MemberPoints]] = {}
     for member in members.values():
-        holder = member.org_id if member.org_id in branch_ids else parent_of.get(member.org_id)
-        if holder is not None:
+        holder = groups.get(member.org_id, member.org_id)  # a 党小组's members count for its branch
+        if holder in branch_ids:
             per_branch.setdefault(holder, []).append(member)
     in_arrears = _members_in_arrears(session, [m.member_id for m in members.values()], now=now, tz=tz)
     thresholds = rules.star_thresholds
