@@ -212,10 +212,7 @@ def apply_findings(
     note = f"超过{escalation.after_working_days}个工作日未处理"
     history.extend(_history(rid, ReminderAction.ESCALATED, note) for rid, _ in escalations)
     result.escalated = len(escalations)
-    for chunk in _chunks(history):
-        session.execute(
-            insert(ReminderHistory), [{**entry, "at": now, "actor": SYSTEM_ACTOR} for entry in chunk]
-        )
+    _write_history(session, history, now=now, actor=SYSTEM_ACTOR)
     session.expire_all()  # reminders loaded earlier in this session see the new columns
     return result
 
@@ -270,7 +267,9 @@ def acknowledge(
     note = _bounded_note(note, required=False)
     row.state, row.acknowledged_at, row.acknowledged_by = ReminderState.ACKNOWLEDGED, now, caller.actor.ref
     session.add(row)
-    _write_history(session, [(row, ReminderAction.ACKNOWLEDGED, note)], now=now, actor=caller.actor.ref)
+    _write_history(
+        session, [_history(reminder_id, ReminderAction.ACKNOWLEDGED, note)], now=now, actor=caller.actor.ref
+    )
     audit(
         session,
         actor=caller.actor,
@@ -303,7 +302,9 @@ def send_down(session: Session, reminder_id: int, *, caller: Caller, now: dateti
     superior = row.escalated_to
     row.escalated_to, row.escalated_at, row.clock_from = None, None, now
     session.add(row)
-    _write_history(session, [(row, ReminderAction.SENT_DOWN, note)], now=now, actor=caller.actor.ref)
+    _write_history(
+        session, [_history(reminder_id, ReminderAction.SENT_DOWN, note)], now=now, actor=caller.actor.ref
+    )
     audit(
         session,
         actor=caller.actor,
@@ -486,14 +487,10 @@ def _parents(session: Session, org_ids: set[int]) -> dict[int, int]:
     return parents
 
 
-def _write_history(
-    session: Session, entries: Sequence[tuple[Reminder, ReminderAction, str]], *, now: datetime, actor: str
-) -> None:
-    session.flush()
-    for row, action, note in entries:
-        assert row.id is not None
-        session.add(ReminderHistory(reminder_id=row.id, at=now, action=action, actor=actor, note=note))
-    session.flush()
+def _write_history(session: Session, entries: list[dict[str, object]], *, now: datetime, actor: str) -> None:
+    """Append ``entries`` (:func:`_history`) to the reminders' history, in bulk."""
+    for chunk in _chunks(entries):
+        session.execute(insert(ReminderHistory), [{**entry, "at": now, "actor": actor} for entry in chunk])
 
 
 def _visible(session: Session, reminder_id: int, *, caller: Caller) -> Reminder:
