@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from datetime import datetime, tzinfo
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -132,26 +132,26 @@ def create_event(
     extra = [k for k in also_counts_as or [] if k != kind]
     chair = _member_choice(chair_member_id, "主持人")
     recorder = _member_choice(recorder_member_id, "记录人")
+    # The same details make one event or a monthly series of them.
+    details: dict[str, Any] = {
+        "title": title,
+        "org_id": org_id,
+        "venue_id": venue_id,
+        "kind": kind,
+        "start_at": starts,
+        "end_at": ends,
+        "checkin_opens_at": opens,
+        "checkin_closes_at": closes,
+        "also_counts_as": extra,
+        "chair_member_id": chair,
+        "recorder_member_id": recorder,
+        "topic": topic,
+        "now": ctx.now,
+        "caller": ctx.caller,
+    }
     if repeat:
         series = schedule_series(
-            ctx.session,
-            title=title,
-            org_id=org_id,
-            venue_id=venue_id,
-            kind=kind,
-            start_at=starts,
-            end_at=ends,
-            checkin_opens_at=opens,
-            checkin_closes_at=closes,
-            also_counts_as=extra,
-            chair_member_id=chair,
-            recorder_member_id=recorder,
-            topic=topic,
-            rule=_repeat_rule(repeat),
-            count=_occurrences(repeat_count),
-            tz=tz,
-            now=ctx.now,
-            caller=ctx.caller,
+            ctx.session, **details, rule=_repeat_rule(repeat), count=_occurrences(repeat_count), tz=tz
         )
         first, last = series[0].start_at.astimezone(tz), series[-1].start_at.astimezone(tz)
         return redirect(
@@ -160,23 +160,7 @@ def create_event(
             toast=f"已创建{len(series)}次活动：{series[0].title}（{first.year}年{first.month}月至"
             f"{last.year}年{last.month}月）",
         )
-    event = schedule_event(
-        ctx.session,
-        title=title,
-        org_id=org_id,
-        venue_id=venue_id,
-        kind=kind,
-        start_at=starts,
-        end_at=ends,
-        checkin_opens_at=opens,
-        checkin_closes_at=closes,
-        also_counts_as=extra,
-        chair_member_id=chair,
-        recorder_member_id=recorder,
-        topic=topic,
-        now=ctx.now,
-        caller=ctx.caller,
-    )
+    event = schedule_event(ctx.session, **details)
     return redirect(request, f"/web/events/{event.id}", toast=f"已创建活动：{event.title}")
 
 
