@@ -37,6 +37,7 @@ from server.roster.routes import MAX_ROSTER_BYTES
 from server.roster.routes import router as roster_router
 from server.schedule import run_schedule
 from server.supervision.routes import router as supervision_router
+from server.taps.intake import tap_intake
 from server.taps.routes import router as taps_router
 from server.taps.strangers import StrangerTally
 from server.textguard import TEXT_GUARD
@@ -78,7 +79,10 @@ def create_app(
         app.state.evidence_sealer = EvidenceSealer(load_evidence_key(settings))
         # One connection per worker thread: a request never waits for the pool, nor opens its own.
         to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
-        app.state.engine = make_engine(settings.database_url, pool_size=settings.worker_threads)
+        # And one for each of the tap intake's workers, which are not among those threads.
+        app.state.engine = make_engine(
+            settings.database_url, pool_size=settings.worker_threads + settings.ingest_workers
+        )
         # SQLite: one writing request at a time, waiting in the event loop (server.deps.write_turn).
         app.state.write_turn = anyio.Lock() if app.state.engine.dialect.name == "sqlite" else None
         app.state.tap_feed = TapFeed()
@@ -96,6 +100,19 @@ def create_app(
             else None
         )
         app.state.card_policy = CardCheckPolicy(minimum=settings.min_card_check, issuer=issuer or own_issuer)
+        intake = tap_intake(
+            app.state.engine,
+            keyring=app.state.keyring,
+            clock=clock,
+            max_clock_skew=settings.max_clock_skew,
+            on_accepted=app.state.tap_feed.publish,
+            card_policy=app.state.card_policy,
+            strangers=app.state.tap_strangers,
+            sealer=app.state.evidence_sealer,
+            workers=settings.ingest_workers,
+        )
+        app.state.tap_intake = intake
+        intake.start()
         log.info("database: %s", describe_url(settings.database_url))
         # The daily sweep, transfer expiry, the unmatched-tap purge…: once per deployment, no cron.
         scheduled = (
@@ -113,6 +130,7 @@ def create_app(
         finally:
             if scheduled is not None:
                 scheduled.cancel()
+            await asyncio.to_thread(intake.stop)
             if relay is not None:
                 await asyncio.to_thread(relay.stop)
             app.state.engine.dispose()

@@ -120,6 +120,15 @@ class ServerSettings(BaseSettings):
         "process on PostgreSQL (one each, so no request waits for a connection). Several processes "
         "together must stay below PostgreSQL's max_connections.",
     )
+    ingest_workers: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description="Threads per server process that decide tap uploads (server.taps.intake), each "
+        "with its own database connection: uploads that arrive while they are busy are decided "
+        "together in their next run. One merges the most; a second overlaps one run's database "
+        "round trips with another's work (batches of 50: +10 %; single taps: -15 %, smaller runs).",
+    )
     purge_interval_seconds: int = Field(
         default=24 * 3600,
         ge=1,

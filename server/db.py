@@ -25,9 +25,27 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, DateTime, Dialect, Engine, Enum, Table, create_engine, event, make_url
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    DateTime,
+    Dialect,
+    Engine,
+    Enum,
+    Table,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    make_url,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import InstrumentedAttribute, Mapped
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import NullType, TypeDecorator
 from sqlmodel import Session, SQLModel
 
 log = logging.getLogger(__name__)
@@ -75,6 +93,53 @@ def in_chunks(values: Iterable[T], size: int = IN_CHUNK_SIZE) -> Iterator[list[T
             batch = []
     if batch:
         yield batch
+
+
+def value_chunks(dialect: Dialect, values: Sequence[T]) -> Iterator[Sequence[T]]:
+    """*values* in lists for :func:`in_values`: all at once on PostgreSQL (one array parameter),
+    else short enough for one ``IN (...)`` each."""
+    if dialect.name == "postgresql":
+        if values:
+            yield values
+        return
+    yield from in_chunks(values)
+
+
+class OneOf(FunctionElement[Any]):
+    """``column`` is one of some values (:func:`in_values`), compiled for the dialect at hand."""
+
+    inherit_cache = True
+    # Not Boolean: SQLite would compare a Boolean-typed function with 1.
+    type = NullType()
+    name = "one_of"
+
+
+def in_values(column: ColumnElement[Any] | Mapped[Any], values: Sequence[Any]) -> ColumnElement[Any]:
+    """``column`` is one of *values*: on PostgreSQL ``= ANY(array)`` with one parameter, so the
+    statement's text is the same however many values there are (psycopg parses and prepares it
+    once, not once per length); ``IN (...)`` elsewhere (SQLite: at most ``IN_CHUNK_SIZE``). One
+    value is compared with ``=``: an array of one costs more to send and to plan."""
+    if isinstance(column, InstrumentedAttribute):
+        column = column.__clause_element__()
+    assert isinstance(column, ColumnElement)
+    if len(values) == 1:
+        equal: ColumnElement[Any] = column == values[0]
+        return equal
+    # Both forms are built, so that the statement's cache key holds the values either way.
+    as_array = bindparam(None, list(values), type_=postgresql.ARRAY(column.type))
+    return OneOf(column.in_(values), column == any_(as_array))
+
+
+@compiles(OneOf)
+def _one_of_in(element: OneOf, compiler: SQLCompiler, **kw: Any) -> str:
+    in_list, _any = element.clauses.clauses
+    return compiler.process(in_list, **kw)
+
+
+@compiles(OneOf, "postgresql")
+def _one_of_any(element: OneOf, compiler: SQLCompiler, **kw: Any) -> str:
+    _in_list, as_any = element.clauses.clauses
+    return compiler.process(as_any, **kw)
 
 
 class UtcDateTime(TypeDecorator[datetime]):

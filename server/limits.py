@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -168,8 +168,10 @@ def charge_limit(request: Request, limit: Limit, key: str) -> None:
     limiter.charge(limit, key, now=now)
 
 
-def _per_source(limit: Limit) -> Callable[[Request], None]:
-    def dependency(request: Request) -> None:
+def _per_source(limit: Limit) -> Callable[[Request], Awaitable[None]]:
+    # Async: the limiter is in memory, so checking it takes no worker thread (a sync dependency
+    # would cost every request a trip through the thread pool).
+    async def dependency(request: Request) -> None:
         enforce_limit(request, limit, client_address(request))
 
     dependency.__name__ = f"limit_{limit.value}"

@@ -199,7 +199,11 @@ class CardCheckLevel(StrEnum):
 
     @property
     def rank(self) -> int:
-        return list(CardCheckLevel).index(self)
+        return _CARD_CHECK_RANKS[self]
+
+
+# Asked for on every tap's card check: a table, not a search through the members each time.
+_CARD_CHECK_RANKS: dict[CardCheckLevel, int] = {level: rank for rank, level in enumerate(CardCheckLevel)}
 
 
 class CardCheckNote(StrEnum):

@@ -4,13 +4,16 @@ builder for the API, the CLI, the web app and the exports."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, tzinfo
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import ColumnElement, Connection, bindparam, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import aliased
-from sqlmodel import Session, col, select
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import Session, SQLModel, col, select
 
 from server.attendance.rolls import EventRoll, Presence, Standing, compute_rolls
 from server.attendance.schemas import (
@@ -26,7 +29,7 @@ from server.attendance.schemas import (
 )
 from server.audit.service import record
 from server.caller import Caller
-from server.db import in_chunks
+from server.db import bulk_insert, in_values, value_chunks
 from server.errors import AlreadyPresent, InvalidTimeRange
 from server.events.service import require_visible_event
 from server.inputs import required_reason
@@ -51,28 +54,71 @@ class CheckinResult(StrEnum):
     SIGNED_OUT = "signed_out"  # 签退
 
 
+@dataclass(slots=True)
+class AttendanceRow:
+    """An attendance row as a batch of taps reads and changes it: plain attributes (building and
+    flushing :class:`Attendance` objects cost more than the check-ins themselves). Its fields are
+    the table's columns; ``id`` is None for a row the batch added."""
+
+    event_id: int
+    member_id: int
+    first_tap_at: datetime
+    last_tap_at: datetime
+    tap_count: int
+    first_tap_id: int | None = None
+    last_tap_id: int | None = None
+    manual_at: datetime | None = None
+    source: AttendanceSource = AttendanceSource.TAP
+    note: str = ""
+    recorded_by: str = ""
+    id: int | None = None
+
+
+ATTENDANCE_TABLE = SQLModel.metadata.tables[Attendance.__tablename__]
+_ROW_COLUMNS = tuple(f.name for f in fields(AttendanceRow))
+_INSERT_COLUMNS = tuple(name for name in _ROW_COLUMNS if name != "id")
+_MERGED_COLUMNS = ("first_tap_at", "first_tap_id", "last_tap_at", "last_tap_id", "tap_count")
+# One statement for every changed row (executemany), keyed by the (event, member) unique key: a
+# row the batch inserted has no id here.
+_UPDATE_MERGED = (
+    update(ATTENDANCE_TABLE)
+    .where(
+        ATTENDANCE_TABLE.c.event_id == bindparam("key_event_id"),
+        ATTENDANCE_TABLE.c.member_id == bindparam("key_member_id"),
+    )
+    .values({name: bindparam(f"new_{name}") for name in _MERGED_COLUMNS})
+)
+
+
 class AttendanceRows:
     """The attendance rows of some members at some events, read and locked at once: a batch of
-    taps records its check-ins without a query per tap. Rows the batch adds are noted here."""
+    taps records its check-ins without a query per tap. The rows are plain
+    (:class:`AttendanceRow`), read with Core and kept here: what the batch adds or changes is
+    written by :meth:`write` (bulk statements), which must run before anything else reads or
+    changes those rows (the batch's ``write``)."""
 
     def __init__(
-        self, rows: Iterable[Attendance], *, event_ids: Iterable[int], member_ids: Iterable[int]
+        self, rows: Iterable[AttendanceRow], *, event_ids: Iterable[int], member_ids: Iterable[int]
     ) -> None:
         self._events, self._members = set(event_ids), set(member_ids)
         self._rows = {(row.event_id, row.member_id): row for row in rows}
+        self._pairs: set[tuple[int, int]] = set()  # known one by one (read after forget_all)
+        self._added: dict[tuple[int, int], AttendanceRow] = {}
+        self._changed: dict[tuple[int, int], AttendanceRow] = {}
 
     @classmethod
     def load(cls, session: Session, *, event_ids: Iterable[int], member_ids: Iterable[int]) -> AttendanceRows:
         events, members = sorted(set(event_ids)), sorted(set(member_ids))
-        rows: list[Attendance] = []
-        if events:
-            for chunk in in_chunks(members):
+        rows: list[AttendanceRow] = []
+        if events and members:
+            connection = session.connection()
+            table = ATTENDANCE_TABLE
+            for chunk in value_chunks(connection.dialect, members):
                 rows.extend(
-                    session.exec(
-                        select(Attendance)
-                        .where(col(Attendance.event_id).in_(events), col(Attendance.member_id).in_(chunk))
-                        .order_by(col(Attendance.id))
-                        .with_for_update()
+                    _read_rows(
+                        connection,
+                        in_values(table.c.event_id, events),
+                        in_values(table.c.member_id, chunk),
                     )
                 )
         return cls(rows, event_ids=events, member_ids=members)
@@ -80,31 +126,103 @@ class AttendanceRows:
     def covers(self, event_id: int, member_id: int) -> bool:
         """Whether this record knows the pair's row, or knows there is none."""
         pair = (event_id, member_id)
-        return pair in self._rows or (event_id in self._events and member_id in self._members)
+        return (
+            pair in self._rows
+            or pair in self._pairs
+            or (event_id in self._events and member_id in self._members)
+        )
 
-    def get(self, event_id: int, member_id: int) -> Attendance | None:
+    def get(self, event_id: int, member_id: int) -> AttendanceRow | None:
         return self._rows.get((event_id, member_id))
 
-    def note(self, row: Attendance) -> None:
-        self._rows[(row.event_id, row.member_id)] = row
+    def lock(self, session: Session, *, event_id: int, member_id: int) -> AttendanceRow | None:
+        """The pair's row, read (and locked) now, and known from here on."""
+        table = ATTENDANCE_TABLE
+        connection = session.connection()
+        found = _read_rows(connection, table.c.event_id == event_id, table.c.member_id == member_id)
+        pair = (event_id, member_id)
+        self._pairs.add(pair)
+        if found:
+            self._rows[pair] = found[0]
+            return found[0]
+        return None
+
+    def add(self, row: AttendanceRow) -> None:
+        """A new row, inserted by the next :meth:`write`."""
+        pair = (row.event_id, row.member_id)
+        self._rows[pair] = row
+        self._added[pair] = row
+
+    def changed(self, row: AttendanceRow) -> None:
+        """*row* (one of this record's) was changed: updated by the next :meth:`write`."""
+        pair = (row.event_id, row.member_id)
+        if pair not in self._added:
+            self._changed[pair] = row
+
+    def write(self, session: Session) -> None:
+        """Insert the added rows and update the changed ones: after the taps they refer to are
+        written and the session flushed, before anything reads attendance through the ORM."""
+        if self._added:
+            rows = [{name: getattr(row, name) for name in _INSERT_COLUMNS} for row in self._added.values()]
+            bulk_insert(session, ATTENDANCE_TABLE, rows)
+            self._added.clear()
+        if self._changed:
+            changes = [
+                {
+                    "key_event_id": row.event_id,
+                    "key_member_id": row.member_id,
+                    **{f"new_{name}": getattr(row, name) for name in _MERGED_COLUMNS},
+                }
+                for row in self._changed.values()
+            ]
+            session.connection().execute(_UPDATE_MERGED, changes)
+            # An Attendance object the session read earlier would still hold the old values, and a
+            # later flush of it would compare against them (a change back to them never written).
+            for obj in session.identity_map.values():
+                if isinstance(obj, Attendance):
+                    # Read from the loaded state: an expired object is read again anyway.
+                    loaded = obj.__dict__
+                    changed = self._changed.get((loaded.get("event_id", 0), loaded.get("member_id", 0)))
+                    if changed is not None:
+                        for name in _MERGED_COLUMNS:
+                            set_committed_value(obj, name, getattr(changed, name))
+            self._changed.clear()
 
     def forget_all(self) -> None:
         """Rows may have changed behind this record's back (a re-decision): read them again.
-        Call after a flush, so that the rows this record held are in the database."""
+        Call after :meth:`write`, so that the rows this record held are in the database."""
+        assert not self._added, "attendance rows not written yet"
+        assert not self._changed, "attendance changes not written yet"
         self._events.clear()
         self._members.clear()
         self._rows.clear()
+        self._pairs.clear()
+
+
+def _read_rows(connection: Connection, *where: ColumnElement[bool]) -> list[AttendanceRow]:
+    table = ATTENDANCE_TABLE
+    query = (
+        sa_select(*(table.c[name] for name in _ROW_COLUMNS))
+        .where(*where)
+        .order_by(table.c.id)
+        .with_for_update()
+    )
+    return [AttendanceRow(*values) for values in connection.execute(query)]
 
 
 def checkin_result(
     session: Session, *, event_id: int, member_id: int, at: datetime, known: AttendanceRows | None = None
-) -> tuple[Attendance | None, CheckinResult]:
+) -> tuple[Attendance | AttendanceRow | None, CheckinResult]:
     """The member's attendance row (locked) and what a tap at *at* will count as, without
-    recording it: the receipt is known before the tap row is stored."""
-    if known is not None and known.covers(event_id, member_id):
+    recording it: the receipt is known before the tap row is stored. With *known*, the row is
+    the batch's plain one."""
+    attendance: Attendance | AttendanceRow | None
+    if known is None:
+        attendance = lock_attendance(session, event_id=event_id, member_id=member_id)
+    elif known.covers(event_id, member_id):
         attendance = known.get(event_id, member_id)
     else:
-        attendance = lock_attendance(session, event_id=event_id, member_id=member_id)
+        attendance = known.lock(session, event_id=event_id, member_id=member_id)
     if attendance is None:
         return None, CheckinResult.CHECKED_IN
     return attendance, _merged_result(attendance, at)
@@ -124,10 +242,14 @@ def record_checkin(
     Taps can arrive out of order (a kiosk uploads its offline backlog late), so first and last are
     the earliest and latest tap times seen, not the first and last received. Two first taps racing
     on PostgreSQL: the second insert fails on the (event, member) unique key and the caller retries.
-    *known*: the rows read for a whole batch; the change is then written with the batch's next
-    flush (else at once).
+    *known*: the rows read for a whole batch; the change is then written by its ``write`` (else
+    flushed at once).
     """
-    attendance, _result = checkin_result(session, event_id=event_id, member_id=member_id, at=at, known=known)
+    if known is not None:
+        return _record_known(
+            session, event_id=event_id, member_id=member_id, tap_id=tap_id, at=at, known=known
+        )
+    attendance = lock_attendance(session, event_id=event_id, member_id=member_id)
     if attendance is None:
         attendance = Attendance(
             event_id=event_id,
@@ -142,14 +264,34 @@ def record_checkin(
     else:
         result = merge_tap(attendance, tap_id=tap_id, at=at)
     session.add(attendance)
-    if known is not None:
-        known.note(attendance)
-    else:
-        session.flush()
+    session.flush()
     return result
 
 
-def merge_tap(attendance: Attendance, *, tap_id: int, at: datetime) -> CheckinResult:
+def _record_known(
+    session: Session, *, event_id: int, member_id: int, tap_id: int, at: datetime, known: AttendanceRows
+) -> CheckinResult:
+    attendance, _result = checkin_result(session, event_id=event_id, member_id=member_id, at=at, known=known)
+    if attendance is None:
+        known.add(
+            AttendanceRow(
+                event_id=event_id,
+                member_id=member_id,
+                first_tap_at=at,
+                last_tap_at=at,
+                tap_count=1,
+                first_tap_id=tap_id,
+                last_tap_id=tap_id,
+            )
+        )
+        return CheckinResult.CHECKED_IN
+    assert isinstance(attendance, AttendanceRow)
+    result = merge_tap(attendance, tap_id=tap_id, at=at)
+    known.changed(attendance)
+    return result
+
+
+def merge_tap(attendance: Attendance | AttendanceRow, *, tap_id: int, at: datetime) -> CheckinResult:
     result = _merged_result(attendance, at)
     if at < attendance.first_tap_at:
         attendance.first_tap_at, attendance.first_tap_id = at, tap_id
@@ -159,7 +301,7 @@ def merge_tap(attendance: Attendance, *, tap_id: int, at: datetime) -> CheckinRe
     return result
 
 
-def _merged_result(attendance: Attendance, at: datetime) -> CheckinResult:
+def _merged_result(attendance: Attendance | AttendanceRow, at: datetime) -> CheckinResult:
     # A tap before the first one moves the 签到 earlier; it is no 签退.
     if at >= attendance.first_tap_at and at - attendance.first_tap_at >= SIGN_OUT_MIN_GAP:
         return CheckinResult.SIGNED_OUT

@@ -61,15 +61,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlmodel import Session, col, or_, select
+from sqlmodel import Session, SQLModel, col, or_, select
 
 from schemas.messages import CardFacts, ReaderBackend, card_auth_challenge
 from server.cards.issuer import IssuerMacCheck, IssuerUnavailable, IssuerVerifier, OutageMemo
+from server.db import in_values
 from server.records.cards import CardBinding
 from server.records.orgs import Member
 from server.records.taps import Tap
 from server.records.venues import Venue
 from server.vocabulary import BindingStatus, CardCheckLevel, CardCheckNote, RejectionCode
+
+BINDING_TABLE = SQLModel.metadata.tables[CardBinding.__tablename__]
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +119,7 @@ class ActiveBindings:
     def __init__(self, bindings: Iterable[CardBinding]) -> None:
         self._by_number: dict[str, CardBinding] = {}
         self._by_uid: dict[str, CardBinding] = {}
-        self._members: list[Member] = []
+        self._members: dict[int, Member] = {}
         for binding in sorted(bindings, key=lambda b: b.id or 0):
             if binding.card_no_hmac is not None:
                 self._by_number.setdefault(binding.card_no_hmac, binding)
@@ -129,8 +132,9 @@ class ActiveBindings:
         query (a batch's digests, at most 2 × ``MAX_BATCH_SIZE``, fit one statement)."""
         numbers = sorted({number for number, _uid in digests if number is not None})
         uids = sorted({uid for _number, uid in digests})
-        matches = [col(CardBinding.card_no_hmac).in_(numbers)] if numbers else []
-        matches += [col(CardBinding.uid_hmac).in_(uids)] if uids else []
+        columns = BINDING_TABLE.c
+        matches = [in_values(columns.card_no_hmac, numbers)] if numbers else []
+        matches += [in_values(columns.uid_hmac, uids)] if uids else []
         if not matches:
             return cls([])
         found = session.exec(
@@ -140,11 +144,16 @@ class ActiveBindings:
         ).all()
         bindings = cls(binding for binding, _member in found)
         # Held here: the session's identity map keeps objects only while someone does.
-        bindings._members.extend(member for _binding, member in found)
+        bindings._members.update((member.id, member) for _binding, member in found if member.id is not None)
         return bindings
 
     def member_ids(self) -> set[int]:
         return {binding.member_id for binding in (*self._by_number.values(), *self._by_uid.values())}
+
+    def member(self, member_id: int) -> Member | None:
+        """The member read with their binding (the session's own object, as ``session.get``
+        would return it), or None when it was not read."""
+        return self._members.get(member_id)
 
     def find(self, *, number_hmac: str | None, uid_hmac: str) -> CardBinding | None:
         """The binding the tap claims: by card number when the card reported one, else by UID."""
@@ -210,7 +219,8 @@ def check_card(
             else RejectionCode.WEAK_CARD_CHECK
         )
         return replace(check, rejection=code)
-    member = session.get(Member, binding.member_id)
+    # Read with the binding; the session would only find it in its identity map.
+    member = bindings.member(binding.member_id) or session.get(Member, binding.member_id)
     if member is None:  # the foreign key makes this impossible; a binding alone proves nothing
         return CardCheck(member=None, level=None, rejection=RejectionCode.UNKNOWN_CARD)
     return replace(check, member=member)

@@ -8,10 +8,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, tzinfo
 
 from sqlalchemy import or_
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from server.audit.service import record
 from server.caller import Caller
+from server.db import in_values
 from server.errors import EventNotFound, InvalidInput, InvalidTimeRange, OrganisationNotFound
 from server.inputs import LIKE_ESCAPE, check_text, clean_text, like_pattern
 from server.orgs.service import require_organisation, require_visible_member
@@ -20,6 +21,8 @@ from server.records.events import Event, EventKindTag, EventOrganisation
 from server.records.orgs import CommitteeSeat
 from server.venues.service import require_usable_venue
 from server.vocabulary import EventKind
+
+EVENT_TABLE = SQLModel.metadata.tables[Event.__tablename__]
 
 DEFAULT_CHECKIN_LEAD = timedelta(minutes=30)
 """Check-in opens this long before the start unless the event says otherwise (closes at the end)."""
@@ -343,17 +346,25 @@ class EventWindows:
     @classmethod
     def load(cls, session: Session, spans: Mapping[int, tuple[datetime, datetime]]) -> EventWindows:
         """*spans*: venue id → (earliest, latest) tap time to be looked up there."""
-        events: list[Event] = []
-        for venue_id, (earliest, latest) in spans.items():
-            events.extend(
-                session.exec(
-                    select(Event).where(
-                        Event.venue_id == venue_id,
-                        col(Event.checkin_opens_at) <= latest,
-                        col(Event.checkin_closes_at) > earliest,
-                    )
-                )
+        if not spans:
+            return cls([], spans)
+        # One statement for every venue, over the span holding all of theirs; each venue's events
+        # outside its own span are dropped here.
+        earliest = min(first for first, _last in spans.values())
+        latest = max(last for _first, last in spans.values())
+        found = session.exec(
+            select(Event).where(
+                in_values(EVENT_TABLE.c.venue_id, sorted(spans)),
+                col(Event.checkin_opens_at) <= latest,
+                col(Event.checkin_closes_at) > earliest,
             )
+        )
+        events = [
+            event
+            for event in found
+            if event.checkin_opens_at <= spans[event.venue_id][1]
+            and event.checkin_closes_at > spans[event.venue_id][0]
+        ]
         return cls(events, spans)
 
     def open_at(self, venue_id: int, at: datetime) -> list[Event] | None:

@@ -47,11 +47,12 @@ from typing import Generic, Protocol, TypeVar
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
+from sqlalchemy import union_all
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from schemas.messages import SignedEnvelope, TapPayload, b64url_decode
-from server.db import in_chunks
+from server.db import in_chunks, in_values
 from server.errors import (
     BadSignature,
     DomainError,
@@ -62,7 +63,7 @@ from server.errors import (
     UnknownKioskKey,
 )
 from server.records.kiosks import Kiosk, KioskKey
-from server.records.taps import NewTap, Tap
+from server.records.taps import TAP_TABLE, NewTap, Tap
 from server.vocabulary import KioskStatus, RejectionCode
 
 
@@ -134,6 +135,25 @@ class SigningKeys:
             self._found[kid] = find_signing_key(self._session, kid)
         return self._found[kid]
 
+    def read_ahead(self, kids: Iterable[str]) -> None:
+        """Look *kids* up in one query (at most ``MAX_BATCH_SIZE`` × a few: a run of uploads),
+        locking their kiosks in id order: two transactions locking some of the same kiosks then
+        queue behind each other instead of deadlocking (each would otherwise lock in its own
+        envelopes' order, and a run holds many kiosks' envelopes)."""
+        wanted = sorted({kid for kid in kids if kid not in self._found})
+        if not wanted:
+            return
+        rows = self._session.exec(
+            select(KioskKey, Kiosk)
+            .join(Kiosk, col(Kiosk.id) == col(KioskKey.kiosk_id))
+            .where(in_values(col(KioskKey.kid), wanted))
+            .order_by(col(Kiosk.id))
+            .with_for_update(of=Kiosk)
+        ).all()
+        found = {key.kid: SigningKey(kiosk=kiosk, key=key) for key, kiosk in rows}
+        for kid in wanted:
+            self._found[kid] = found.get(kid)
+
 
 class SeqClaims:
     """What step 6 needs to know about stored taps, for a set of (kiosk, seq, digest): the rows
@@ -148,27 +168,35 @@ class SeqClaims:
 
     @classmethod
     def load(cls, session: Session, wanted: Iterable[tuple[str, int, str]]) -> SeqClaims:
-        """The rows deciding step 6 for each wanted (kiosk id, seq, payload digest)."""
+        """The rows deciding step 6 for each wanted (kiosk id, seq, payload digest), in one
+        statement."""
         wanted = set(wanted)
-        rows: dict[int, Tap] = {}
-        for query in cls.queries(wanted):
-            rows.update((row.id or 0, row) for row in session.exec(query))
+        queries = cls.queries(wanted)
+        if not queries:
+            return cls([], wanted)
+        statement = queries[0] if len(queries) == 1 else select(Tap).from_statement(union_all(*queries))
+        # A row can answer both a seq and a digest: once by id.
+        rows = {row.id or 0: row for row in session.scalars(statement)}
         return cls(rows.values(), wanted)
 
     @staticmethod
     def queries(wanted: set[tuple[str, int, str]]) -> list[SelectOfScalar[Tap]]:
-        """What :meth:`load` reads: per kiosk, the rows holding the seqs (on the unique
-        (kiosk_id, claimed_seq) index), and the rows with the digests (on their index)."""
+        """What :meth:`load` reads, as one statement (``UNION ALL``): per kiosk, the rows holding
+        the seqs (on the unique (kiosk_id, claimed_seq) index), and the rows with the digests (on
+        their index). The values travel as one array each on PostgreSQL (:func:`server.db.in_values`),
+        so the statement's text depends only on how many kiosks the batch is from (one, normally)."""
         seqs_by_kiosk: dict[str, set[int]] = {}
         for kiosk_id, seq, _digest in wanted:
             seqs_by_kiosk.setdefault(kiosk_id, set()).add(seq)
         queries = [
-            select(Tap).where(Tap.kiosk_id == kiosk_id, col(Tap.claimed_seq).in_(chunk))
-            for kiosk_id, seqs in seqs_by_kiosk.items()
+            select(Tap).where(Tap.kiosk_id == kiosk_id, in_values(TAP_TABLE.c.claimed_seq, chunk))
+            for kiosk_id, seqs in sorted(seqs_by_kiosk.items())
             for chunk in in_chunks(sorted(seqs))
         ]
         digests = sorted({digest for _kiosk, _seq, digest in wanted})
-        queries.extend(select(Tap).where(col(Tap.payload_digest).in_(chunk)) for chunk in in_chunks(digests))
+        queries.extend(
+            select(Tap).where(in_values(TAP_TABLE.c.payload_digest, chunk)) for chunk in in_chunks(digests)
+        )
         return queries
 
     def covers(self, kiosk_id: str, seq: int, digest: str) -> bool:
@@ -217,7 +245,7 @@ def authenticate(
         return Rejection(raw, kiosk=kiosk, field="payload" if raw == RejectionCode.MALFORMED else None)
     # A verified signature is the kiosk speaking, even when what it says is refused below.
     kiosk.last_seen_at = now
-    session.add(kiosk)
+    _keep(session, kiosk)
     try:
         payload = read(raw)
     except ValueError as exc:
@@ -346,8 +374,15 @@ def claim_seq(
         # A rotated-out key signing a seq after the rotation: a stolen old key, not an old tap.
         return RejectionCode.RETIRED_KEY
     kiosk.last_seq = max(kiosk.last_seq or 0, seq)
-    session.add(kiosk)
+    _keep(session, kiosk)
     return None
+
+
+def _keep(session: Session, kiosk: Kiosk) -> None:
+    # The kiosk was read in this session, so its changes are flushed anyway; add() would walk its
+    # relationships again for every envelope of a batch.
+    if kiosk not in session:
+        session.add(kiosk)
 
 
 def check_key_current(key: KioskKey) -> RejectionCode | None:

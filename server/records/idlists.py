@@ -11,25 +11,16 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, any_, bindparam, inspect
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import InstrumentedAttribute, Mapped
+from sqlalchemy import ColumnElement
+from sqlalchemy.orm import Mapped
 from sqlmodel import Session
 
-from server.db import in_chunks
+from server.db import in_values, value_chunks
 
 
 def one_of(session: Session, column: Mapped[Any], values: Collection[Any]) -> Iterator[ColumnElement[bool]]:
     """Conditions that together select the rows whose ``column`` is in ``values``: run one
     statement per condition and combine the results (one on PostgreSQL, one per chunk on SQLite;
     none when ``values`` is empty, as nothing can match)."""
-    if not values:
-        return
-    ordered = sorted(values)
-    if session.get_bind().dialect.name == "postgresql":
-        element_type = inspect(column).type if isinstance(column, InstrumentedAttribute) else Integer()
-        array = bindparam(None, ordered, type_=ARRAY(element_type), unique=True)
-        yield column == any_(array)
-        return
-    for chunk in in_chunks(ordered):
-        yield column.in_(chunk)
+    for chunk in value_chunks(session.get_bind().dialect, sorted(values)):
+        yield in_values(column, chunk)

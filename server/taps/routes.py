@@ -2,86 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from schemas.messages import BatchReceipt, TapStatus, UncheckedTapBatch
 from server.booth.service import booth_policy
-from server.cards.checks import CardCheckPolicy
-from server.deps import ClockDep, KeyringDep, SessionDep, SettingsDep, TapFeedDep
-from server.evidence.sealing import EvidenceSealer
+from server.config import ServerSettings
 from server.limits import Limit, TapsLimit, charge_limit, check_limit
 from server.proxies import client_address
-from server.taps.service import ingest_batch
-from server.taps.strangers import StrangerTally
+from server.taps.intake import TapIntake
+from server.taps.service import Upload
 from server.vocabulary import RejectionCode
 
 router = APIRouter(prefix="/api/v1", tags=["taps"])
 
 
-def get_card_policy(request: Request) -> CardCheckPolicy:
-    # Beside its only user: server.deps stays free of domain imports other than the caller's.
-    policy: CardCheckPolicy = request.app.state.card_policy
-    return policy
-
-
-CardPolicyDep = Annotated[CardCheckPolicy, Depends(get_card_policy)]
-
-
-def get_strangers(request: Request) -> StrangerTally:
-    strangers: StrangerTally = request.app.state.tap_strangers
-    return strangers
-
-
-StrangersDep = Annotated[StrangerTally, Depends(get_strangers)]
-
-
-def get_sealer(request: Request) -> EvidenceSealer:
-    sealer: EvidenceSealer = request.app.state.evidence_sealer
-    return sealer
-
-
-SealerDep = Annotated[EvidenceSealer, Depends(get_sealer)]
-
-
 @router.post("/taps", response_model=BatchReceipt)
-def upload_taps(
-    request: Request,
-    _limit: TapsLimit,
-    batch: UncheckedTapBatch,
-    session: SessionDep,
-    keyring: KeyringDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    feed: TapFeedDep,
-    card_policy: CardPolicyDep,
-    strangers: StrangersDep,
-    sealer: SealerDep,
-) -> Response:
+async def upload_taps(request: Request, _limit: TapsLimit, batch: UncheckedTapBatch) -> Response:
     """Store a batch of signed taps; one receipt per envelope, whatever each one's fate (an
-    envelope that breaks the contract gets ``malformed``, naming the field)."""
+    envelope that breaks the contract gets ``malformed``, naming the field).
+
+    Async and without a session of its own: the batch waits in the event loop for this process's
+    tap intake, which decides it together with the uploads that arrived with it
+    (``server.taps.intake``)."""
     for kid in {kid for kid in map(_claimed_kid, batch.envelopes) if kid is not None}:
         check_limit(request, Limit.TAPS_PER_KIOSK, kid)
-    receipt = ingest_batch(
-        session,
-        batch,
-        keyring=keyring,
-        received_at=clock(),
-        max_clock_skew=settings.max_clock_skew,
-        on_accepted=feed.publish,
-        card_policy=card_policy,
+    intake: TapIntake = request.app.state.tap_intake
+    settings: ServerSettings = request.app.state.settings
+    upload = Upload(
+        envelopes=batch.envelopes,
         source=client_address(request),
-        strangers=strangers,
-        sealer=sealer,
         booth=booth_policy(settings, base_url=str(request.base_url)),
     )
+    receipt = await intake.submit(upload)
     # A kiosk's budget is spent only by new envelopes its key signed: nobody can spend it for it,
     # not even by replaying what it sent (a replay is a duplicate, charged to its source only).
     for kid in _signed_kids(batch, receipt):
         charge_limit(request, Limit.TAPS_PER_KIOSK, kid)
-    # Serialised here, in this worker thread: a returned model would be checked in another one,
-    # and under load none may be free while this request still holds its database connection.
     return Response(content=receipt.model_dump_json(), media_type="application/json")
 
 

@@ -64,6 +64,11 @@ then steps 6–10 in memory. The rows are plain :class:`~server.records.taps.New
 ids taken up front, written together at the end (``COPY`` on PostgreSQL) with their evidence;
 they are written earlier only where something is about to query or refer to them (a card bound,
 a transfer filed, an early 签退 to settle, a late tap looking for the meeting it ends).
+
+Several uploads (:class:`Upload`, one per request) can be decided in one run
+(:func:`ingest_uploads`; ``server.taps.intake`` gathers those that arrive together): their envelopes
+in arrival order, each receipt indexed within its own upload, each refusal before authentication
+counted against its own sender, each 留言亭 link made for the address its own request used.
 """
 
 from __future__ import annotations
@@ -180,13 +185,33 @@ class IngestContext:
     # Told about each accepted check-in after the commit (the web app's live boards).
     on_accepted: Callable[[AcceptedTap], None] | None = None
     card_policy: CardCheckPolicy = field(default_factory=CardCheckPolicy)
-    # Where the batch came from, and the tally of envelopes refused before authentication.
-    source: str = "unknown"
+    # The tally, per source, of envelopes refused before authentication.
     strangers: StrangerTally | None = None
     # Seals each stored tap's signed bytes (server.evidence); None: only signature and chain kept.
     sealer: EvidenceSealer | None = None
-    # Message mode: the 留言亭 links' lifetime, daily limit and address.
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One request's batch as it reached the server. Uploads arriving together are decided in
+    one run (``server.taps.intake``), each keeping what belongs to its request."""
+
+    envelopes: Sequence[object]
+    # The sender's address (the strangers' tally counts per source).
+    source: str = "unknown"
+    # Message mode: the 留言亭 links' lifetime, daily limit and the address this request used.
     booth: BoothPolicy = field(default_factory=BoothPolicy)
+
+
+@dataclass(frozen=True)
+class Item:
+    """A batch item on its way through a run: its place in the run, its index in its own upload
+    (the receipt's ``index``) and the upload it came with."""
+
+    position: int
+    index: int
+    envelope: object
+    upload: Upload
 
 
 @dataclass(frozen=True)
@@ -198,6 +223,7 @@ class Deciding:
     index: int
     kiosk: Kiosk
     payload: TapPayload
+    upload: Upload
 
     @property
     def card_no_hmac(self) -> str | None:
@@ -213,7 +239,7 @@ class Deciding:
 class Verified:
     """An envelope past step 2 (steps 3–5 decided too): its row and what authentication found."""
 
-    index: int
+    item: Item
     row: NewTap
     envelope: SignedEnvelope
     authenticated: SignedTap | Rejection[TapPayload]
@@ -237,10 +263,11 @@ class BatchRun:
         self._bindings: ActiveBindings | None = None
         self._card_digests: list[tuple[str | None, str]] = []
         self._grace_holds_taps: dict[int, bool] = {}
+        self._grace_looked_at: dict[int, int] = {}  # per event: how many stored rows were looked at
         self.stored: list[tuple[NewTap, SignedEnvelope]] = []  # decided, in order
         self._written: set[int] = set()
         self.accepted: list[tuple[NewTap, bool]] = []  # each accepted check-in, and whether a repeat
-        self.refused_unattributed: list[RejectionCode] = []
+        self.refused_unattributed: list[tuple[str, RejectionCode]] = []  # (source, code)
 
     def read_ahead(self, session: Session, verified: list[Verified]) -> None:
         """Number every verified tap's row, and read for all of them at once what steps 6, 9 and
@@ -264,14 +291,16 @@ class BatchRun:
 
     def write(self, session: Session, current: NewTap | None = None) -> None:
         """Write the rows decided so far (and *current*, the row being decided, once it is
-        complete), then flush what refers to them (attendance, the kiosks' ``last_seq``): before
-        anything that queries them or refers to them."""
+        complete), then what refers to them (the session's changes, such as the kiosks'
+        ``last_seq``, and the attendance rows): before anything that queries them or refers to
+        them."""
         rows = [row for row, _envelope in self.stored if row.id not in self._written]
         if current is not None and current.id not in self._written:
             rows.append(current)
         insert_new_taps(session, rows)
         self._written.update(row.id for row in rows if row.id is not None)
         session.flush()
+        self.attendance.write(session)
 
     def bindings(self, session: Session) -> ActiveBindings:
         if self._bindings is None:
@@ -291,11 +320,17 @@ class BatchRun:
             self._grace_holds_taps[event.id] = sign_out_grace_holds_taps(session, event)
         if self._grace_holds_taps[event.id]:
             return True
+        # The run's rows only grow and never change their mode or time: each is looked at once
+        # per event, and once one falls in the grace the answer stays yes.
         since, until = event.checkin_closes_at, event.end_at + SIGN_OUT_GRACE
-        return any(
-            row.mode == TapMode.CHECKIN and row.occurred_at is not None and since <= row.occurred_at < until
-            for row, _envelope in self.stored
-        )
+        stored, start = self.stored, self._grace_looked_at.get(event.id, 0)
+        self._grace_looked_at[event.id] = len(stored)
+        for index in range(start, len(stored)):
+            at = stored[index][0].occurred_at
+            if stored[index][0].mode == TapMode.CHECKIN and at is not None and since <= at < until:
+                self._grace_holds_taps[event.id] = True
+                return True
+        return False
 
 
 ModeHandler = Callable[[Session, Deciding, BatchRun], TapReceipt]
@@ -315,12 +350,43 @@ def ingest_batch(
     sealer: EvidenceSealer | None = None,
     booth: BoothPolicy | None = None,
 ) -> BatchReceipt:
-    """Decide, store and answer every envelope of a batch (see the module docstring for the rules).
+    """Decide, store and answer every envelope of one batch: :func:`ingest_uploads` for a single
+    upload from *source* (the sender's address), whose 留言亭 links follow *booth*."""
+    upload = Upload(envelopes=batch.envelopes, source=source, booth=booth or BoothPolicy())
+    (receipt,) = ingest_uploads(
+        session,
+        [upload],
+        keyring=keyring,
+        received_at=received_at,
+        max_clock_skew=max_clock_skew,
+        on_accepted=on_accepted,
+        card_policy=card_policy,
+        strangers=strangers,
+        sealer=sealer,
+    )
+    return receipt
+
+
+def ingest_uploads(
+    session: Session,
+    uploads: Sequence[Upload],
+    *,
+    keyring: Keyring,
+    received_at: datetime,
+    max_clock_skew: timedelta,
+    on_accepted: Callable[[AcceptedTap], None] | None = None,
+    card_policy: CardCheckPolicy | None = None,
+    strangers: StrangerTally | None = None,
+    sealer: EvidenceSealer | None = None,
+) -> list[BatchReceipt]:
+    """Decide, store and answer every envelope of some uploads, one receipt per upload (see the
+    module docstring for the rules). The uploads' envelopes are decided in one run, in order, as
+    if the uploads had come one after another.
 
     ``on_accepted`` is called once per accepted check-in, after ``session`` commits.
     ``card_policy`` is the deployment's card-check minimum and issuer (default: ``uid``, none).
-    ``source`` is the sender's address; ``strangers`` counts, per source, the envelopes refused
-    before authentication (steps 0–2); ``sealer`` seals each stored tap's signed bytes.
+    ``strangers`` counts, per source, the envelopes refused before authentication (steps 0–2);
+    ``sealer`` seals each stored tap's signed bytes.
 
     The envelopes are decided together (:class:`BatchRun`), in one savepoint. Two uploads of the
     same (kiosk, seq), or one member's first taps at two kiosks, can race on PostgreSQL; the loser
@@ -334,52 +400,65 @@ def ingest_batch(
         max_clock_skew=max_clock_skew,
         on_accepted=on_accepted,
         card_policy=(card_policy or CardCheckPolicy()).for_batch(),
-        source=source,
         strangers=strangers,
         sealer=sealer,
-        booth=booth or BoothPolicy(),
     )
-    items = list(enumerate(batch.envelopes))
+    items: list[Item] = []
+    for upload in uploads:
+        offset = len(items)
+        items.extend(
+            Item(position=offset + index, index=index, envelope=envelope, upload=upload)
+            for index, envelope in enumerate(upload.envelopes)
+        )
     try:
         with session.begin_nested():
             runs = [_decide_together(session, items, context)]
     except IntegrityError:
-        log.info("a batch of %d lost a race on a unique key; deciding its envelopes one by one", len(items))
+        log.info("a run of %d lost a race on a unique key; deciding its envelopes one by one", len(items))
         runs = [_decide_alone(session, item, context) for item in items]
     receipts: list[TapReceipt] = []
     for run, run_receipts in runs:
         receipts.extend(run_receipts)
         _tell_after_commit(session, run)
-    return BatchReceipt(server_time=received_at, receipts=receipts)
+    answers, start = [], 0
+    for upload in uploads:
+        end = start + len(upload.envelopes)
+        answers.append(BatchReceipt(server_time=received_at, receipts=receipts[start:end]))
+        start = end
+    return answers
 
 
-def _decide_alone(
-    session: Session, item: tuple[int, object], context: IngestContext
-) -> tuple[BatchRun, list[TapReceipt]]:
+def _decide_alone(session: Session, item: Item, context: IngestContext) -> tuple[BatchRun, list[TapReceipt]]:
     try:
         with session.begin_nested():
             return _decide_together(session, [item], context)
     except IntegrityError:
-        log.info("tap %d lost a race on a unique key; deciding it again", item[0])
+        log.info("tap %d lost a race on a unique key; deciding it again", item.index)
     with session.begin_nested():
         return _decide_together(session, [item], context)
 
 
 def _decide_together(
-    session: Session, items: Sequence[tuple[int, object]], context: IngestContext
+    session: Session, items: Sequence[Item], context: IngestContext
 ) -> tuple[BatchRun, list[TapReceipt]]:
-    """Steps 0–10 for *items* (index, envelope) in one run: authenticate each (0–5), read ahead
+    """Steps 0–10 for *items* in one run: authenticate each (0–5), read ahead
     for all, then decide each in order (6–10), store the rows and their evidence."""
     run = BatchRun(session, context)
     receipts: dict[int, TapReceipt] = {}
     verified: list[Verified] = []
     # Nothing read here depends on rows this run has not flushed, except where it flushes first.
     with session.no_autoflush:
-        for index, item in items:
-            envelope = _read_envelope(item)  # step 0
+        envelopes: list[tuple[Item, SignedEnvelope]] = []
+        for item in items:
+            envelope = _read_envelope(item.envelope)  # step 0
             if isinstance(envelope, str):
-                receipts[index] = _refuse_unattributed(index, RejectionCode.MALFORMED, run, field=envelope)
-                continue
+                receipts[item.position] = _refuse_unattributed(
+                    item, RejectionCode.MALFORMED, run, field=envelope
+                )
+            else:
+                envelopes.append((item, envelope))
+        run.keys.read_ahead(envelope.kid for _item, envelope in envelopes)
+        for item, envelope in envelopes:
             row = _new_row(envelope, context)
             authenticated = authenticate(  # steps 1–5
                 session,
@@ -392,18 +471,18 @@ def _decide_together(
             if isinstance(authenticated, Rejection) and not authenticated.verified:
                 # steps 1–2: could be anyone's, so it costs no row
                 code, problem = authenticated.code, authenticated.field
-                receipts[index] = _refuse_unattributed(index, code, run, field=problem)
+                receipts[item.position] = _refuse_unattributed(item, code, run, field=problem)
                 continue
             _note_authenticated(row, authenticated, context.keyring)
-            verified.append(Verified(index, row, envelope, authenticated))
+            verified.append(Verified(item, row, envelope, authenticated))
         run.read_ahead(session, verified)
         for tap in verified:
-            receipts[tap.index] = _decide_verified(session, tap, run)
+            receipts[tap.item.position] = _decide_verified(session, tap, run)
         run.write(session)
         # Every stored row passed the signature check: its signed bytes are kept, sealed, on the
         # kiosk's chain (the kiosk rows are still locked), so the signature can be checked again.
         keep_batch_evidence(session, run.stored, sealer=context.sealer)
-    return run, [receipts[index] for index, _item in items]
+    return run, [receipts[item.position] for item in items]
 
 
 def _decide_verified(session: Session, tap: Verified, run: BatchRun) -> TapReceipt:
@@ -419,10 +498,10 @@ def _decide_verified(session: Session, tap: Verified, run: BatchRun) -> TapRecei
             claims=run.claims,
         )
     if isinstance(authenticated, Duplicate):
-        return _duplicate_receipt(authenticated.earlier, tap.index)
+        return _duplicate_receipt(authenticated.earlier, tap.item.index)
     if isinstance(authenticated, Signed) and authenticated.payload.mode != TapMode.CHECKIN:
         run.write(session)  # binding a card or filing a transfer flushes: what is pending goes first
-    receipt = _decide(session, row, tap.index, authenticated, run)
+    receipt = _decide(session, row, tap.item, authenticated, run)
     run.stored.append((row, tap.envelope))
     run.claims.note(row)
     return receipt
@@ -447,8 +526,8 @@ def _tell_after_commit(session: Session, run: BatchRun) -> None:
             )
             announce_after_commit(session, context.on_accepted, notice)
     if context.strangers is not None:
-        for code in run.refused_unattributed:
-            context.strangers.note(context.source, code=code.value, now=context.received_at)
+        for source, code in run.refused_unattributed:
+            context.strangers.note(source, code=code.value, now=context.received_at)
 
 
 def _read_envelope(item: object) -> SignedEnvelope | str:
@@ -464,23 +543,24 @@ def _read_envelope(item: object) -> SignedEnvelope | str:
 def _decide(
     session: Session,
     row: NewTap,
-    index: int,
+    item: Item,
     authenticated: SignedTap | Rejection[TapPayload],
     run: BatchRun,
 ) -> TapReceipt:
     if isinstance(authenticated, Rejection):
         row.claimed_seq = authenticated.claimed_seq
-        return _reject(row, index, authenticated.code, field=authenticated.field)
+        return _reject(row, item.index, authenticated.code, field=authenticated.field)
     row.claimed_seq = authenticated.payload.seq
     tap = Deciding(
         row=row,
-        index=index,
+        index=item.index,
         kiosk=authenticated.kiosk,
         payload=authenticated.payload,
+        upload=item.upload,
     )
     handler = MODE_HANDLERS.get(tap.payload.mode)  # step 8
     if handler is None:
-        return _reject(row, index, RejectionCode.UNSUPPORTED_MODE)
+        return _reject(row, item.index, RejectionCode.UNSUPPORTED_MODE)
     return handler(session, tap, run)
 
 
@@ -628,7 +708,7 @@ def _open_booth(session: Session, tap: Deciding, run: BatchRun) -> TapReceipt:
     member_name = mask_name(member.name)
     if member.status != MemberStatus.ACTIVE:
         return _reject(row, tap.index, RejectionCode.MEMBER_INACTIVE, member_name=member_name)
-    policy = run.context.booth
+    policy = tap.upload.booth
     if (
         links_today(session, uid_hmac=tap.uid_hmac, now=run.context.received_at)
         >= policy.links_per_card_per_day
@@ -750,13 +830,13 @@ def _accept_checkin(
 
 
 def _refuse_unattributed(
-    index: int, code: RejectionCode, run: BatchRun, *, field: str | None = None
+    item: Item, code: RejectionCode, run: BatchRun, *, field: str | None = None
 ) -> TapReceipt:
     """Steps 0–2: a receipt, but no row; the source's tally goes up after the commit (and maybe a
     log line)."""
-    run.refused_unattributed.append(code)
+    run.refused_unattributed.append((item.upload.source, code))
     return TapReceipt(
-        index=index,
+        index=item.index,
         status=TapStatus.REJECTED,
         code=code.value,
         field=field,

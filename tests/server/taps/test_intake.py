@@ -1,0 +1,195 @@
+"""Uploads that arrive together are decided together (``server.taps.intake``, issue #11).
+
+Two layers: the service deciding several uploads in one run (each keeps its own receipts, its
+own indexes and its own source), on SQLite and PostgreSQL; and the intake's worker, which takes
+every upload waiting when it is free, answers each request separately, and keeps one request's
+failure its own."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from schemas.messages import BatchReceipt, TapStatus
+from server.db import unit_of_work
+from server.keyring import Keyring
+from server.taps.intake import IntakeClosed, TapIntake
+from server.taps.service import Upload, ingest_uploads
+from server.taps.strangers import StrangerTally
+from tests.server.factories import EVENT_START, LI_CARD, ZHANG_CARD, World
+from tests.server.signing import KioskKeys
+
+RECEIVED = EVENT_START + timedelta(minutes=5)
+
+
+def _decide_together(engine: Engine, keyring: Keyring, uploads: Sequence[Upload]) -> list[BatchReceipt]:
+    strangers = StrangerTally()
+    with unit_of_work(engine) as session:
+        return ingest_uploads(
+            session,
+            uploads,
+            keyring=keyring,
+            received_at=RECEIVED,
+            max_clock_skew=timedelta(minutes=10),
+            strangers=strangers,
+        )
+
+
+class TestUploadsInOneRun:
+    def test_each_upload_gets_its_own_receipts_as_if_sent_one_after_another(
+        self, engine: Engine, keyring: Keyring, world: World
+    ) -> None:
+        """Three requests decided in one run: local indexes, a malformed item refused in its own
+        request, a replay of another request's tap answered as a duplicate with that tap's answer,
+        a sign-out counted after the sign-in sent by another request. (That a run decides like
+        envelopes one by one is ``test_batch_equivalence``'s: a run is the uploads' envelopes in
+        arrival order.)"""
+        at = EVENT_START - timedelta(minutes=5)
+        zhang_in = world.keys.seal(world.payload(ZHANG_CARD, at=at))
+        li_in = world.keys.seal(world.payload(LI_CARD, at=at))
+        zhang_out = world.keys.seal(world.payload(ZHANG_CARD, at=at + timedelta(minutes=12)))
+        first = Upload(envelopes=[zhang_in.model_dump(), {"kid": "x"}], source="10.0.0.1")
+        second = Upload(envelopes=[li_in, zhang_in], source="10.0.0.2")
+        third = Upload(envelopes=[zhang_out], source="10.0.0.3")
+
+        answers = _decide_together(engine, keyring, [first, second, third])
+
+        assert [[(r.index, r.status, r.code) for r in a.receipts] for a in answers] == [
+            [(0, TapStatus.ACCEPTED, None), (1, TapStatus.REJECTED, "malformed")],
+            [(0, TapStatus.ACCEPTED, None), (1, TapStatus.DUPLICATE, None)],
+            [(0, TapStatus.ACCEPTED, None)],
+        ]
+        assert answers[1].receipts[1].display == answers[0].receipts[0].display
+        assert answers[2].receipts[0].display.message == "签退成功"
+
+    def test_strangers_are_counted_against_their_own_source(
+        self, engine: Engine, keyring: Keyring, world: World
+    ) -> None:
+        at = EVENT_START - timedelta(minutes=5)
+        stranger = KioskKeys()  # a key nobody enrolled
+        strangers = StrangerTally()
+        with unit_of_work(engine) as session:
+            ingest_uploads(
+                session,
+                [
+                    Upload(envelopes=[world.keys.seal(world.payload(ZHANG_CARD, at=at))], source="10.0.0.1"),
+                    Upload(
+                        envelopes=[stranger.seal(world.payload(LI_CARD, at=at)), {"kid": 1}],
+                        source="10.0.0.2",
+                    ),
+                ],
+                keyring=keyring,
+                received_at=RECEIVED,
+                max_clock_skew=timedelta(minutes=10),
+                strangers=strangers,
+            )
+        assert (strangers.count("10.0.0.1"), strangers.count("10.0.0.2")) == (0, 2)
+
+
+def _answer(uploads: Sequence[Upload], now: datetime) -> list[BatchReceipt]:
+    return [BatchReceipt(server_time=now, receipts=[]) for _upload in uploads]
+
+
+class _RecordingDecider:
+    """Decides nothing (this layer only groups and answers): records each run's uploads, can hold
+    the first run until released, and fails any run holding a poisoned upload."""
+
+    def __init__(self, *, hold_first: bool = False) -> None:
+        self.runs: list[list[str]] = []
+        self.release = threading.Event()
+        self.started = threading.Event()
+        if not hold_first:
+            self.release.set()
+
+    def __call__(self, _session: Session, uploads: Sequence[Upload], now: datetime) -> list[BatchReceipt]:
+        self.runs.append([u.source for u in uploads])
+        self.started.set()
+        self.release.wait(10)
+        if any(u.source == "poison" for u in uploads):
+            raise RuntimeError("the database went away")
+        return _answer(uploads, now)
+
+
+def _intake(engine: Engine, decide: _RecordingDecider, **options: int) -> TapIntake:
+    intake = TapIntake(engine, decide, clock=lambda: RECEIVED, **options)
+    intake.start()
+    return intake
+
+
+class TestIntakeWorker:
+    def test_uploads_waiting_while_a_run_works_are_decided_in_the_next_run(self, engine: Engine) -> None:
+        decide = _RecordingDecider(hold_first=True)
+        intake = _intake(engine, decide)
+
+        async def scenario() -> list[BatchReceipt]:
+            first = asyncio.ensure_future(intake.submit(Upload(envelopes=[{}], source="a")))
+            assert await asyncio.to_thread(decide.started.wait, 10)
+            rest = [asyncio.ensure_future(intake.submit(Upload(envelopes=[{}], source=s))) for s in "bcd"]
+            await asyncio.sleep(0.05)
+            decide.release.set()
+            return await asyncio.gather(first, *rest)
+
+        try:
+            answers = asyncio.run(scenario())
+        finally:
+            intake.stop()
+        assert decide.runs == [["a"], ["b", "c", "d"]]
+        assert [a.server_time for a in answers] == [RECEIVED] * 4
+
+    def test_a_run_stops_taking_uploads_at_its_size(self, engine: Engine) -> None:
+        decide = _RecordingDecider(hold_first=True)
+        intake = _intake(engine, decide, max_envelopes=3)
+
+        async def scenario() -> None:
+            first = asyncio.ensure_future(intake.submit(Upload(envelopes=[{}], source="a")))
+            assert await asyncio.to_thread(decide.started.wait, 10)
+            rest = [asyncio.ensure_future(intake.submit(Upload(envelopes=[{}, {}], source=s))) for s in "bcd"]
+            await asyncio.sleep(0.05)
+            decide.release.set()
+            await asyncio.gather(first, *rest)
+
+        try:
+            asyncio.run(scenario())
+        finally:
+            intake.stop()
+        # b and c make four envelopes, past the size of three: d waits for the next run.
+        assert decide.runs == [["a"], ["b", "c"], ["d"]]
+
+    def test_a_failing_upload_fails_only_its_own_request(self, engine: Engine) -> None:
+        decide = _RecordingDecider(hold_first=True)
+        intake = _intake(engine, decide)
+
+        async def scenario() -> list[BatchReceipt | BaseException]:
+            first = asyncio.ensure_future(intake.submit(Upload(envelopes=[{}], source="a")))
+            assert await asyncio.to_thread(decide.started.wait, 10)
+            rest = [
+                asyncio.ensure_future(intake.submit(Upload(envelopes=[{}], source=s)))
+                for s in ("b", "poison", "c")
+            ]
+            await asyncio.sleep(0.05)
+            decide.release.set()
+            return await asyncio.gather(first, *rest, return_exceptions=True)
+
+        try:
+            answers = asyncio.run(scenario())
+        finally:
+            intake.stop()
+        assert [type(a).__name__ for a in answers] == [
+            "BatchReceipt",
+            "BatchReceipt",
+            "RuntimeError",
+            "BatchReceipt",
+        ]
+        assert decide.runs == [["a"], ["b", "poison", "c"], ["b"], ["poison"], ["c"]]
+
+    def test_after_stop_an_upload_is_refused_not_left_waiting(self, engine: Engine) -> None:
+        intake = _intake(engine, _RecordingDecider())
+        intake.stop()
+        with pytest.raises(IntakeClosed):
+            asyncio.run(intake.submit(Upload(envelopes=[{}])))
