@@ -251,15 +251,7 @@ def record_checkin(
         )
     attendance = lock_attendance(session, event_id=event_id, member_id=member_id)
     if attendance is None:
-        attendance = Attendance(
-            event_id=event_id,
-            member_id=member_id,
-            first_tap_at=at,
-            last_tap_at=at,
-            tap_count=1,
-            first_tap_id=tap_id,
-            last_tap_id=tap_id,
-        )
+        attendance = Attendance(**_first_tap(event_id, member_id, tap_id=tap_id, at=at))
         result = CheckinResult.CHECKED_IN
     else:
         result = merge_tap(attendance, tap_id=tap_id, at=at)
@@ -273,22 +265,25 @@ def _record_known(
 ) -> CheckinResult:
     attendance, _result = checkin_result(session, event_id=event_id, member_id=member_id, at=at, known=known)
     if attendance is None:
-        known.add(
-            AttendanceRow(
-                event_id=event_id,
-                member_id=member_id,
-                first_tap_at=at,
-                last_tap_at=at,
-                tap_count=1,
-                first_tap_id=tap_id,
-                last_tap_id=tap_id,
-            )
-        )
+        known.add(AttendanceRow(**_first_tap(event_id, member_id, tap_id=tap_id, at=at)))
         return CheckinResult.CHECKED_IN
     assert isinstance(attendance, AttendanceRow)
     result = merge_tap(attendance, tap_id=tap_id, at=at)
     known.changed(attendance)
     return result
+
+
+def _first_tap(event_id: int, member_id: int, *, tap_id: int, at: datetime) -> dict[str, Any]:
+    """An attendance row's columns as the member's first tap at the event sets them."""
+    return {
+        "event_id": event_id,
+        "member_id": member_id,
+        "first_tap_at": at,
+        "last_tap_at": at,
+        "tap_count": 1,
+        "first_tap_id": tap_id,
+        "last_tap_id": tap_id,
+    }
 
 
 def merge_tap(attendance: Attendance | AttendanceRow, *, tap_id: int, at: datetime) -> CheckinResult:

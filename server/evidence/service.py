@@ -36,6 +36,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import union_all
 from sqlmodel import Session, SQLModel, col, func, select
 
 from schemas.messages import SignedEnvelope, TapPayload
@@ -71,19 +72,11 @@ def keep_batch_evidence(
     sealed bytes (when a sealer is given), signature and chain link, linked in the order given
     (the order of their ids), with one chain-head query per kiosk and one INSERT. Returns how
     many rows were kept. A tap refused before its kiosk is known has no row, so no evidence."""
-    heads: dict[str, str] = {}
     kept: list[dict[str, object]] = []
+    heads = _chain_heads(session, {tap.kiosk_id for tap, _envelope in stored if tap.kiosk_id is not None})
     for tap, envelope in stored:
         if tap.id is None or tap.kiosk_id is None:
             continue
-        if tap.kiosk_id not in heads:
-            last = session.exec(
-                select(TapEvidence.chain_hash)
-                .where(TapEvidence.kiosk_id == tap.kiosk_id)
-                .order_by(col(TapEvidence.tap_id).desc())
-                .limit(1)
-            ).first()
-            heads[tap.kiosk_id] = last or GENESIS_HASH
         prev_hash = heads[tap.kiosk_id]
         chain_hash = _chain_hash_of(prev_hash, tap, envelope.sig)
         nonce = sealed = None
@@ -105,6 +98,26 @@ def keep_batch_evidence(
         )
     bulk_insert(session, TAP_EVIDENCE_TABLE, kept)
     return len(kept)
+
+
+def _chain_heads(session: Session, kiosk_ids: set[str]) -> dict[str, str]:
+    """Each kiosk's chain head (its last evidence row's hash, else the genesis hash), in one
+    statement however many kiosks a run of uploads holds: a branch per kiosk, each reading one
+    row."""
+    branches = [
+        select(TAP_EVIDENCE_TABLE.c.kiosk_id, TAP_EVIDENCE_TABLE.c.chain_hash)
+        .where(TAP_EVIDENCE_TABLE.c.kiosk_id == kiosk_id)
+        .order_by(TAP_EVIDENCE_TABLE.c.tap_id.desc())
+        .limit(1)
+        .subquery()
+        for kiosk_id in sorted(kiosk_ids)
+    ]
+    heads = dict.fromkeys(kiosk_ids, GENESIS_HASH)
+    if branches:
+        statement = union_all(*(select(branch.c.kiosk_id, branch.c.chain_hash) for branch in branches))
+        found = session.connection().execute(statement)
+        heads.update((kiosk_id, chain_hash) for kiosk_id, chain_hash in found)
+    return heads
 
 
 def _chain_hash_of(prev_hash: str, tap: Tap | NewTap, signature: str) -> str:
