@@ -30,20 +30,19 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import union_all
 from sqlmodel import Session, SQLModel, col, func, select
 
 from schemas.messages import SignedEnvelope, TapPayload
 from server.audit.service import chain_breaks, chain_head
 from server.caller import Caller
 from server.cards.service import card_digests
-from server.db import bulk_insert
+from server.db import bulk_insert, in_values
 from server.errors import EventNotFound, OrganisationNotFound
 from server.evidence.sealing import GENESIS_HASH, EvidenceSealer, seal_binding, tap_chain_hash
 from server.keyring import Keyring, Purpose
@@ -73,7 +72,9 @@ def keep_batch_evidence(
     (the order of their ids), with one chain-head query per kiosk and one INSERT. Returns how
     many rows were kept. A tap refused before its kiosk is known has no row, so no evidence."""
     kept: list[dict[str, object]] = []
-    heads = _chain_heads(session, {tap.kiosk_id for tap, _envelope in stored if tap.kiosk_id is not None})
+    kiosk_ids = {tap.kiosk_id for tap, _envelope in stored if tap.kiosk_id is not None}
+    heads = dict.fromkeys(kiosk_ids, GENESIS_HASH)
+    heads.update((kiosk, digest) for kiosk, _tap_id, digest in _tap_chain_heads(session, kiosk_ids))
     for tap, envelope in stored:
         if tap.id is None or tap.kiosk_id is None:
             continue
@@ -100,26 +101,6 @@ def keep_batch_evidence(
     return len(kept)
 
 
-def _chain_heads(session: Session, kiosk_ids: set[str]) -> dict[str, str]:
-    """Each kiosk's chain head (its last evidence row's hash, else the genesis hash), in one
-    statement however many kiosks a run of uploads holds: a branch per kiosk, each reading one
-    row."""
-    branches = [
-        select(TAP_EVIDENCE_TABLE.c.kiosk_id, TAP_EVIDENCE_TABLE.c.chain_hash)
-        .where(TAP_EVIDENCE_TABLE.c.kiosk_id == kiosk_id)
-        .order_by(TAP_EVIDENCE_TABLE.c.tap_id.desc())
-        .limit(1)
-        .subquery()
-        for kiosk_id in sorted(kiosk_ids)
-    ]
-    heads = dict.fromkeys(kiosk_ids, GENESIS_HASH)
-    if branches:
-        statement = union_all(*(select(branch.c.kiosk_id, branch.c.chain_hash) for branch in branches))
-        found = session.connection().execute(statement)
-        heads.update((kiosk_id, chain_hash) for kiosk_id, chain_hash in found)
-    return heads
-
-
 def _chain_hash_of(prev_hash: str, tap: Tap | NewTap, signature: str) -> str:
     assert tap.id is not None
     assert tap.kiosk_id is not None
@@ -143,18 +124,30 @@ def _binding(tap: Tap | NewTap) -> bytes:
     )
 
 
-def chain_heads(session: Session) -> dict[str, Any]:
-    """The head of every kiosk's tap chain and of the audit chain, now (JSON-ready)."""
-    latest = (
-        select(TapEvidence.kiosk_id, func.max(TapEvidence.tap_id).label("tap_id"))
-        .group_by(col(TapEvidence.kiosk_id))
-        .subquery()
+def _tap_chain_heads(
+    session: Session, kiosk_ids: Collection[str] | None = None
+) -> list[tuple[str, int, str]]:
+    """(kiosk, tap id, hash) of the last evidence row of every kiosk, or of *kiosk_ids*' (one
+    statement however many kiosks; a kiosk with no row yet is left out)."""
+    if kiosk_ids is not None and not kiosk_ids:
+        return []
+    latest = select(TapEvidence.kiosk_id, func.max(TapEvidence.tap_id).label("tap_id")).group_by(
+        col(TapEvidence.kiosk_id)
     )
+    if kiosk_ids is not None:
+        latest = latest.where(in_values(col(TapEvidence.kiosk_id), sorted(kiosk_ids)))
+    heads = latest.subquery()
     rows = session.exec(
         select(TapEvidence.kiosk_id, TapEvidence.tap_id, TapEvidence.chain_hash).join(
-            latest, col(TapEvidence.tap_id) == latest.c.tap_id
+            heads, col(TapEvidence.tap_id) == heads.c.tap_id
         )
     ).all()
+    return [(kiosk, tap_id, digest) for kiosk, tap_id, digest in rows]
+
+
+def chain_heads(session: Session) -> dict[str, Any]:
+    """The head of every kiosk's tap chain and of the audit chain, now (JSON-ready)."""
+    rows = _tap_chain_heads(session)
     audit = chain_head(session)
     return {
         "taps": {kiosk: {"tap_id": tap_id, "hash": digest} for kiosk, tap_id, digest in sorted(rows)},

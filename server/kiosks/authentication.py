@@ -131,8 +131,7 @@ class SigningKeys:
         self._found: dict[str, SigningKey | None] = {}
 
     def find(self, kid: str) -> SigningKey | None:
-        if kid not in self._found:
-            self._found[kid] = find_signing_key(self._session, kid)
+        self.read_ahead([kid])
         return self._found[kid]
 
     def read_ahead(self, kids: Iterable[str]) -> None:
@@ -300,16 +299,7 @@ def admit_tap(
 
 def find_signing_key(session: Session, kid: str) -> SigningKey | None:
     """Step 1: the kiosk key named *kid* (current or retired) and its kiosk, locked; or None."""
-    found = session.exec(
-        select(KioskKey, Kiosk)
-        .join(Kiosk, col(Kiosk.id) == col(KioskKey.kiosk_id))
-        .where(KioskKey.kid == kid)
-        .with_for_update(of=Kiosk)
-    ).first()
-    if found is None:
-        return None
-    key, kiosk = found
-    return SigningKey(kiosk=kiosk, key=key)
+    return SigningKeys(session).find(kid)
 
 
 def signed_bytes(envelope: SignedEnvelope, key: KioskKey) -> bytes | RejectionCode:
