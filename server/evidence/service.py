@@ -36,7 +36,9 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, SQLModel, col, func, select
+from sqlmodel.sql.expression import Select
 
 from schemas.messages import SignedEnvelope, TapPayload
 from server.audit.service import chain_breaks, chain_head
@@ -128,21 +130,30 @@ def _tap_chain_heads(
     session: Session, kiosk_ids: Collection[str] | None = None
 ) -> list[tuple[str, int, str]]:
     """(kiosk, tap id, hash) of the last evidence row of every kiosk, or of *kiosk_ids*' (one
-    statement however many kiosks; a kiosk with no row yet is left out)."""
+    statement however many kiosks; a kiosk with no row yet is left out).
+
+    Each kiosk's head is a correlated ``max(tap_id)``, which both databases answer with one seek
+    in the (kiosk_id, tap_id) index; a ``GROUP BY kiosk_id`` would read every row of the kiosk's
+    history (``tests/server/evidence/test_chain_head_plan.py``)."""
     if kiosk_ids is not None and not kiosk_ids:
         return []
-    latest = select(TapEvidence.kiosk_id, func.max(TapEvidence.tap_id).label("tap_id")).group_by(
-        col(TapEvidence.kiosk_id)
-    )
-    if kiosk_ids is not None:
-        latest = latest.where(in_values(col(TapEvidence.kiosk_id), sorted(kiosk_ids)))
-    heads = latest.subquery()
-    rows = session.exec(
-        select(TapEvidence.kiosk_id, TapEvidence.tap_id, TapEvidence.chain_hash).join(
-            heads, col(TapEvidence.tap_id) == heads.c.tap_id
-        )
-    ).all()
+    rows = session.exec(head_rows_query(kiosk_ids)).all()
     return [(kiosk, tap_id, digest) for kiosk, tap_id, digest in rows]
+
+
+def head_rows_query(kiosk_ids: Collection[str] | None) -> Select[str, int, str]:
+    """The statement behind :func:`_tap_chain_heads` (its plan is checked by a test)."""
+    earlier = aliased(TapEvidence)
+    last_tap = (
+        select(func.max(earlier.tap_id)).where(col(earlier.kiosk_id) == col(Kiosk.id)).scalar_subquery()
+    )
+    kiosks: Select[str, int] = select(col(Kiosk.id).label("kiosk_id"), last_tap.label("tap_id"))
+    if kiosk_ids is not None:
+        kiosks = kiosks.where(in_values(col(Kiosk.id), sorted(kiosk_ids)))
+    heads = kiosks.subquery()
+    return select(TapEvidence.kiosk_id, TapEvidence.tap_id, TapEvidence.chain_hash).join(
+        heads, col(TapEvidence.tap_id) == heads.c.tap_id
+    )
 
 
 def chain_heads(session: Session) -> dict[str, Any]:
