@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -393,6 +394,10 @@ def ingest_uploads(
     hits a unique key, its savepoint rolls back, and only then is each envelope decided alone in
     its own savepoint (and once more if it loses again), now seeing the winner's rows. Either way
     every envelope gets the receipt it would get if the envelopes came one by one.
+
+    When the run is the first thing in the session's transaction (the tap intake's runs are), the
+    transaction itself stands for the run's savepoint: a lost race rolls it back whole. That saves
+    two round trips a run, which at the 1 July peak's one-tap uploads is a good part of a run.
     """
     context = IngestContext(
         keyring=keyring,
@@ -410,10 +415,15 @@ def ingest_uploads(
             Item(position=offset + index, index=index, envelope=envelope, upload=upload)
             for index, envelope in enumerate(upload.envelopes)
         )
+    first_in_transaction = not session.in_transaction() and not (
+        session.new or session.dirty or session.deleted
+    )
     try:
-        with session.begin_nested():
+        with nullcontext() if first_in_transaction else session.begin_nested():
             runs = [_decide_together(session, items, context)]
     except IntegrityError:
+        if first_in_transaction:
+            session.rollback()
         log.info("a run of %d lost a race on a unique key; deciding its envelopes one by one", len(items))
         runs = [_decide_alone(session, item, context) for item in items]
     receipts: list[TapReceipt] = []

@@ -8,37 +8,33 @@ failure its own."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
-from schemas.messages import BatchReceipt, TapStatus
+from schemas.messages import BatchReceipt, EnrollRequest, TapStatus
 from server.db import unit_of_work
 from server.keyring import Keyring
+from server.kiosks.service import enroll_kiosk
+from server.records.attendance import Attendance
 from server.taps.intake import IntakeClosed, TapIntake
 from server.taps.service import Upload, ingest_uploads
 from server.taps.strangers import StrangerTally
 from tests.server.factories import EVENT_START, LI_CARD, ZHANG_CARD, World
-from tests.server.signing import KioskKeys
+from tests.server.signing import KioskKeys, tap_payload
 
 RECEIVED = EVENT_START + timedelta(minutes=5)
 
 
 def _decide_together(engine: Engine, keyring: Keyring, uploads: Sequence[Upload]) -> list[BatchReceipt]:
-    strangers = StrangerTally()
     with unit_of_work(engine) as session:
-        return ingest_uploads(
-            session,
-            uploads,
-            keyring=keyring,
-            received_at=RECEIVED,
-            max_clock_skew=timedelta(minutes=10),
-            strangers=strangers,
-        )
+        return _ingest(session, keyring, uploads)
 
 
 class TestUploadsInOneRun:
@@ -90,6 +86,81 @@ class TestUploadsInOneRun:
                 strangers=strangers,
             )
         assert (strangers.count("10.0.0.1"), strangers.count("10.0.0.2")) == (0, 2)
+
+
+class TestLostRace:
+    def test_a_run_that_loses_a_race_decides_again_and_both_taps_count(
+        self, engine: Engine, keyring: Keyring, world: World, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """One member's first taps at two kiosks, decided by two transactions at once: both want
+        to create the member's attendance row. On PostgreSQL the second waits on the unique key,
+        fails when the first commits, and decides its envelope again (its transaction rolled back
+        whole, being nothing but the run); on SQLite it waits for the one writer. Either way both
+        taps are accepted and counted in one row, as if they had come one after another."""
+        caplog.set_level(logging.INFO, logger="server.taps.service")
+        other_keys = KioskKeys()
+        with unit_of_work(engine) as session:
+            other = enroll_kiosk(
+                session,
+                keyring=keyring,
+                request=EnrollRequest(code=world.spare_code, public_key=other_keys.public_b64),
+                now=EVENT_START,
+            )
+        at = EVENT_START - timedelta(minutes=5)
+        first = Upload(envelopes=[world.keys.seal(world.payload(ZHANG_CARD, at=at))], source="10.0.0.1")
+        second_payload = tap_payload(
+            kiosk_id=other.kiosk_id, seq=1, at=at + timedelta(seconds=20), card_facts=ZHANG_CARD
+        )
+        second = Upload(envelopes=[other_keys.seal(second_payload)], source="10.0.0.2")
+        answers: list[BatchReceipt] = []
+
+        with unit_of_work(engine) as session:
+            (first_answer,) = _ingest(session, keyring, [first])
+            racer = threading.Thread(
+                target=lambda: answers.extend(_decide_together(engine, keyring, [second]))
+            )
+            racer.start()
+            _wait_until_blocked(engine, racer)
+        racer.join(timeout=30)
+
+        assert not racer.is_alive()
+        assert [r.status for r in first_answer.receipts + answers[0].receipts] == [TapStatus.ACCEPTED] * 2
+        with Session(engine) as session:
+            (row,) = session.exec(select(Attendance).where(Attendance.event_id == world.event_id)).all()
+        assert row.tap_count == 2
+        if engine.dialect.name == "postgresql":
+            assert "lost a race" in caplog.text
+
+
+def _ingest(session: Session, keyring: Keyring, uploads: Sequence[Upload]) -> list[BatchReceipt]:
+    return ingest_uploads(
+        session,
+        uploads,
+        keyring=keyring,
+        received_at=RECEIVED,
+        max_clock_skew=timedelta(minutes=10),
+        strangers=StrangerTally(),
+    )
+
+
+def _wait_until_blocked(engine: Engine, racer: threading.Thread) -> None:
+    """Until *racer*'s transaction waits for a lock (PostgreSQL says so; on SQLite, give it time
+    to reach the writer's lock)."""
+    if engine.dialect.name != "postgresql":
+        racer.join(timeout=0.5)
+        return
+    deadline = time.monotonic() + 20
+    with engine.connect() as connection:
+        while time.monotonic() < deadline:
+            waiting = connection.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            ).scalar_one()
+            connection.rollback()
+            if waiting:
+                return
+            time.sleep(0.02)
+    raise AssertionError("the second transaction never waited for the first")
 
 
 def _answer(uploads: Sequence[Upload], now: datetime) -> list[BatchReceipt]:
