@@ -40,7 +40,7 @@ from sqlalchemy import (
     make_url,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute, Mapped
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -225,19 +225,37 @@ def _begin_sqlite(connection: Connection, writer: threading.Lock) -> None:
     # take the lock up front, and our own threads queue on a lock of ours rather than polling.
     if not writer.acquire(timeout=SQLITE_WRITER_WAIT_S):
         raise TimeoutError(f"no turn to write to SQLite within {SQLITE_WRITER_WAIT_S} s")
-    connection.info[_HOLDS_WRITER] = writer
+    turn = _WriterTurn(writer)
+    connection.info[_HOLDS_WRITER] = turn
     try:
         connection.exec_driver_sql("PRAGMA query_only=0")
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     except BaseException:
-        _release_writer(connection)
+        # Released here, not through connection.info: a connection that failed this way has
+        # been invalidated, and its info is gone (or unreachable) with its driver connection.
+        turn.release()
         raise
 
 
+class _WriterTurn:
+    """One transaction's hold on the SQLite writer lock; releasing it twice releases it once."""
+
+    def __init__(self, writer: threading.Lock) -> None:
+        self._writer: threading.Lock | None = writer
+
+    def release(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.release()
+
+
 def _release_writer(connection: Connection) -> None:
-    writer: threading.Lock | None = connection.info.pop(_HOLDS_WRITER, None)
-    if writer is not None:
-        writer.release()
+    try:
+        turn: _WriterTurn | None = connection.info.pop(_HOLDS_WRITER, None)
+    except SQLAlchemyError:  # an invalidated connection: its turn was released where it failed
+        return
+    if turn is not None:
+        turn.release()
 
 
 def bulk_insert(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -269,9 +287,10 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
 
 
 @contextmanager
-def unit_of_work(engine: Engine) -> Iterator[Session]:
-    """A session whose work is committed once on success and rolled back on any exception."""
-    with Session(engine, expire_on_commit=False) as session:
+def unit_of_work(bind: Engine | Connection) -> Iterator[Session]:
+    """A session whose work is committed once on success and rolled back on any exception (on a
+    connection of the engine's pool, or on *bind* itself when it is a connection)."""
+    with Session(bind, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()

@@ -13,9 +13,10 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
 from schemas.messages import BatchReceipt, EnrollRequest, TapStatus
@@ -264,3 +265,43 @@ class TestIntakeWorker:
         intake.stop()
         with pytest.raises(IntakeClosed):
             asyncio.run(intake.submit(Upload(envelopes=[{}])))
+
+    def test_a_lost_database_connection_costs_the_next_run_nothing(
+        self, engine: Engine, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The worker keeps its connection between runs; when the database dropped it meanwhile
+        (a restart: here its server process is ended, or on SQLite the file handle closed), the
+        next run is decided again at once on a new connection, and its request never sees it."""
+        connections: list[Any] = []
+
+        def decide(session: Session, uploads: Sequence[Upload], now: datetime) -> list[BatchReceipt]:
+            session.execute(text("SELECT 1"))
+            connections.append(session.connection().connection.driver_connection)
+            return _answer(uploads, now)
+
+        intake = TapIntake(engine, decide, clock=lambda: RECEIVED)
+        intake.start()
+        try:
+            asyncio.run(intake.submit(Upload(envelopes=[{}], source="a")))
+            asyncio.run(intake.submit(Upload(envelopes=[{}], source="b")))
+            _drop(engine, connections[-1])
+            answer = asyncio.run(intake.submit(Upload(envelopes=[{}], source="c")))
+        finally:
+            intake.stop()
+
+        assert answer.server_time == RECEIVED
+        assert connections[0] is connections[1]  # kept between runs
+        assert connections[2] is not connections[1]
+        assert "connection was lost" in caplog.text
+
+
+def _drop(engine: Engine, driver_connection: Any) -> None:
+    """End a connection from the database's side (PostgreSQL), or close its handle (SQLite)."""
+    if engine.dialect.name != "postgresql":
+        driver_connection.close()
+        return
+    with engine.connect() as connection:
+        connection.execute(
+            text("SELECT pg_terminate_backend(:pid)"), {"pid": driver_connection.info.backend_pid}
+        )
+        connection.commit()
