@@ -35,6 +35,12 @@ A batch of taps reads what these checks need once for the whole batch: each kios
 kiosk's lock) once (:class:`SigningKeys`), and the stored rows that decide step 6 for all its
 taps in two indexed queries (:class:`SeqClaims`, on the unique (kiosk, claimed_seq) index and the
 payload-digest index, so the cost does not grow with a kiosk's history).
+
+Step 2 may also be done ahead, outside the transaction and off its thread (:class:`PublicKeys`,
+:class:`SignatureCheck`): a kid is a digest of its public key, so the key a process once read for
+a kid is that kid's key for ever, and the signature can be checked with it while an earlier batch
+is still being decided (``cryptography`` verifies without holding the GIL). A check done ahead is
+used only when the key found at step 1 is the key it was done with; otherwise step 2 runs as usual.
 """
 
 from __future__ import annotations
@@ -126,9 +132,10 @@ class SigningKeys:
     """Step 1 for many messages in one transaction: each kid is looked up, and its kiosk locked,
     once (the objects stay the session's, so later changes to the kiosk are seen)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, remember: PublicKeys | None = None) -> None:
         self._session = session
         self._found: dict[str, SigningKey | None] = {}
+        self._remember = remember
 
     def find(self, kid: str) -> SigningKey | None:
         self.read_ahead([kid])
@@ -152,6 +159,9 @@ class SigningKeys:
         found = {key.kid: SigningKey(kiosk=kiosk, key=key) for key, kiosk in rows}
         for kid in wanted:
             self._found[kid] = found.get(kid)
+        if self._remember is not None:
+            for signing in found.values():
+                self._remember.remember(signing.key)
 
 
 class SeqClaims:
@@ -226,6 +236,7 @@ def authenticate(
     now: datetime,
     refuse_retired_key: bool,
     keys: SigningKeys | None = None,
+    checked: SignatureCheck | None = None,
 ) -> Signed[P] | Rejection[P]:
     """Steps 1–6 of the module docstring for any kiosk message.
 
@@ -233,13 +244,17 @@ def authenticate(
     ValidationError is one) for bytes that are not that message. *now* is when the message
     arrived: the kiosk is seen then. *refuse_retired_key* is step 6 for a message without a seq
     (a heartbeat); taps (:func:`authenticate_tap`) and key rotations judge a rotated-out key
-    themselves. *keys* remembers the keys already found in this transaction.
+    themselves. *keys* remembers the keys already found in this transaction; *checked* is step 2
+    done ahead (used when it was done with the key found now).
     """
     found = keys.find(envelope.kid) if keys is not None else find_signing_key(session, envelope.kid)
     if found is None:
         return Rejection(RejectionCode.UNKNOWN_KIOSK)
     kiosk, key = found.kiosk, found.key
-    raw = signed_bytes(envelope, key)
+    if checked is not None and checked.public_key == key.public_key:
+        raw = checked.outcome
+    else:
+        raw = signed_bytes(envelope, key.public_key)
     if isinstance(raw, RejectionCode):
         return Rejection(raw, kiosk=kiosk, field="payload" if raw == RejectionCode.MALFORMED else None)
     # A verified signature is the kiosk speaking, even when what it says is refused below.
@@ -302,15 +317,46 @@ def find_signing_key(session: Session, kid: str) -> SigningKey | None:
     return SigningKeys(session).find(kid)
 
 
-def signed_bytes(envelope: SignedEnvelope, key: KioskKey) -> bytes | RejectionCode:
-    """Step 2: the exact payload bytes, once *key*'s signature over them verifies."""
+def signed_bytes(envelope: SignedEnvelope, public_key: str) -> bytes | RejectionCode:
+    """Step 2: the exact payload bytes, once *public_key*'s signature over them verifies."""
     try:
         raw = envelope.payload_bytes()
     except ValueError:
         return RejectionCode.MALFORMED
-    if not verify_signature(key.public_key, raw, envelope.sig):
+    if not verify_signature(public_key, raw, envelope.sig):
         return RejectionCode.BAD_SIGNATURE
     return raw
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    """Step 2 done ahead for one envelope: what :func:`signed_bytes` said with *public_key*."""
+
+    public_key: str
+    outcome: bytes | RejectionCode
+
+
+class PublicKeys:
+    """The public keys of the kids this process has found at step 1, so that step 2 can be done
+    ahead (see the module docstring). Bounded: past *limit* kids it starts again empty, and a kid
+    it has forgotten is checked in the transaction, as before it was known."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._limit = limit
+        self._by_kid: dict[str, str] = {}
+
+    def remember(self, key: KioskKey) -> None:
+        if key.kid not in self._by_kid:
+            if len(self._by_kid) >= self._limit:
+                self._by_kid = {}
+            self._by_kid[key.kid] = key.public_key
+
+    def check(self, envelope: SignedEnvelope) -> SignatureCheck | None:
+        """Step 2 for *envelope* with its kid's key, when this process knows that key."""
+        public_key = self._by_kid.get(envelope.kid)
+        if public_key is None:
+            return None
+        return SignatureCheck(public_key, signed_bytes(envelope, public_key))
 
 
 def read_tap_payload(raw: bytes) -> TapPayload:

@@ -76,7 +76,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from pydantic import ValidationError
@@ -112,8 +112,10 @@ from server.evidence.service import keep_batch_evidence
 from server.keyring import Keyring, Purpose
 from server.kiosks.authentication import (
     Duplicate,
+    PublicKeys,
     Rejection,
     SeqClaims,
+    SignatureCheck,
     Signed,
     SignedTap,
     SigningKeys,
@@ -190,6 +192,8 @@ class IngestContext:
     strangers: StrangerTally | None = None
     # Seals each stored tap's signed bytes (server.evidence); None: only signature and chain kept.
     sealer: EvidenceSealer | None = None
+    # Learns the public keys found at step 1, for checking signatures ahead (check_ahead).
+    public_keys: PublicKeys | None = None
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,26 @@ class Upload:
     source: str = "unknown"
     # Message mode: the 留言亭 links' lifetime, daily limit and the address this request used.
     booth: BoothPolicy = field(default_factory=BoothPolicy)
+    # Step 2 done ahead, by envelope (check_ahead); empty: none was.
+    checks: Sequence[SignatureCheck | None] = ()
+
+
+def check_ahead(upload: Upload, keys: PublicKeys) -> Upload:
+    """*upload* with steps 0 and 2 done ahead, outside any transaction (no database; any thread):
+    each envelope read as a ``SignedEnvelope`` once, and its signature checked when this process
+    knows its kid's key (:class:`~server.kiosks.authentication.PublicKeys`). Deciding the result
+    gives the receipts deciding *upload* gives; what is left undone is done in the run."""
+    envelopes: list[object] = []
+    checks: list[SignatureCheck | None] = []
+    for item in upload.envelopes:
+        envelope = _read_envelope(item)
+        if isinstance(envelope, str):
+            envelopes.append(item)  # the run finds the same problem and names its field
+            checks.append(None)
+        else:
+            envelopes.append(envelope)
+            checks.append(keys.check(envelope))
+    return replace(upload, envelopes=envelopes, checks=checks)
 
 
 @dataclass(frozen=True)
@@ -213,6 +237,7 @@ class Item:
     index: int
     envelope: object
     upload: Upload
+    check: SignatureCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -257,7 +282,7 @@ class BatchRun:
 
     def __init__(self, session: Session, context: IngestContext) -> None:
         self.context = context
-        self.keys = SigningKeys(session)
+        self.keys = SigningKeys(session, remember=context.public_keys)
         self.claims = SeqClaims([], [])
         self.windows = EventWindows([], {})
         self.attendance = AttendanceRows([], event_ids=[], member_ids=[])
@@ -379,6 +404,7 @@ def ingest_uploads(
     card_policy: CardCheckPolicy | None = None,
     strangers: StrangerTally | None = None,
     sealer: EvidenceSealer | None = None,
+    public_keys: PublicKeys | None = None,
 ) -> list[BatchReceipt]:
     """Decide, store and answer every envelope of some uploads, one receipt per upload (see the
     module docstring for the rules). The uploads' envelopes are decided in one run, in order, as
@@ -387,7 +413,8 @@ def ingest_uploads(
     ``on_accepted`` is called once per accepted check-in, after ``session`` commits.
     ``card_policy`` is the deployment's card-check minimum and issuer (default: ``uid``, none).
     ``strangers`` counts, per source, the envelopes refused before authentication (steps 0–2);
-    ``sealer`` seals each stored tap's signed bytes.
+    ``sealer`` seals each stored tap's signed bytes; ``public_keys`` learns the keys found, for
+    :func:`check_ahead`.
 
     The envelopes are decided together (:class:`BatchRun`), in one savepoint. Two uploads of the
     same (kiosk, seq), or one member's first taps at two kiosks, can race on PostgreSQL; the loser
@@ -407,13 +434,15 @@ def ingest_uploads(
         card_policy=(card_policy or CardCheckPolicy()).for_batch(),
         strangers=strangers,
         sealer=sealer,
+        public_keys=public_keys,
     )
     items: list[Item] = []
     for upload in uploads:
         offset = len(items)
+        checks = upload.checks or [None] * len(upload.envelopes)
         items.extend(
-            Item(position=offset + index, index=index, envelope=envelope, upload=upload)
-            for index, envelope in enumerate(upload.envelopes)
+            Item(position=offset + index, index=index, envelope=envelope, upload=upload, check=check)
+            for index, (envelope, check) in enumerate(zip(upload.envelopes, checks, strict=True))
         )
     first_in_transaction = not session.in_transaction() and not (
         session.new or session.dirty or session.deleted
@@ -477,6 +506,7 @@ def _decide_together(
                 now=context.received_at,
                 refuse_retired_key=False,
                 keys=run.keys,
+                checked=item.check,
             )
             if isinstance(authenticated, Rejection) and not authenticated.verified:
                 # steps 1–2: could be anyone's, so it costs no row

@@ -24,9 +24,10 @@ from server.cards.service import bind_card
 from server.db import unit_of_work
 from server.events.service import add_event
 from server.keyring import Keyring
+from server.kiosks.authentication import PublicKeys
 from server.kiosks.service import add_kiosk, enroll_kiosk
 from server.orgs.service import add_member, add_organisation
-from server.taps.service import ingest_batch
+from server.taps.service import Upload, check_ahead, ingest_batch, ingest_uploads
 from server.venues.service import add_venue
 from server.vocabulary import EventKind, MemberCategory, OrgKind
 from tests.server.signing import KioskKeys, card, tap_payload
@@ -164,14 +165,32 @@ def build_world(engine: Engine, keyring: Keyring, *, now: datetime) -> World:
 
 
 def upload(
-    engine: Engine, keyring: Keyring, envelopes: Sequence[SignedEnvelope], *, received_at: datetime
+    engine: Engine,
+    keyring: Keyring,
+    envelopes: Sequence[SignedEnvelope],
+    *,
+    received_at: datetime,
+    public_keys: PublicKeys | None = None,
 ) -> BatchReceipt:
-    """One request's worth of ingest in its own unit of work, as the route does it."""
+    """One request's worth of ingest in its own unit of work. With *public_keys*, as the server's
+    intake does it: signatures checked ahead with the keys known, the keys found learnt."""
+    if public_keys is None:
+        with unit_of_work(engine) as session:
+            return ingest_batch(
+                session,
+                TapBatch(envelopes=list(envelopes)),
+                keyring=keyring,
+                received_at=received_at,
+                max_clock_skew=timedelta(minutes=10),
+            )
+    checked = check_ahead(Upload(envelopes=list(envelopes)), public_keys)
     with unit_of_work(engine) as session:
-        return ingest_batch(
+        (receipt,) = ingest_uploads(
             session,
-            TapBatch(envelopes=list(envelopes)),
+            [checked],
             keyring=keyring,
             received_at=received_at,
             max_clock_skew=timedelta(minutes=10),
+            public_keys=public_keys,
         )
+    return receipt

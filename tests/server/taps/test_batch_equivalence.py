@@ -4,7 +4,8 @@ A random stream of envelopes from one kiosk — first taps, repeats and sign-out
 a stranger's card, resent envelopes, a seq reused with other bytes, taps from the future, taps
 outside the meeting — is uploaded twice, on two days that each have the same meetings: once one
 envelope per request, once all in one batch. Every receipt (status, code and what the kiosk
-shows) and every attendance row must be the same. Both databases (SQLite and PostgreSQL).
+shows) and every attendance row must be the same. The batch has its signatures checked ahead, as
+the server's tap intake does. Both databases (SQLite and PostgreSQL).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from server.attendance.derive import schedule_event
 from server.caller import CLI_CALLER
 from server.db import unit_of_work
 from server.keyring import Keyring
+from server.kiosks.authentication import PublicKeys
 from server.records.attendance import Attendance
+from server.records.kiosks import KioskKey
 from server.vocabulary import EventKind
 from tests.server.factories import LI_CARD, SHANGHAI, STRANGER_CARD, ZHANG_CARD, ZHAO_CARD, World, upload
 
@@ -116,6 +119,19 @@ def _attendance(engine: Engine, event_ids: Sequence[int], day: datetime) -> list
         )
 
 
+def _knowing(world: World) -> PublicKeys:
+    keys = PublicKeys()
+    keys.remember(
+        KioskKey(
+            kid=world.keys.kid,
+            kiosk_id=world.kiosk_id,
+            public_key=world.keys.public_b64,
+            valid_from=FIRST_DAY,
+        )
+    )
+    return keys
+
+
 @settings(
     max_examples=30,
     deadline=None,
@@ -136,8 +152,13 @@ def test_a_batch_is_decided_as_its_envelopes_one_by_one(
         upload(engine, keyring, [envelope], received_at=one_by_one_day + EVENING).receipts[0]
         for envelope in singles
     ]
+    # As the server's intake does it: the batch's signatures checked ahead with the kiosk's key.
     batched = upload(
-        engine, keyring, _envelopes(world, chosen, batch_day), received_at=batch_day + EVENING
+        engine,
+        keyring,
+        _envelopes(world, chosen, batch_day),
+        received_at=batch_day + EVENING,
+        public_keys=_knowing(world),
     ).receipts
 
     expected = [_shown(receipt.model_copy(update={"index": n})) for n, receipt in enumerate(one_by_one)]
