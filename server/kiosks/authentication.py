@@ -48,7 +48,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -251,17 +251,18 @@ def authenticate(
     if found is None:
         return Rejection(RejectionCode.UNKNOWN_KIOSK)
     kiosk, key = found.kiosk, found.key
-    if checked is not None and checked.public_key == key.public_key:
-        raw = checked.outcome
-    else:
+    if checked is None or checked.public_key != key.public_key:
+        checked = None
         raw = signed_bytes(envelope, key.public_key)
+    else:
+        raw = checked.outcome
     if isinstance(raw, RejectionCode):
         return Rejection(raw, kiosk=kiosk, field="payload" if raw == RejectionCode.MALFORMED else None)
     # A verified signature is the kiosk speaking, even when what it says is refused below.
     kiosk.last_seen_at = now
     _keep(session, kiosk)
     try:
-        payload = read(raw)
+        payload = _read_payload(read, raw, checked)
     except ValueError as exc:
         field = problem_field(exc, prefix="payload")
         return Rejection(RejectionCode.MALFORMED, kiosk=kiosk, field=field, verified=True)
@@ -273,6 +274,16 @@ def authenticate(
     if refused is not None:
         return Rejection(refused, kiosk=kiosk, payload=payload, verified=True)
     return Signed(kiosk=kiosk, key=key, payload=payload, raw=raw)
+
+
+def _read_payload(read: Callable[[bytes], P], raw: bytes, checked: SignatureCheck | None) -> P:
+    """Step 3, or what it gave when done ahead (only ever for a tap: *read* is then
+    :func:`read_tap_payload`). Raises ValueError."""
+    if checked is None or checked.payload is None or read is not read_tap_payload:
+        return read(raw)
+    if isinstance(checked.payload, ValueError):
+        raise checked.payload
+    return cast(P, checked.payload)
 
 
 def authenticate_tap(
@@ -330,10 +341,13 @@ def signed_bytes(envelope: SignedEnvelope, public_key: str) -> bytes | Rejection
 
 @dataclass(frozen=True)
 class SignatureCheck:
-    """Step 2 done ahead for one envelope: what :func:`signed_bytes` said with *public_key*."""
+    """Steps 2 and 3 done ahead for one envelope: what :func:`signed_bytes` said with
+    *public_key*, and, when the signature held, the payload read from the signed bytes (or why it
+    could not be: the ValueError step 3 would raise)."""
 
     public_key: str
     outcome: bytes | RejectionCode
+    payload: TapPayload | ValueError | None = None
 
 
 class PublicKeys:
@@ -352,11 +366,18 @@ class PublicKeys:
             self._by_kid[key.kid] = key.public_key
 
     def check(self, envelope: SignedEnvelope) -> SignatureCheck | None:
-        """Step 2 for *envelope* with its kid's key, when this process knows that key."""
+        """Steps 2 and 3 for a tap's *envelope* with its kid's key, when this process knows it."""
         public_key = self._by_kid.get(envelope.kid)
         if public_key is None:
             return None
-        return SignatureCheck(public_key, signed_bytes(envelope, public_key))
+        outcome = signed_bytes(envelope, public_key)
+        if isinstance(outcome, RejectionCode):
+            return SignatureCheck(public_key, outcome)
+        try:
+            payload: TapPayload | ValueError = read_tap_payload(outcome)
+        except ValueError as exc:
+            payload = exc
+        return SignatureCheck(public_key, outcome, payload)
 
 
 def read_tap_payload(raw: bytes) -> TapPayload:

@@ -5,6 +5,7 @@ checking in the run; a check done with any other key than the kid's is not trust
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -45,13 +46,21 @@ def test_receipts_are_those_of_checking_in_the_run(engine: Engine, keyring: Keyr
         stranger.seal(world.payload(LI_CARD, at=AT)),  # a kid nobody enrolled
     ]
 
-    receipt = upload(engine, keyring, envelopes, received_at=RECEIVED, public_keys=_knowing(world))
+    payload = world.payload(LI_CARD, at=AT).model_dump(mode="json")
+    payload["seq"] = -1  # signed, but out of the wire contract's bounds
+    envelopes.append(world.keys.sign_bytes(json.dumps(payload).encode()))
 
-    assert [(r.status, r.code) for r in receipt.receipts] == [
-        (TapStatus.ACCEPTED, None),
-        (TapStatus.REJECTED, "bad_signature"),
-        (TapStatus.REJECTED, "unknown_kiosk"),
+    checked = upload(engine, keyring, envelopes, received_at=RECEIVED, public_keys=_knowing(world))
+    in_run = upload(engine, keyring, envelopes, received_at=RECEIVED)
+
+    assert [(r.status, r.code, r.field) for r in checked.receipts] == [
+        (TapStatus.ACCEPTED, None, None),
+        (TapStatus.REJECTED, "bad_signature", None),
+        (TapStatus.REJECTED, "unknown_kiosk", None),
+        (TapStatus.REJECTED, "malformed", "payload.seq"),
     ]
+    # Sent again, deciding in the run: the same answers (the first tap is now a duplicate).
+    assert [(r.code, r.field) for r in in_run.receipts] == [(r.code, r.field) for r in checked.receipts]
 
 
 def test_a_malformed_item_is_named_as_in_the_run(engine: Engine, keyring: Keyring, world: World) -> None:
@@ -104,9 +113,10 @@ def test_a_process_learns_the_keys_its_runs_find(engine: Engine, keyring: Keyrin
 
     upload(engine, keyring, [first], received_at=RECEIVED, public_keys=keys)
 
-    second = world.keys.seal(world.payload(LI_CARD, at=AT))
+    payload = world.payload(LI_CARD, at=AT)
+    second = world.keys.seal(payload)
     (check,) = check_ahead(Upload(envelopes=[second]), keys).checks
-    assert check == SignatureCheck(public_key=world.keys.public_b64, outcome=second.payload_bytes())
+    assert check == SignatureCheck(world.keys.public_b64, second.payload_bytes(), payload)
 
 
 def _decide(engine: Engine, keyring: Keyring, checked: Upload) -> BatchReceipt:
