@@ -33,9 +33,11 @@ import secrets
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import bindparam
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, SQLModel, col, func, select
 from sqlmodel.sql.expression import Select
@@ -44,7 +46,7 @@ from schemas.messages import SignedEnvelope, TapPayload
 from server.audit.service import chain_breaks, chain_head
 from server.caller import Caller
 from server.cards.service import card_digests
-from server.db import bulk_insert, in_values
+from server.db import bulk_insert
 from server.errors import EventNotFound, OrganisationNotFound
 from server.evidence.sealing import GENESIS_HASH, EvidenceSealer, seal_binding, tap_chain_hash
 from server.keyring import Keyring, Purpose
@@ -137,23 +139,31 @@ def _tap_chain_heads(
     history (``tests/server/evidence/test_chain_head_plan.py``)."""
     if kiosk_ids is not None and not kiosk_ids:
         return []
-    rows = session.exec(head_rows_query(kiosk_ids)).all()
+    if kiosk_ids is None:
+        rows = session.exec(head_rows_query(some_kiosks=False)).all()
+    else:
+        rows = session.exec(head_rows_query(some_kiosks=True), params={KIOSK_IDS: sorted(kiosk_ids)}).all()
     return [(kiosk, tap_id, digest) for kiosk, tap_id, digest in rows]
 
 
-def head_rows_query(kiosk_ids: Collection[str] | None) -> Select[str, int, str]:
-    """The statement behind :func:`_tap_chain_heads` (its plan is checked by a test)."""
+@cache
+def head_rows_query(some_kiosks: bool) -> Select[str, int, str]:
+    """The statement behind :func:`_tap_chain_heads` (its plan is checked by a test), built once:
+    with *some_kiosks*, for the kiosks in its ``kiosk_ids`` parameter."""
     earlier = aliased(TapEvidence)
     last_tap = (
         select(func.max(earlier.tap_id)).where(col(earlier.kiosk_id) == col(Kiosk.id)).scalar_subquery()
     )
     kiosks: Select[str, int] = select(col(Kiosk.id).label("kiosk_id"), last_tap.label("tap_id"))
-    if kiosk_ids is not None:
-        kiosks = kiosks.where(in_values(col(Kiosk.id), sorted(kiosk_ids)))
+    if some_kiosks:
+        kiosks = kiosks.where(col(Kiosk.id).in_(bindparam(KIOSK_IDS, expanding=True)))
     heads = kiosks.subquery()
     return select(TapEvidence.kiosk_id, TapEvidence.tap_id, TapEvidence.chain_hash).join(
         heads, col(TapEvidence.tap_id) == heads.c.tap_id
     )
+
+
+KIOSK_IDS = "kiosk_ids"
 
 
 def chain_heads(session: Session) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from sqlalchemy.sql import Select
 from sqlmodel import Session
 
 from server.db import bulk_insert, unit_of_work
-from server.evidence.service import head_rows_query
+from server.evidence.service import KIOSK_IDS, head_rows_query
 from server.kiosks.authentication import SeqClaims
 from server.records.evidence import TapEvidence
 from server.records.kiosks import Kiosk
@@ -120,7 +120,7 @@ def test_the_seq_checks_of_a_batch_read_indexes_only(engine: Engine, world: Worl
 
 def test_the_chain_heads_of_a_run_are_one_index_seek_per_kiosk(engine: Engine, world: World) -> None:
     ids = _with_history(engine, world)
-    query = head_rows_query({world.kiosk_id})
+    query = head_rows_query(some_kiosks=True).params({KIOSK_IDS: [world.kiosk_id]})
 
     with Session(engine) as session:
         plan = _plan(session, query)
