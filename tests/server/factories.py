@@ -20,6 +20,7 @@ from schemas.messages import (
     TapPayload,
 )
 from server.caller import CLI_CALLER
+from server.cards.checks import CardCheckPolicy
 from server.cards.service import bind_card
 from server.db import unit_of_work
 from server.events.service import add_event
@@ -164,6 +165,21 @@ def build_world(engine: Engine, keyring: Keyring, *, now: datetime) -> World:
         )
 
 
+def enrol_second_kiosk(
+    engine: Engine, keyring: Keyring, world: World, *, now: datetime
+) -> tuple[str, KioskKeys]:
+    """The venue's second kiosk (二号机) enrolled with a fresh key: its id and its keys."""
+    keys = KioskKeys()
+    with unit_of_work(engine) as session:
+        enrolled = enroll_kiosk(
+            session,
+            keyring=keyring,
+            request=EnrollRequest(code=world.spare_code, public_key=keys.public_b64),
+            now=now,
+        )
+    return enrolled.kiosk_id, keys
+
+
 def upload(
     engine: Engine,
     keyring: Keyring,
@@ -171,6 +187,7 @@ def upload(
     *,
     received_at: datetime,
     public_keys: PublicKeys | None = None,
+    card_policy: CardCheckPolicy | None = None,
 ) -> BatchReceipt:
     """One request's worth of ingest in its own unit of work. With *public_keys*, as the server's
     intake does it: signatures checked ahead with the keys known, the keys found learnt."""
@@ -182,6 +199,7 @@ def upload(
                 keyring=keyring,
                 received_at=received_at,
                 max_clock_skew=timedelta(minutes=10),
+                card_policy=card_policy,
             )
     checked = check_ahead(Upload(envelopes=list(envelopes)), public_keys)
     with unit_of_work(engine) as session:
@@ -191,6 +209,7 @@ def upload(
             keyring=keyring,
             received_at=received_at,
             max_clock_skew=timedelta(minutes=10),
+            card_policy=card_policy,
             public_keys=public_keys,
         )
     return receipt

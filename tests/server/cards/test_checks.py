@@ -21,9 +21,7 @@ from reader_agent.cardapp import GET_UID, CardChallenger, card_facts, exchange
 from schemas.messages import (
     BatchReceipt,
     CardFacts,
-    EnrollRequest,
     SignedEnvelope,
-    TapBatch,
     card_auth_challenge,
 )
 from server.caller import CLI_CALLER
@@ -33,14 +31,13 @@ from server.cards.service import bind_card
 from server.db import unit_of_work
 from server.errors import InvalidCardIdentifier
 from server.keyring import Keyring
-from server.kiosks.service import enroll_kiosk
 from server.records.cards import CardBinding
 from server.records.taps import Tap
-from server.taps.service import ingest_batch
 from server.venues.service import set_uid_only_reads
 from server.vocabulary import CardCheckLevel, CardCheckNote
-from tests.server.factories import EVENT_START, LI_CARD, ZHANG_CARD, ZHAO_CARD, World
-from tests.server.signing import KioskKeys, tap_payload
+from tests.server.factories import EVENT_START, LI_CARD, ZHANG_CARD, ZHAO_CARD, World, enrol_second_kiosk
+from tests.server.factories import upload as upload_batch
+from tests.server.signing import tap_payload
 
 MASTER_KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
 CLONER_KEY = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
@@ -89,15 +86,7 @@ def read(card: VirtualCard, kiosk_id: str | None) -> CardFacts:
 def upload(
     engine: Engine, keyring: Keyring, envelopes: Sequence[SignedEnvelope], policy: CardCheckPolicy
 ) -> BatchReceipt:
-    with unit_of_work(engine) as session:
-        return ingest_batch(
-            session,
-            TapBatch(envelopes=list(envelopes)),
-            keyring=keyring,
-            received_at=RECEIVED,
-            max_clock_skew=timedelta(minutes=10),
-            card_policy=policy,
-        )
+    return upload_batch(engine, keyring, envelopes, received_at=RECEIVED, card_policy=policy)
 
 
 def tap(engine: Engine, keyring: Keyring, world: World, facts: CardFacts, policy: CardCheckPolicy) -> str:
@@ -315,16 +304,9 @@ class TestReplay:
         self, engine: Engine, keyring: Keyring, world: World, policy: CardCheckPolicy
     ) -> None:
         """An answer copied out of kiosk 1's outbox is no good signed by kiosk 2: it was for kiosk 1."""
-        other_keys = KioskKeys()
-        with unit_of_work(engine) as session:
-            other = enroll_kiosk(
-                session,
-                keyring=keyring,
-                request=EnrollRequest(code=world.spare_code, public_key=other_keys.public_b64),
-                now=EVENT_START,
-            )
+        other_kiosk, other_keys = enrol_second_kiosk(engine, keyring, world, now=EVENT_START)
         stolen = read(genuine(), world.kiosk_id)
-        payload = tap_payload(kiosk_id=other.kiosk_id, seq=1, at=EVENT_START, card_facts=stolen)
+        payload = tap_payload(kiosk_id=other_kiosk, seq=1, at=EVENT_START, card_facts=stolen)
         result = upload(engine, keyring, [other_keys.seal(payload)], policy)
         assert result.receipts[0].code == "issuer_mac_invalid"
         # ...and the genuine tap, uploaded later by kiosk 1, is still good.

@@ -19,7 +19,7 @@ from server.kiosks.service import enroll_kiosk, issue_enrollment_code, revoke_ki
 from server.records.audit import AuditEntry
 from server.records.kiosks import Kiosk, KioskKey
 from tests.server.conftest import FakeClock
-from tests.server.factories import EVENT_START, LI_CARD, ZHANG_CARD, World, upload
+from tests.server.factories import EVENT_START, LI_CARD, ZHANG_CARD, World, enrol_second_kiosk, upload
 from tests.server.kiosks.messages import heartbeat, rotation
 from tests.server.signing import KioskKeys
 
@@ -135,14 +135,7 @@ class TestRotate:
         self, client: TestClient, engine: Engine, keyring: Keyring, world: World, clock: FakeClock
     ) -> None:
         """Rotating onto the key the spare kiosk enrolled with is refused (409 public_key_in_use)."""
-        spare_keys = KioskKeys()
-        with unit_of_work(engine) as session:
-            enroll_kiosk(
-                session,
-                keyring=keyring,
-                request=EnrollRequest(code=world.spare_code, public_key=spare_keys.public_b64),
-                now=clock.now,
-            )
+        _spare, spare_keys = enrol_second_kiosk(engine, keyring, world, now=clock.now)
         status, body = rotate(
             client, rotation(world.keys, spare_keys, kiosk_id=world.kiosk_id, last_seq=0, at=clock.now)
         )

@@ -28,6 +28,7 @@ from tests.server.factories import (
     ZHANG_CARD,
     ZHAO_CARD,
     World,
+    enrol_second_kiosk,
     upload,
 )
 from tests.server.signing import KioskKeys, card
@@ -224,22 +225,12 @@ class TestIdempotency:
         self, engine: Engine, keyring: Keyring, world: World
     ) -> None:
         """One member's simultaneous taps at two kiosks both count; attendance stays one row."""
-        from schemas.messages import EnrollRequest
-        from server.kiosks.service import enroll_kiosk
-
-        second_keys = KioskKeys()
-        with unit_of_work(engine) as session:
-            response = enroll_kiosk(
-                session,
-                keyring=keyring,
-                request=EnrollRequest(code=world.spare_code, public_key=second_keys.public_b64),
-                now=RECEIVED,
-            )
+        second_kiosk, second_keys = enrol_second_kiosk(engine, keyring, world, now=RECEIVED)
         envelopes = [
             world.keys.seal(world.payload(ZHANG_CARD, at=EVENT_START)),
             second_keys.seal(
                 world.payload(ZHANG_CARD, at=EVENT_START + timedelta(seconds=1), seq=1).model_copy(
-                    update={"kiosk_id": response.kiosk_id}
+                    update={"kiosk_id": second_kiosk}
                 )
             ),
         ]

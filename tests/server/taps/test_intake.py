@@ -19,15 +19,14 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
-from schemas.messages import BatchReceipt, EnrollRequest, TapStatus
+from schemas.messages import BatchReceipt, TapStatus
 from server.db import unit_of_work
 from server.keyring import Keyring
-from server.kiosks.service import enroll_kiosk
 from server.records.attendance import Attendance
 from server.taps.intake import IntakeClosed, TapIntake
 from server.taps.service import Upload, ingest_uploads
 from server.taps.strangers import StrangerTally
-from tests.server.factories import EVENT_START, LI_CARD, ZHANG_CARD, World
+from tests.server.factories import EVENT_START, LI_CARD, ZHANG_CARD, World, enrol_second_kiosk
 from tests.server.signing import KioskKeys, tap_payload
 
 RECEIVED = EVENT_START + timedelta(minutes=5)
@@ -99,18 +98,11 @@ class TestLostRace:
         whole, being nothing but the run); on SQLite it waits for the one writer. Either way both
         taps are accepted and counted in one row, as if they had come one after another."""
         caplog.set_level(logging.INFO, logger="server.taps.service")
-        other_keys = KioskKeys()
-        with unit_of_work(engine) as session:
-            other = enroll_kiosk(
-                session,
-                keyring=keyring,
-                request=EnrollRequest(code=world.spare_code, public_key=other_keys.public_b64),
-                now=EVENT_START,
-            )
+        other_kiosk, other_keys = enrol_second_kiosk(engine, keyring, world, now=EVENT_START)
         at = EVENT_START - timedelta(minutes=5)
         first = Upload(envelopes=[world.keys.seal(world.payload(ZHANG_CARD, at=at))], source="10.0.0.1")
         second_payload = tap_payload(
-            kiosk_id=other.kiosk_id, seq=1, at=at + timedelta(seconds=20), card_facts=ZHANG_CARD
+            kiosk_id=other_kiosk, seq=1, at=at + timedelta(seconds=20), card_facts=ZHANG_CARD
         )
         second = Upload(envelopes=[other_keys.seal(second_payload)], source="10.0.0.2")
         answers: list[BatchReceipt] = []

@@ -10,13 +10,12 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from schemas.messages import BatchReceipt, EnrollRequest, SignedEnvelope, TapMode
+from schemas.messages import BatchReceipt, SignedEnvelope, TapMode
 from server.caller import CLI_CALLER
 from server.db import unit_of_work
 from server.errors import DomainError
 from server.events.service import add_event
 from server.keyring import Keyring
-from server.kiosks.service import enroll_kiosk
 from server.records.audit import AuditEntry
 from server.records.taps import Tap
 from server.records.transfers import TransferSource, TransferState
@@ -24,8 +23,8 @@ from server.transfers.queue import get_detail, list_suggestions
 from server.transfers.schemas import TransferCreate
 from server.transfers.service import create_request, file_from_suggestion
 from server.vocabulary import EventKind
-from tests.server.factories import EVENT_END, EVENT_START, World, upload
-from tests.server.signing import KioskKeys, card
+from tests.server.factories import EVENT_END, EVENT_START, World, enrol_second_kiosk, upload
+from tests.server.signing import card
 from tests.server.transfers.factories import (
     NEWCOMER_CARD,
     QIAN_CARD,
@@ -227,19 +226,12 @@ class TestTransferInMode:
         self, engine: Engine, keyring: Keyring, world: World
     ) -> None:
         """The pending-key constraint makes the loser of the race retry and find the winner's."""
-        second_keys = KioskKeys()
-        with unit_of_work(engine) as session:
-            second = enroll_kiosk(
-                session,
-                keyring=keyring,
-                request=EnrollRequest(code=world.spare_code, public_key=second_keys.public_b64),
-                now=RECEIVED,
-            )
+        second_kiosk, second_keys = enrol_second_kiosk(engine, keyring, world, now=RECEIVED)
         envelopes = [
             transfer_tap(world, NEWCOMER_CARD),
             second_keys.seal(
                 world.payload(NEWCOMER_CARD, at=EVENT_START, seq=1, mode=TapMode.TRANSFER_IN).model_copy(
-                    update={"kiosk_id": second.kiosk_id}
+                    update={"kiosk_id": second_kiosk}
                 )
             ),
         ]
