@@ -61,6 +61,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from sqlalchemy import bindparam, update
 from sqlmodel import Session, SQLModel, col, or_, select
 
 from schemas.messages import CardFacts, ReaderBackend, card_auth_challenge
@@ -112,15 +113,34 @@ class CardCheck:
     auth_challenge: str | None = None
 
 
+@dataclass
+class ActiveBinding:
+    """What a card check reads of an active binding, as plain values: a batch reads hundreds, and
+    ORM objects cost more to load and to flush. A level or issuer-MAC date a check learns is noted
+    on its :class:`ActiveBindings` and written, for all of a batch at once, by
+    :meth:`ActiveBindings.write`."""
+
+    id: int
+    member_id: int
+    card_no_hmac: str | None
+    uid_hmac: str | None
+    verified_level: CardCheckLevel
+    issuer_mac_since: datetime | None
+
+
+_BINDING_COLUMNS = ("id", "member_id", "card_no_hmac", "uid_hmac", "verified_level", "issuer_mac_since")
+
+
 class ActiveBindings:
     """The active bindings, and their members, for a set of card digests, read at once: a batch
-    of taps looks its cards up in two queries instead of two per tap."""
+    of taps looks its cards up in one query instead of two per tap."""
 
-    def __init__(self, bindings: Iterable[CardBinding]) -> None:
-        self._by_number: dict[str, CardBinding] = {}
-        self._by_uid: dict[str, CardBinding] = {}
+    def __init__(self, bindings: Iterable[ActiveBinding]) -> None:
+        self._by_number: dict[str, ActiveBinding] = {}
+        self._by_uid: dict[str, ActiveBinding] = {}
         self._members: dict[int, Member] = {}
-        for binding in sorted(bindings, key=lambda b: b.id or 0):
+        self._changed: dict[int, ActiveBinding] = {}
+        for binding in sorted(bindings, key=lambda b: b.id):
             if binding.card_no_hmac is not None:
                 self._by_number.setdefault(binding.card_no_hmac, binding)
             if binding.uid_hmac is not None:
@@ -138,13 +158,13 @@ class ActiveBindings:
         if not matches:
             return cls([])
         found = session.exec(
-            select(CardBinding, Member)
-            .join(Member, col(Member.id) == col(CardBinding.member_id))
-            .where(CardBinding.status == BindingStatus.ACTIVE, or_(*matches))
+            select(Member, *(columns[name] for name in _BINDING_COLUMNS))
+            .join(BINDING_TABLE, col(Member.id) == columns.member_id)
+            .where(columns.status == BindingStatus.ACTIVE, or_(*matches))
         ).all()
-        bindings = cls(binding for binding, _member in found)
+        bindings = cls(ActiveBinding(*row[1:]) for row in found)
         # Held here: the session's identity map keeps objects only while someone does.
-        bindings._members.update((member.id, member) for _binding, member in found if member.id is not None)
+        bindings._members.update((member.id, member) for member, *_binding in found if member.id is not None)
         return bindings
 
     def member_ids(self) -> set[int]:
@@ -155,11 +175,27 @@ class ActiveBindings:
         would return it), or None when it was not read."""
         return self._members.get(member_id)
 
-    def find(self, *, number_hmac: str | None, uid_hmac: str) -> CardBinding | None:
+    def find(self, *, number_hmac: str | None, uid_hmac: str) -> ActiveBinding | None:
         """The binding the tap claims: by card number when the card reported one, else by UID."""
         if number_hmac is not None and number_hmac in self._by_number:
             return self._by_number[number_hmac]
         return self._by_uid.get(uid_hmac)
+
+    def learned(self, binding: ActiveBinding) -> None:
+        """*binding*'s level or issuer-MAC date changed: write it with the others."""
+        self._changed[binding.id] = binding
+
+    def write(self, session: Session) -> None:
+        """Write the levels and dates learned since the last write (one statement)."""
+        if not self._changed:
+            return
+        changed, self._changed = list(self._changed.values()), {}
+        session.connection().execute(
+            update(BINDING_TABLE)
+            .where(BINDING_TABLE.c.id == bindparam("binding_id"))
+            .values(verified_level=bindparam("level"), issuer_mac_since=bindparam("since")),
+            [{"binding_id": b.id, "level": b.verified_level, "since": b.issuer_mac_since} for b in changed],
+        )
 
 
 def check_card(
@@ -182,10 +218,26 @@ def check_card(
     downgrade rule). May ask the issuer (a network call) and, when a card is verified at a level
     above its binding's, raises the binding's ``verified_level``. Never raises for anything about
     the card: every outcome, including an unreachable issuer, is a :class:`CardCheck`.
-    *bindings*: the bindings read for the whole batch (else this card's are read now).
+    *bindings*: the bindings read for the whole batch, where what a check learns about a binding
+    waits to be written with :meth:`ActiveBindings.write` (else this card's are read now, and
+    written before this returns).
     """
     if bindings is None:
-        bindings = ActiveBindings.load(session, [(number_hmac, uid_hmac)])
+        alone = ActiveBindings.load(session, [(number_hmac, uid_hmac)])
+        checked = check_card(
+            session,
+            card,
+            kiosk_id=kiosk_id,
+            venue_id=venue_id,
+            reader=reader,
+            number_hmac=number_hmac,
+            uid_hmac=uid_hmac,
+            policy=policy,
+            now=now,
+            bindings=alone,
+        )
+        alone.write(session)
+        return checked
     binding = bindings.find(number_hmac=number_hmac, uid_hmac=uid_hmac)
     if binding is None:
         return CardCheck(member=None, level=None, rejection=RejectionCode.UNKNOWN_CARD)
@@ -195,7 +247,7 @@ def check_card(
 
     check = CardCheck(member=None, level=level)
     if level == CardCheckLevel.CARD_NUMBER:
-        check = _issuer_step(session, card, binding, kiosk_id=kiosk_id, policy=policy, now=now)
+        check = _issuer_step(session, card, binding, bindings, kiosk_id=kiosk_id, policy=policy, now=now)
         if check.rejection is not None:
             return check
     assert check.level is not None
@@ -210,7 +262,7 @@ def check_card(
         return replace(check, rejection=RejectionCode.CARD_DOWNGRADE)
     if check.level.rank > binding.verified_level.rank:
         binding.verified_level = check.level
-        session.add(binding)
+        bindings.learned(binding)
     if check.level.rank < policy.minimum.rank:
         outage = check.note == CardCheckNote.ISSUER_UNAVAILABLE
         code = (
@@ -228,7 +280,7 @@ def check_card(
 
 def _downgraded(
     session: Session,
-    binding: CardBinding,
+    binding: ActiveBinding,
     check: CardCheck,
     card: CardFacts,
     *,
@@ -252,7 +304,7 @@ def _downgraded(
 
 
 def _identifier_level(
-    binding: CardBinding, *, number_hmac: str | None, uid_hmac: str
+    binding: ActiveBinding, *, number_hmac: str | None, uid_hmac: str
 ) -> CardCheckLevel | None:
     """The level the identifiers reach against *binding*; None when they contradict it."""
     if binding.card_no_hmac is None or number_hmac is None:
@@ -268,7 +320,8 @@ def _identifier_level(
 def _issuer_step(
     session: Session,
     card: CardFacts,
-    binding: CardBinding,
+    binding: ActiveBinding,
+    bindings: ActiveBindings,
     *,
     kiosk_id: str,
     policy: CardCheckPolicy,
@@ -309,7 +362,7 @@ def _issuer_step(
         return CardCheck(member=None, level=None, rejection=RejectionCode.ISSUER_MAC_INVALID)
     if not answers_challenges:
         binding.issuer_mac_since = now  # its verified_level is raised by check_card
-        session.add(binding)
+        bindings.learned(binding)
     return CardCheck(member=None, level=CardCheckLevel.ISSUER_MAC, auth_challenge=challenge_hex)
 
 

@@ -326,6 +326,8 @@ class BatchRun:
         insert_new_taps(session, rows)
         self._written.update(row.id for row in rows if row.id is not None)
         session.flush()
+        if self._bindings is not None:
+            self._bindings.write(session)
         self.attendance.write(session)
 
     def bindings(self, session: Session) -> ActiveBindings:
@@ -333,8 +335,11 @@ class BatchRun:
             self._bindings = ActiveBindings.load(session, self._card_digests)
         return self._bindings
 
-    def forget_bindings(self) -> None:
-        """A card was bound: read the bindings again when next needed."""
+    def forget_bindings(self, session: Session) -> None:
+        """A card was bound: read the bindings again when next needed (what was learned about
+        the ones read so far is written first)."""
+        if self._bindings is not None:
+            self._bindings.write(session)
         self._bindings = None
 
     def sign_out_grace_may_hold_taps(self, session: Session, event: Event) -> bool:
@@ -724,7 +729,7 @@ def _bind_card(session: Session, tap: Deciding, run: BatchRun) -> TapReceipt:
     row.display_message = f"已绑定到 {outcome.member_name}"
 
     run.write(session, row)  # the card's earlier taps are looked up, and this one must not be missed
-    run.forget_bindings()
+    run.forget_bindings(session)
     binding = session.get(CardBinding, outcome.binding_id)
     # The card's taps from before it was bound count from here on.
     if binding is not None and settle_card_taps(session, binding, now=context.received_at):
