@@ -45,15 +45,22 @@ Per-tap problems are not errors: they are receipts (see ``server.vocabulary.Reje
   + booth_link_invalid, representative_not_found, booth_message_not_found (NotFound);
     booth_link_used, booth_link_expired (410), booth_session_ended (401), booth_message_limit (429),
     booth_message_closed (Conflict)
+
+Apart from these, :class:`ServiceUnavailable` (``shutting_down``; and ``database_unavailable``
+for SQLAlchemy's OperationalError and pool timeout) answers 503 with ``Retry-After``: the server,
+not the request, is the problem.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+log = logging.getLogger(__name__)
 
 
 class DomainError(Exception):
@@ -730,6 +737,17 @@ class BoothMessageClosed(Conflict):
     default_message = "该留言已办结，不能再操作"
 
 
+class ServiceUnavailable(Exception):
+    """The server cannot take the request now, though nothing about the request is wrong (it is
+    shutting down; its database is unreachable or has no connection free): 503 with
+    ``Retry-After``, so a kiosk keeps its taps and sends them again. Not a DomainError: those
+    are refusals of the request itself."""
+
+    code: ClassVar[str] = "service_unavailable"
+    message: ClassVar[str] = "服务暂时不可用，请稍后再试"
+    retry_after: ClassVar[int] = 5
+
+
 def status_for(error: DomainError) -> int:
     return type(error).http_status
 
@@ -739,6 +757,8 @@ def register_error_handlers(app: FastAPI) -> None:
     from fastapi.exceptions import RequestValidationError
     from fastapi.requests import Request
     from fastapi.responses import JSONResponse
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
     from starlette.exceptions import HTTPException
 
     def domain_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -773,6 +793,26 @@ def register_error_handlers(app: FastAPI) -> None:
             {"error": code, "detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
         )
 
+    def unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, ServiceUnavailable):
+            code = exc.code
+        else:
+            # The driver's own words, first line only: SQLAlchemy's text would add the statement
+            # and its parameters (card digests, names) to the log.
+            orig = getattr(exc, "orig", None) or exc
+            first_line = (str(orig).splitlines() or [""])[0][:200]
+            log.error("database unavailable: %s: %s", type(orig).__name__, first_line)
+            code = "database_unavailable"
+        return JSONResponse(
+            {"error": code, "detail": ServiceUnavailable.message},
+            status_code=503,
+            headers={"Retry-After": str(ServiceUnavailable.retry_after)},
+        )
+
     app.add_exception_handler(DomainError, domain_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(ServiceUnavailable, unavailable)
+    # Connection refused or dropped, a pool with no connection free within its timeout.
+    app.add_exception_handler(OperationalError, unavailable)
+    app.add_exception_handler(PoolTimeout, unavailable)

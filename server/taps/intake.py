@@ -52,6 +52,7 @@ from schemas.messages import MAX_BATCH_SIZE, BatchReceipt
 from server.cards.checks import CardCheckPolicy
 from server.clock import Clock
 from server.db import unit_of_work
+from server.errors import ServiceUnavailable
 from server.evidence.sealing import EvidenceSealer
 from server.keyring import Keyring
 from server.kiosks.authentication import PublicKeys
@@ -75,8 +76,10 @@ PREPARE_INLINE_ENVELOPES = 4
 """Uploads this small are prepared in the event loop; a thread hop would cost more than the work."""
 
 
-class IntakeClosed(RuntimeError):
-    """The server is shutting down: the upload was not taken (the kiosk sends it again later)."""
+class IntakeClosed(ServiceUnavailable):
+    """The server is shutting down: the upload was not taken (503; the kiosk sends it again)."""
+
+    code = "shutting_down"
 
 
 @dataclass(frozen=True)

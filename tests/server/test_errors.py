@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
+
 import server.errors as errors
-from server.taps.service import REJECTION_MESSAGES
+from schemas.messages import BatchReceipt
+from server.taps.intake import IntakeClosed, TapIntake
+from server.taps.service import REJECTION_MESSAGES, Upload
 from server.vocabulary import RejectionCode
 
 
@@ -48,3 +54,38 @@ def test_codes_are_unique() -> None:
 def test_every_rejection_code_has_a_kiosk_message() -> None:
     assert set(REJECTION_MESSAGES) == set(RejectionCode)
     assert all(REJECTION_MESSAGES.values())
+
+
+UPLOAD = {"schema_version": 1, "envelopes": [{"kid": "k", "payload": "p", "sig": "s"}]}
+
+
+class TestServiceUnavailable:
+    """When the server, not the request, is the problem: 503 with Retry-After and a stable code,
+    so a kiosk keeps its taps and sends them again (never a bare 500)."""
+
+    def test_an_upload_during_shutdown(self, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+        async def closed(_intake: TapIntake, _upload: Upload) -> BatchReceipt:
+            raise IntakeClosed("the server is shutting down")
+
+        monkeypatch.setattr(TapIntake, "submit", closed)
+        answer = client.post("/api/v1/taps", json=UPLOAD)
+
+        assert answer.status_code == 503
+        assert answer.headers["Retry-After"] == "5"
+        assert answer.json() == {"error": "shutting_down", "detail": "服务暂时不可用，请稍后再试"}
+
+    def test_a_database_out_of_reach_is_logged_without_the_statement(
+        self, client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        async def unreachable(_intake: TapIntake, _upload: Upload) -> BatchReceipt:
+            cause = Exception("server closed the connection unexpectedly\n\tThis probably means…")
+            raise OperationalError("INSERT INTO tap (card_no_hmac) VALUES (%s)", ("digest-of-a-card",), cause)
+
+        monkeypatch.setattr(TapIntake, "submit", unreachable)
+        answer = client.post("/api/v1/taps", json=UPLOAD)
+
+        assert answer.status_code == 503
+        assert answer.json()["error"] == "database_unavailable"
+        assert "server closed the connection unexpectedly" in caplog.text
+        assert "digest-of-a-card" not in caplog.text
+        assert "INSERT" not in caplog.text
