@@ -57,6 +57,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -748,6 +751,23 @@ class ServiceUnavailable(Exception):
     retry_after: ClassVar[int] = 5
 
 
+UNAVAILABLE: tuple[type[Exception], ...] = (ServiceUnavailable, OperationalError, PoolTimeout)
+"""What is answered 503: the server's own trouble. OperationalError: the database refused or
+dropped the connection; PoolTimeout: no pooled connection was free in time."""
+
+
+def unavailable_code(exc: Exception) -> str:
+    """The code of the 503 answer to *exc* (one of :data:`UNAVAILABLE`); the database's trouble is
+    logged with the driver's first line only: SQLAlchemy's text would add the statement and its
+    parameters (card digests, names) to the log."""
+    if isinstance(exc, ServiceUnavailable):
+        return exc.code
+    orig = getattr(exc, "orig", None) or exc
+    first_line = (str(orig).splitlines() or [""])[0][:200]
+    log.error("database unavailable: %s: %s", type(orig).__name__, first_line)
+    return "database_unavailable"
+
+
 def status_for(error: DomainError) -> int:
     return type(error).http_status
 
@@ -757,8 +777,6 @@ def register_error_handlers(app: FastAPI) -> None:
     from fastapi.exceptions import RequestValidationError
     from fastapi.requests import Request
     from fastapi.responses import JSONResponse
-    from sqlalchemy.exc import OperationalError
-    from sqlalchemy.exc import TimeoutError as PoolTimeout
     from starlette.exceptions import HTTPException
 
     def domain_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -794,17 +812,8 @@ def register_error_handlers(app: FastAPI) -> None:
         )
 
     def unavailable(_request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, ServiceUnavailable):
-            code = exc.code
-        else:
-            # The driver's own words, first line only: SQLAlchemy's text would add the statement
-            # and its parameters (card digests, names) to the log.
-            orig = getattr(exc, "orig", None) or exc
-            first_line = (str(orig).splitlines() or [""])[0][:200]
-            log.error("database unavailable: %s: %s", type(orig).__name__, first_line)
-            code = "database_unavailable"
         return JSONResponse(
-            {"error": code, "detail": ServiceUnavailable.message},
+            {"error": unavailable_code(exc), "detail": ServiceUnavailable.message},
             status_code=503,
             headers={"Retry-After": str(ServiceUnavailable.retry_after)},
         )
@@ -812,7 +821,5 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, domain_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(ServiceUnavailable, unavailable)
-    # Connection refused or dropped, a pool with no connection free within its timeout.
-    app.add_exception_handler(OperationalError, unavailable)
-    app.add_exception_handler(PoolTimeout, unavailable)
+    for trouble in UNAVAILABLE:
+        app.add_exception_handler(trouble, unavailable)

@@ -18,7 +18,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
-from server.errors import DomainError, LoginRequired, status_for
+from server.errors import (
+    UNAVAILABLE,
+    DomainError,
+    LoginRequired,
+    ServiceUnavailable,
+    status_for,
+    unavailable_code,
+)
 from server.web.form_tokens import RepeatedSubmission
 from server.web.templating import is_htmx, redirect, render, toast_header
 
@@ -50,6 +57,8 @@ def register_web_error_handlers(web: FastAPI) -> None:
     web.add_exception_handler(DomainError, _domain_error)
     web.add_exception_handler(RequestValidationError, _invalid_form)
     web.add_exception_handler(HTTPException, _http_error)
+    for trouble in UNAVAILABLE:
+        web.add_exception_handler(trouble, _unavailable)
     web.add_exception_handler(Exception, _unexpected)
 
 
@@ -100,6 +109,12 @@ def _http_error(request: Request, exc: Exception) -> Response:
     message = _HTTP_MESSAGES.get(exc.status_code, "请求无法完成")
     code = "not_found" if exc.status_code == 404 else "http_error"
     return _refusal(request, exc.status_code, code, message)
+
+
+def _unavailable(request: Request, exc: Exception) -> Response:
+    response = _refusal(request, 503, unavailable_code(exc), ServiceUnavailable.message)
+    response.headers["Retry-After"] = str(ServiceUnavailable.retry_after)
+    return response
 
 
 def _unexpected(request: Request, _exc: Exception) -> Response:

@@ -10,8 +10,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
+import server.web.pages.members as members_pages
 from server.app import create_app
 from server.clock import utc_now
 from server.config import ServerSettings
@@ -271,6 +273,24 @@ class TestErrors:
         assert response.status_code == 400
         assert refusal_code(response) == "invalid_card_identifier"
         assert "卡号须为19位数字" in response.text
+
+    def test_a_database_out_of_reach_is_a_503_page_not_a_500(
+        self, web_client: TestClient, site: Site, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def unreachable(*_args: object, **_kwargs: object) -> None:
+            raise OperationalError("INSERT INTO card_binding …", {}, Exception("connection refused"))
+
+        csrf = sign_in(web_client, site.world.accounts["secretary_a"])
+        monkeypatch.setattr(members_pages, "bind_member_card_counting", unreachable)
+        response = web_client.post(
+            f"/web/members/{site.world.members['吴海峰']}/cards",
+            data={"card_no": "3930" + "0" * 15, "csrf_token": csrf},
+        )
+
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "5"
+        assert refusal_code(response) == "database_unavailable"
+        assert "服务暂时不可用，请稍后再试" in response.text
 
     def test_pages_carry_security_headers(self, web_client: TestClient, site: Site) -> None:
         sign_in(web_client, site.world.accounts["secretary_a"])
