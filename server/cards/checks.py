@@ -209,7 +209,7 @@ def check_card(
     uid_hmac: str,
     policy: CardCheckPolicy,
     now: datetime,
-    bindings: ActiveBindings | None = None,
+    bindings: ActiveBindings,
 ) -> CardCheck:
     """Check a tapped card against its binding (see the module docstring for the rules).
 
@@ -218,26 +218,9 @@ def check_card(
     downgrade rule). May ask the issuer (a network call) and, when a card is verified at a level
     above its binding's, raises the binding's ``verified_level``. Never raises for anything about
     the card: every outcome, including an unreachable issuer, is a :class:`CardCheck`.
-    *bindings*: the bindings read for the whole batch, where what a check learns about a binding
-    waits to be written with :meth:`ActiveBindings.write` (else this card's are read now, and
-    written before this returns).
+    *bindings*: the bindings read for the whole batch; what a check learns about a binding waits
+    there to be written with :meth:`ActiveBindings.write`.
     """
-    if bindings is None:
-        alone = ActiveBindings.load(session, [(number_hmac, uid_hmac)])
-        checked = check_card(
-            session,
-            card,
-            kiosk_id=kiosk_id,
-            venue_id=venue_id,
-            reader=reader,
-            number_hmac=number_hmac,
-            uid_hmac=uid_hmac,
-            policy=policy,
-            now=now,
-            bindings=alone,
-        )
-        alone.write(session)
-        return checked
     binding = bindings.find(number_hmac=number_hmac, uid_hmac=uid_hmac)
     if binding is None:
         return CardCheck(member=None, level=None, rejection=RejectionCode.UNKNOWN_CARD)
