@@ -128,6 +128,9 @@ def _binding(tap: Tap | NewTap) -> bytes:
     )
 
 
+KIOSK_IDS = "kiosk_ids"  # the parameter of head_rows_query(some_kiosks=True)
+
+
 def _tap_chain_heads(
     session: Session, kiosk_ids: Collection[str] | None = None
 ) -> list[tuple[str, int, str]]:
@@ -136,7 +139,7 @@ def _tap_chain_heads(
 
     Each kiosk's head is a correlated ``max(tap_id)``, which both databases answer with one seek
     in the (kiosk_id, tap_id) index; a ``GROUP BY kiosk_id`` would read every row of the kiosk's
-    history (``tests/server/evidence/test_chain_head_plan.py``)."""
+    history (the plan is checked in ``tests/server/taps/test_ingest_plans.py``)."""
     if kiosk_ids is not None and not kiosk_ids:
         return []
     if kiosk_ids is None:
@@ -148,8 +151,8 @@ def _tap_chain_heads(
 
 @cache
 def head_rows_query(some_kiosks: bool) -> Select[str, int, str]:
-    """The statement behind :func:`_tap_chain_heads` (its plan is checked by a test), built once:
-    with *some_kiosks*, for the kiosks in its ``kiosk_ids`` parameter."""
+    """The statement behind :func:`_tap_chain_heads`, built once: with *some_kiosks*, for the
+    kiosks in its ``kiosk_ids`` parameter."""
     earlier = aliased(TapEvidence)
     last_tap = (
         select(func.max(earlier.tap_id)).where(col(earlier.kiosk_id) == col(Kiosk.id)).scalar_subquery()
@@ -161,9 +164,6 @@ def head_rows_query(some_kiosks: bool) -> Select[str, int, str]:
     return select(TapEvidence.kiosk_id, TapEvidence.tap_id, TapEvidence.chain_hash).join(
         heads, col(TapEvidence.tap_id) == heads.c.tap_id
     )
-
-
-KIOSK_IDS = "kiosk_ids"
 
 
 def chain_heads(session: Session) -> dict[str, Any]:
