@@ -28,6 +28,7 @@ from server.keyring import Keyring
 from server.kiosks.authentication import PublicKeys
 from server.kiosks.service import add_kiosk, enroll_kiosk
 from server.orgs.service import add_member, add_organisation
+from server.records.kiosks import KioskKey
 from server.taps.service import Upload, check_ahead, ingest_batch, ingest_uploads
 from server.venues.service import add_venue
 from server.vocabulary import EventKind, MemberCategory, OrgKind
@@ -163,6 +164,20 @@ def build_world(engine: Engine, keyring: Keyring, *, now: datetime) -> World:
             keys=keys,
             spare_code=spare.code,
         )
+
+
+def known_keys(world: World) -> PublicKeys:
+    """Public keys as a server process knows them once it has read the world's kiosk key."""
+    keys = PublicKeys()
+    keys.remember(
+        KioskKey(
+            kid=world.keys.kid,
+            kiosk_id=world.kiosk_id,
+            public_key=world.keys.public_b64,
+            valid_from=EVENT_START,
+        )
+    )
+    return keys
 
 
 def enrol_second_kiosk(

@@ -25,11 +25,18 @@ from server.attendance.derive import schedule_event
 from server.caller import CLI_CALLER
 from server.db import unit_of_work
 from server.keyring import Keyring
-from server.kiosks.authentication import PublicKeys
 from server.records.attendance import Attendance
-from server.records.kiosks import KioskKey
 from server.vocabulary import EventKind
-from tests.server.factories import LI_CARD, SHANGHAI, STRANGER_CARD, ZHANG_CARD, ZHAO_CARD, World, upload
+from tests.server.factories import (
+    LI_CARD,
+    SHANGHAI,
+    STRANGER_CARD,
+    ZHANG_CARD,
+    ZHAO_CARD,
+    World,
+    known_keys,
+    upload,
+)
 
 CARDS = (ZHANG_CARD, LI_CARD, ZHAO_CARD, STRANGER_CARD)
 FIRST_DAY = datetime(2027, 3, 1, tzinfo=SHANGHAI)
@@ -119,19 +126,6 @@ def _attendance(engine: Engine, event_ids: Sequence[int], day: datetime) -> list
         )
 
 
-def _knowing(world: World) -> PublicKeys:
-    keys = PublicKeys()
-    keys.remember(
-        KioskKey(
-            kid=world.keys.kid,
-            kiosk_id=world.kiosk_id,
-            public_key=world.keys.public_b64,
-            valid_from=FIRST_DAY,
-        )
-    )
-    return keys
-
-
 @settings(
     max_examples=30,
     deadline=None,
@@ -158,7 +152,7 @@ def test_a_batch_is_decided_as_its_envelopes_one_by_one(
         keyring,
         _envelopes(world, chosen, batch_day),
         received_at=batch_day + EVENING,
-        public_keys=_knowing(world),
+        public_keys=known_keys(world),
     ).receipts
 
     expected = [_shown(receipt.model_copy(update={"index": n})) for n, receipt in enumerate(one_by_one)]

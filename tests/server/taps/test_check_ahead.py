@@ -16,21 +16,12 @@ from schemas.messages import BatchReceipt, SignedEnvelope, TapStatus
 from server.db import unit_of_work
 from server.keyring import Keyring
 from server.kiosks.authentication import PublicKeys, SignatureCheck
-from server.records.kiosks import KioskKey
 from server.taps.service import Upload, check_ahead, ingest_uploads
-from tests.server.factories import EVENT_START, LI_CARD, ZHANG_CARD, World, upload
+from tests.server.factories import EVENT_START, LI_CARD, ZHANG_CARD, World, known_keys, upload
 from tests.server.signing import KioskKeys
 
 RECEIVED = EVENT_START + timedelta(minutes=5)
 AT = EVENT_START - timedelta(minutes=5)
-
-
-def _knowing(world: World) -> PublicKeys:
-    keys = PublicKeys()
-    keys.remember(
-        KioskKey(kid=world.keys.kid, kiosk_id=world.kiosk_id, public_key=world.keys.public_b64, valid_from=AT)
-    )
-    return keys
 
 
 def _forged(world: World) -> SignedEnvelope:
@@ -50,7 +41,7 @@ def test_receipts_are_those_of_checking_in_the_run(engine: Engine, keyring: Keyr
     payload["seq"] = -1  # signed, but out of the wire contract's bounds
     envelopes.append(world.keys.sign_bytes(json.dumps(payload).encode()))
 
-    checked = upload(engine, keyring, envelopes, received_at=RECEIVED, public_keys=_knowing(world))
+    checked = upload(engine, keyring, envelopes, received_at=RECEIVED, public_keys=known_keys(world))
     in_run = upload(engine, keyring, envelopes, received_at=RECEIVED)
 
     assert [(r.status, r.code, r.field) for r in checked.receipts] == [
@@ -67,7 +58,7 @@ def test_a_malformed_item_is_named_as_in_the_run(engine: Engine, keyring: Keyrin
     good = world.keys.seal(world.payload(ZHANG_CARD, at=AT))
     items: list[object] = [{"kid": world.keys.kid, "payload": "!!", "sig": good.sig}, good.model_dump()]
 
-    checked = check_ahead(Upload(envelopes=items), _knowing(world))
+    checked = check_ahead(Upload(envelopes=items), known_keys(world))
 
     assert checked.envelopes[0] == items[0]  # left as sent: the run names its field
     assert isinstance(checked.envelopes[1], SignedEnvelope)
@@ -91,7 +82,7 @@ def test_the_run_does_not_verify_what_was_checked_ahead(
     engine: Engine, keyring: Keyring, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     taps = [world.keys.seal(world.payload(card, at=AT)) for card in (ZHANG_CARD, LI_CARD)]
-    checked = check_ahead(Upload(envelopes=taps), _knowing(world))
+    checked = check_ahead(Upload(envelopes=taps), known_keys(world))
     verified_in_run: list[bytes] = []
     real_verify = authentication.verify_signature
 
