@@ -32,12 +32,16 @@ from sqlalchemy import (
     Dialect,
     Engine,
     Enum,
+    Select,
     Table,
     any_,
     bindparam,
     create_engine,
     event,
+    func,
     make_url,
+    select,
+    true,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -140,6 +144,52 @@ def _one_of_in(element: OneOf, compiler: SQLCompiler, **kw: Any) -> str:
 def _one_of_any(element: OneOf, compiler: SQLCompiler, **kw: Any) -> str:
     _in_list, as_any = element.clauses.clauses
     return compiler.process(as_any, **kw)
+
+
+def key_probes(
+    table: Table,
+    key: Sequence[str],
+    *,
+    unique: bool,
+    columns: Sequence[str] | None = None,
+    for_update: bool = False,
+) -> Select[Any]:
+    """PostgreSQL only: the rows of *table* whose *key* (the columns an index starts with, in its
+    order; with *unique*, a unique index's) equals one of some tuples, each tuple found by its own
+    seek in that index. The tuples travel as one array per key column (:func:`key_probe_params`),
+    so the statement is built once whatever their number; rows come in the arrays' order (and are
+    locked in it, *for_update*), with *columns* (default: all of the table's, in its order).
+
+    Why not ``a = ANY(:as) AND b = ANY(:bs)``: PostgreSQL before 17 costs an array on an index's
+    second column as one descent per element and, when its statistics do not know the values (a
+    new event, a fresh table), prefers an index on the first column alone, or the table, and
+    filters the rest: it reads every row of the event, or of the kiosk. A LATERAL subquery with a
+    LIMIT or an OFFSET cannot be flattened into a join, so each tuple is one equality lookup in the
+    index whatever the statistics say (``LIMIT 1`` on a unique key drops nothing; ``OFFSET 0``
+    skips nothing)."""
+    wanted = (
+        func.unnest(
+            *(bindparam(f"wanted_{name}", type_=postgresql.ARRAY(table.c[name].type)) for name in key)
+        )
+        .table_valued(*key)
+        .render_derived(name="wanted")
+    )
+    hit = select(table).where(*(table.c[name] == wanted.c[name] for name in key))
+    hit = hit.limit(1) if unique else hit.offset(0)
+    if for_update:
+        hit = hit.with_for_update()
+    found = hit.lateral("hit")
+    selected = found.c if columns is None else [found.c[name] for name in columns]
+    return select(*selected).select_from(wanted).join(found, true())
+
+
+def key_probe_params(key: Sequence[str], tuples: Iterable[Sequence[Any]]) -> dict[str, list[Any]]:
+    """The parameters of :func:`key_probes` for *tuples* (each in *key*'s column order)."""
+    columns: list[list[Any]] = [[] for _name in key]
+    for values in tuples:
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    return {f"wanted_{name}": column for name, column in zip(key, columns, strict=True)}
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -33,8 +33,9 @@ overlap.
 
 A batch of taps reads what these checks need once for the whole batch: each kiosk key (and its
 kiosk's lock) once (:class:`SigningKeys`), and the stored rows that decide step 6 for all its
-taps in two indexed queries (:class:`SeqClaims`, on the unique (kiosk, claimed_seq) index and the
-payload-digest index, so the cost does not grow with a kiosk's history).
+taps in one statement of index seeks (:class:`SeqClaims`, in the unique (kiosk, claimed_seq) index
+and the payload-digest index, so the cost does not grow with a kiosk's history, whatever the
+database's statistics say).
 
 Step 2 may also be done ahead, outside the transaction and off its thread (:class:`PublicKeys`,
 :class:`SignatureCheck`): a kid is a digest of its public key, so the key a process once read for
@@ -48,17 +49,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Generic, Protocol, TypeVar, cast
+from functools import cache
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
-from sqlalchemy import union_all
+from sqlalchemy import Executable, union_all
 from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import SelectOfScalar
 
 from schemas.messages import SignedEnvelope, TapPayload, b64url_decode
-from server.db import in_chunks, in_values
+from server.db import in_chunks, in_values, key_probe_params, key_probes
 from server.errors import (
     BadSignature,
     DomainError,
@@ -180,20 +181,30 @@ class SeqClaims:
         """The rows deciding step 6 for each wanted (kiosk id, seq, payload digest), in one
         statement."""
         wanted = set(wanted)
-        queries = cls.queries(wanted)
-        if not queries:
+        if not wanted:
             return cls([], wanted)
-        statement = queries[0] if len(queries) == 1 else select(Tap).from_statement(union_all(*queries))
+        statement, params = cls.query(session.get_bind().dialect.name, wanted)
         # A row can answer both a seq and a digest: once by id.
-        rows = {row.id or 0: row for row in session.scalars(statement)}
+        rows = {row.id or 0: row for row in session.scalars(statement, params)}
         return cls(rows.values(), wanted)
 
     @staticmethod
-    def queries(wanted: set[tuple[str, int, str]]) -> list[SelectOfScalar[Tap]]:
-        """What :meth:`load` reads, as one statement (``UNION ALL``): per kiosk, the rows holding
-        the seqs (on the unique (kiosk_id, claimed_seq) index), and the rows with the digests (on
-        their index). The values travel as one array each on PostgreSQL (:func:`server.db.in_values`),
-        so the statement's text depends only on how many kiosks the batch is from (one, normally)."""
+    def query(dialect: str, wanted: set[tuple[str, int, str]]) -> tuple[Executable, dict[str, Any]]:
+        """What :meth:`load` reads (and its parameters), as one statement (``UNION ALL``): the
+        rows holding the wanted (kiosk, seq) slots, each a seek in the unique (kiosk_id,
+        claimed_seq) index, and the rows with the wanted digests, on their index.
+
+        On PostgreSQL the slots and digests travel as arrays in a statement built once
+        (:func:`server.db.key_probes`); SQLite has no arrays, and its planner takes the
+        unique index for ``kiosk_id = ? AND claimed_seq IN (...)``, one branch per kiosk."""
+        digests = sorted({digest for _kiosk, _seq, digest in wanted})
+        if dialect == "postgresql":
+            slots = sorted({(kiosk_id, seq) for kiosk_id, seq, _digest in wanted})
+            params = {
+                **key_probe_params(SLOT_KEY, slots),
+                **key_probe_params(SAME_BYTES, [(d,) for d in digests]),
+            }
+            return _seq_claims_query(), params
         seqs_by_kiosk: dict[str, set[int]] = {}
         for kiosk_id, seq, _digest in wanted:
             seqs_by_kiosk.setdefault(kiosk_id, set()).add(seq)
@@ -202,11 +213,10 @@ class SeqClaims:
             for kiosk_id, seqs in sorted(seqs_by_kiosk.items())
             for chunk in in_chunks(sorted(seqs))
         ]
-        digests = sorted({digest for _kiosk, _seq, digest in wanted})
         queries.extend(
             select(Tap).where(in_values(TAP_TABLE.c.payload_digest, chunk)) for chunk in in_chunks(digests)
         )
-        return queries
+        return select(Tap).from_statement(union_all(*queries)), {}
 
     def covers(self, kiosk_id: str, seq: int, digest: str) -> bool:
         return (kiosk_id, seq, digest) in self._covered
@@ -226,6 +236,18 @@ class SeqClaims:
 
     def taken(self, kiosk_id: str, seq: int) -> bool:
         return any(row.claimed_seq == seq for row in self._by_slot.get((kiosk_id, seq), []))
+
+
+SLOT_KEY = ("kiosk_id", "claimed_seq")  # the unique index deciding step 6
+SAME_BYTES = ("payload_digest",)  # and the index deciding whether bytes were seen
+
+
+@cache
+def _seq_claims_query() -> Executable:
+    """PostgreSQL's statement behind :meth:`SeqClaims.load`, built once."""
+    slots = key_probes(TAP_TABLE, SLOT_KEY, unique=True)
+    same_bytes = key_probes(TAP_TABLE, SAME_BYTES, unique=False)
+    return select(Tap).from_statement(union_all(slots, same_bytes))
 
 
 def authenticate(

@@ -21,14 +21,16 @@ class Attendance(SQLModel, table=True):
 
     __tablename__ = "attendance"
     __table_args__ = (
+        # Also the index of an event's rows (migration 0024).
         UniqueConstraint("event_id", "member_id"),
-        # The six-month rule asks for each member's latest attendance: an index-only max().
+        # The six-month rule asks for each member's latest attendance: an index-only max(). Also
+        # the index of a member's rows.
         Index("ix_attendance_member_first_tap", "member_id", "first_tap_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    event_id: int = Field(foreign_key="event.id", index=True)
-    member_id: int = Field(foreign_key="member.id", index=True)
+    event_id: int = Field(foreign_key="event.id")
+    member_id: int = Field(foreign_key="member.id")
     first_tap_at: datetime = Field(sa_type=UtcDateTime)
     last_tap_at: datetime = Field(sa_type=UtcDateTime)
     tap_count: int
