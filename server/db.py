@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +35,7 @@ from sqlalchemy import (
     Enum,
     Select,
     Table,
+    Update,
     any_,
     bindparam,
     create_engine,
@@ -42,6 +44,7 @@ from sqlalchemy import (
     make_url,
     select,
     true,
+    update,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -334,6 +337,44 @@ def bulk_insert(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
         if str(getattr(exc, "sqlstate", "") or "").startswith(INTEGRITY_SQLSTATE_CLASS):
             raise IntegrityError(f"COPY {table.name}", None, exc) from exc
         raise
+
+
+def bulk_update(
+    session: Session, table: Table, key: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Set, in each row of *table* whose *key* columns equal a dict's, the dict's other columns
+    (*rows*: dicts with the same keys, columns of *table*). PostgreSQL takes them all in one
+    ``UPDATE … FROM unnest(arrays)``, built once per table and columns (an executemany would be a
+    statement per row for the server to run); otherwise one executemany."""
+    if not rows:
+        return
+    connection = session.connection()
+    names = tuple(rows[0])
+    statement = _update_statement(table, tuple(key), names, connection.dialect.name == "postgresql")
+    if connection.dialect.name == "postgresql":
+        connection.execute(statement, {f"new_{name}": [row[name] for row in rows] for name in names})
+        return
+    connection.execute(statement, [{f"new_{name}": row[name] for name in names} for row in rows])
+
+
+@cache
+def _update_statement(table: Table, key: tuple[str, ...], names: tuple[str, ...], arrays: bool) -> Update:
+    if not arrays:
+        return (
+            update(table)
+            .where(*(table.c[name] == bindparam(f"new_{name}") for name in key))
+            .values({name: bindparam(f"new_{name}") for name in names if name not in key})
+        )
+    new = (
+        func.unnest(*(bindparam(f"new_{name}", type_=postgresql.ARRAY(table.c[name].type)) for name in names))
+        .table_valued(*names)
+        .render_derived(name="new")
+    )
+    return (
+        update(table)
+        .where(*(table.c[name] == new.c[name] for name in key))
+        .values({name: new.c[name] for name in names if name not in key})
+    )
 
 
 @contextmanager

@@ -73,22 +73,23 @@ def choose_event(
     *,
     venue_id: int,
     at: datetime,
-    member: Member,
+    member_id: int,
+    member_org_id: int,
     windows: EventWindows | None = None,
     before_late_lookup: Callable[[Session], None] | None = None,
 ) -> Event | None:
-    """The event a check-in tap of ``member`` at ``venue_id`` at ``at`` counts for, or None.
-    ``windows``: the events read for a whole batch of taps; ``before_late_lookup`` is called before
-    the stored records are searched for a meeting the tap would sign the member out of (a batch
-    writes its taps then)."""
+    """The event a check-in tap of the member (``member_id``, of ``member_org_id``) at
+    ``venue_id`` at ``at`` counts for, or None. ``windows``: the events read for a whole batch of
+    taps; ``before_late_lookup`` is called before the stored records are searched for a meeting
+    the tap would sign the member out of (a batch writes its taps then)."""
     event = find_event_for_tap(
-        session, venue_id=venue_id, at=at, member_id=member.id, member_org_id=member.org_id, windows=windows
+        session, venue_id=venue_id, at=at, member_id=member_id, member_org_id=member_org_id, windows=windows
     )
-    if event is not None or member.id is None:
+    if event is not None:
         return event
     if before_late_lookup is not None:
         before_late_lookup(session)
-    return _event_to_sign_out_of(session, venue_id=venue_id, at=at, member_id=member.id)
+    return _event_to_sign_out_of(session, venue_id=venue_id, at=at, member_id=member_id)
 
 
 def _event_to_sign_out_of(session: Session, *, venue_id: int, at: datetime, member_id: int) -> Event | None:
@@ -213,7 +214,10 @@ def settle_taps(
                 late.append(candidate)
     for tap, member, venue_id in sorted(late, key=_tap_order):
         assert tap.occurred_at is not None
-        event = choose_event(session, venue_id=venue_id, at=tap.occurred_at, member=member)
+        assert member.id is not None
+        event = choose_event(
+            session, venue_id=venue_id, at=tap.occurred_at, member_id=member.id, member_org_id=member.org_id
+        )
         count += _apply(session, tap, member, event, now=now, changed=changed)
     for event_id, member_id in sorted(changed):
         rebuild_attendance(session, event_id=event_id, member_id=member_id)

@@ -11,7 +11,7 @@ from functools import cache
 from itertools import product
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Dialect, Select, bindparam, update
+from sqlalchemy import ColumnElement, Connection, Dialect, Select
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
@@ -31,7 +31,7 @@ from server.attendance.schemas import (
 )
 from server.audit.service import record
 from server.caller import Caller
-from server.db import bulk_insert, in_values, key_probe_params, key_probes, value_chunks
+from server.db import bulk_insert, bulk_update, in_values, key_probe_params, key_probes, value_chunks
 from server.errors import AlreadyPresent, InvalidTimeRange
 from server.events.service import require_visible_event
 from server.inputs import required_reason
@@ -80,16 +80,7 @@ ATTENDANCE_TABLE = SQLModel.metadata.tables[Attendance.__tablename__]
 _ROW_COLUMNS = tuple(f.name for f in fields(AttendanceRow))
 _INSERT_COLUMNS = tuple(name for name in _ROW_COLUMNS if name != "id")
 _MERGED_COLUMNS = ("first_tap_at", "first_tap_id", "last_tap_at", "last_tap_id", "tap_count")
-# One statement for every changed row (executemany), keyed by the (event, member) unique key: a
-# row the batch inserted has no id here.
-_UPDATE_MERGED = (
-    update(ATTENDANCE_TABLE)
-    .where(
-        ATTENDANCE_TABLE.c.event_id == bindparam("key_event_id"),
-        ATTENDANCE_TABLE.c.member_id == bindparam("key_member_id"),
-    )
-    .values({name: bindparam(f"new_{name}") for name in _MERGED_COLUMNS})
-)
+ATTENDANCE_KEY = ("event_id", "member_id")
 
 
 class AttendanceRows:
@@ -182,14 +173,10 @@ class AttendanceRows:
             self._added.clear()
         if self._changed:
             changes = [
-                {
-                    "key_event_id": row.event_id,
-                    "key_member_id": row.member_id,
-                    **{f"new_{name}": getattr(row, name) for name in _MERGED_COLUMNS},
-                }
+                {name: getattr(row, name) for name in (*ATTENDANCE_KEY, *_MERGED_COLUMNS)}
                 for row in self._changed.values()
             ]
-            session.connection().execute(_UPDATE_MERGED, changes)
+            bulk_update(session, ATTENDANCE_TABLE, ATTENDANCE_KEY, changes)
             # An Attendance object the session read earlier would still hold the old values, and a
             # later flush of it would compare against them (a change back to them never written).
             for obj in session.identity_map.values():
@@ -211,9 +198,6 @@ class AttendanceRows:
         self._members.clear()
         self._rows.clear()
         self._pairs.clear()
-
-
-ATTENDANCE_KEY = ("event_id", "member_id")
 
 
 @cache

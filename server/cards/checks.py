@@ -60,18 +60,19 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, SQLModel, col, or_, select
 
 from schemas.messages import CardFacts, ReaderBackend, card_auth_challenge
 from server.cards.issuer import IssuerMacCheck, IssuerUnavailable, IssuerVerifier, OutageMemo
-from server.db import in_values
+from server.db import bulk_update, in_values
 from server.records.cards import CardBinding
 from server.records.orgs import Member
 from server.records.taps import Tap
 from server.records.venues import Venue
-from server.vocabulary import BindingStatus, CardCheckLevel, CardCheckNote, RejectionCode
+from server.vocabulary import BindingStatus, CardCheckLevel, CardCheckNote, MemberStatus, RejectionCode
 
 BINDING_TABLE = SQLModel.metadata.tables[CardBinding.__tablename__]
 
@@ -106,11 +107,24 @@ class CardCheck:
     (store it on the tap so it cannot be used again).
     """
 
-    member: Member | None
+    member: CardHolder | None
     level: CardCheckLevel | None
     rejection: RejectionCode | None = None
     note: CardCheckNote | None = None
     auth_challenge: str | None = None
+
+
+class CardHolder(NamedTuple):
+    """The member a card is bound to, as a check-in needs them: plain values read with the
+    binding (a batch reads hundreds; ORM objects cost more to load than the rest of the check)."""
+
+    id: int
+    name: str
+    org_id: int
+    status: MemberStatus
+
+
+_HOLDER_COLUMNS = (col(Member.id), col(Member.name), col(Member.org_id), col(Member.status))
 
 
 @dataclass
@@ -129,6 +143,7 @@ class ActiveBinding:
 
 
 _BINDING_COLUMNS = ("id", "member_id", "card_no_hmac", "uid_hmac", "verified_level", "issuer_mac_since")
+_LEARNED_COLUMNS = ("id", "verified_level", "issuer_mac_since")  # the key, and what a check learns
 
 
 class ActiveBindings:
@@ -138,7 +153,7 @@ class ActiveBindings:
     def __init__(self, bindings: Iterable[ActiveBinding]) -> None:
         self._by_number: dict[str, ActiveBinding] = {}
         self._by_uid: dict[str, ActiveBinding] = {}
-        self._members: dict[int, Member] = {}
+        self._holders: dict[int, CardHolder] = {}
         self._changed: dict[int, ActiveBinding] = {}
         for binding in sorted(bindings, key=lambda b: b.id):
             if binding.card_no_hmac is not None:
@@ -157,23 +172,23 @@ class ActiveBindings:
         matches += [in_values(columns.uid_hmac, uids)] if uids else []
         if not matches:
             return cls([])
-        found = session.exec(
-            select(Member, *(columns[name] for name in _BINDING_COLUMNS))
+        holder_width = len(_HOLDER_COLUMNS)
+        found = session.connection().execute(
+            sa_select(*_HOLDER_COLUMNS, *(columns[name] for name in _BINDING_COLUMNS))
             .join(BINDING_TABLE, col(Member.id) == columns.member_id)
             .where(columns.status == BindingStatus.ACTIVE, or_(*matches))
-        ).all()
-        bindings = cls(ActiveBinding(*row[1:]) for row in found)
-        # Held here: the session's identity map keeps objects only while someone does.
-        bindings._members.update((member.id, member) for member, *_binding in found if member.id is not None)
+        )
+        rows = [(CardHolder(*row[:holder_width]), ActiveBinding(*row[holder_width:])) for row in found]
+        bindings = cls(binding for _holder, binding in rows)
+        bindings._holders.update((holder.id, holder) for holder, _binding in rows)
         return bindings
 
     def member_ids(self) -> set[int]:
         return {binding.member_id for binding in (*self._by_number.values(), *self._by_uid.values())}
 
-    def member(self, member_id: int) -> Member | None:
-        """The member read with their binding (the session's own object, as ``session.get``
-        would return it), or None when it was not read."""
-        return self._members.get(member_id)
+    def holder(self, member_id: int) -> CardHolder | None:
+        """The member read with their binding, or None when it was not read."""
+        return self._holders.get(member_id)
 
     def find(self, *, number_hmac: str | None, uid_hmac: str) -> ActiveBinding | None:
         """The binding the tap claims: by card number when the card reported one, else by UID."""
@@ -190,11 +205,14 @@ class ActiveBindings:
         if not self._changed:
             return
         changed, self._changed = list(self._changed.values()), {}
-        session.connection().execute(
-            update(BINDING_TABLE)
-            .where(BINDING_TABLE.c.id == bindparam("binding_id"))
-            .values(verified_level=bindparam("level"), issuer_mac_since=bindparam("since")),
-            [{"binding_id": b.id, "level": b.verified_level, "since": b.issuer_mac_since} for b in changed],
+        bulk_update(
+            session,
+            BINDING_TABLE,
+            ["id"],
+            [
+                {"id": b.id, "verified_level": b.verified_level, "issuer_mac_since": b.issuer_mac_since}
+                for b in changed
+            ],
         )
 
 
@@ -254,11 +272,10 @@ def check_card(
             else RejectionCode.WEAK_CARD_CHECK
         )
         return replace(check, rejection=code)
-    # Read with the binding; the session would only find it in its identity map.
-    member = bindings.member(binding.member_id) or session.get(Member, binding.member_id)
-    if member is None:  # the foreign key makes this impossible; a binding alone proves nothing
+    holder = bindings.holder(binding.member_id)
+    if holder is None:  # read with its binding, so impossible; a binding alone proves nothing
         return CardCheck(member=None, level=None, rejection=RejectionCode.UNKNOWN_CARD)
-    return replace(check, member=member)
+    return replace(check, member=holder)
 
 
 def _downgraded(

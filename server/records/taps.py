@@ -113,11 +113,15 @@ def allocate_tap_ids(session: Session, count: int) -> list[int]:
     if count <= 0:
         return []
     if session.get_bind().dialect.name == "postgresql":
+        # One row (an array), not one row per id: a run of 350 taps spent more on rows than on ids.
         taken = session.execute(
-            text("SELECT nextval(pg_get_serial_sequence('tap', 'id')) FROM generate_series(1, :count)"),
+            text(
+                "SELECT array_agg(nextval(pg_get_serial_sequence('tap', 'id'))) "
+                "FROM generate_series(1, :count)"
+            ),
             {"count": count},
-        )
-        return sorted(int(value) for value in taken.scalars())
+        ).scalar_one()
+        return sorted(int(value) for value in taken)
     top = session.execute(select(func.max(TAP_TABLE.c.id))).scalar() or 0
     return list(range(top + 1, top + 1 + count))
 

@@ -102,7 +102,7 @@ from server.attendance.derive import (
 )
 from server.attendance.service import AttendanceRows, CheckinResult, checkin_result, record_checkin
 from server.booth.service import BoothPolicy, has_unread_reply, issue_link, links_today
-from server.cards.checks import ActiveBindings, CardCheck, CardCheckPolicy, check_card
+from server.cards.checks import ActiveBindings, CardCheck, CardCheckPolicy, CardHolder, check_card
 from server.cards.lifecycle import retired_card_rejection
 from server.cards.service import card_digests
 from server.cards.tap_binding import bind_card_from_tap
@@ -664,10 +664,10 @@ def _transfer_in(session: Session, tap: Deciding, run: BatchRun) -> TapReceipt:
     # it is never attendance (no event_id). An unknown card is a person we do not know yet: the
     # request is keyed by the card's digests. Any other card-check failure (a clone) is refused.
     checked = _check_card(session, tap, run)  # step 9
-    row, member = tap.row, checked.member
-    card = _masked_card(tap.payload)
+    row, card = tap.row, _masked_card(tap.payload)
     if checked.rejection is not None and checked.rejection != RejectionCode.UNKNOWN_CARD:
         return _reject(row, tap.index, checked.rejection, card=card)
+    member = session.get(Member, checked.member.id) if checked.member is not None else None
     org_id = venue_org_id(session, tap.kiosk.venue_id)
     member_name = mask_name(member.name) if member is not None else None
     filing = check_tap_filing(
@@ -747,11 +747,10 @@ def _open_booth(session: Session, tap: Deciding, run: BatchRun) -> TapReceipt:
     row, card = tap.row, _masked_card(tap.payload)
     if checked.rejection is not None:
         return _reject(row, tap.index, _retired_or(session, tap, checked.rejection), card=card)
-    member = checked.member
-    assert member is not None
-    assert member.id is not None
-    member_name = mask_name(member.name)
-    if member.status != MemberStatus.ACTIVE:
+    holder = checked.member
+    assert holder is not None
+    member_name = mask_name(holder.name)
+    if holder.status != MemberStatus.ACTIVE:
         return _reject(row, tap.index, RejectionCode.MEMBER_INACTIVE, member_name=member_name)
     policy = tap.upload.booth
     if (
@@ -760,15 +759,15 @@ def _open_booth(session: Session, tap: Deciding, run: BatchRun) -> TapReceipt:
     ):
         return _reject(row, tap.index, RejectionCode.BOOTH_LIMIT, member_name=member_name)
     row.outcome = TapOutcome.ACCEPTED
-    row.member_id = member.id
+    row.member_id = holder.id
     row.display_member_name = member_name
-    replied = has_unread_reply(session, member_id=member.id)
+    replied = has_unread_reply(session, member_id=holder.id)
     row.display_message = BOOTH_REPLY_MESSAGE if replied else BOOTH_LINK_MESSAGE
     run.write(session, row)  # the link refers to its tap
     assert row.id is not None
     link = issue_link(
         session,
-        member=member,
+        member=session.get_one(Member, holder.id),
         tap_id=row.id,
         uid_hmac=tap.uid_hmac,
         card_masked=card,
@@ -821,21 +820,26 @@ def _retired_or(session: Session, tap: Deciding, rejection: RejectionCode) -> Re
     return retired or rejection
 
 
-def _find_event(session: Session, tap: Deciding, member: Member, run: BatchRun) -> Event | None:
+def _find_event(session: Session, tap: Deciding, member: CardHolder, run: BatchRun) -> Event | None:
     """Step 10: the event at the kiosk's venue this tap checks the member in to (or out of)."""
     venue_id, at = tap.kiosk.venue_id, tap.payload.occurred_at
     # Outside every window, a 签退 just after a meeting counts if the member is present by another
     # record, which may be a tap of this run: the run's taps are written before that is looked up.
     return choose_event(
-        session, venue_id=venue_id, at=at, member=member, windows=run.windows, before_late_lookup=run.write
+        session,
+        venue_id=venue_id,
+        at=at,
+        member_id=member.id,
+        member_org_id=member.org_id,
+        windows=run.windows,
+        before_late_lookup=run.write,
     )
 
 
 def _accept_checkin(
-    session: Session, tap: Deciding, member: Member, event: Event, run: BatchRun
+    session: Session, tap: Deciding, member: CardHolder, event: Event, run: BatchRun
 ) -> TapReceipt:
     row, payload, at = tap.row, tap.payload, tap.payload.occurred_at
-    assert member.id is not None
     assert event.id is not None
     member_name = mask_name(member.name)
     # What the tap counts as is known before its row is stored, so the row is written once.
