@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import TypeAdapter
 from sqlmodel import Session
 
 from server.db import make_engine
@@ -112,3 +113,7 @@ def test_a_notice_fits_a_notify_payload() -> None:
     )
     assert len(encode_notice(long).encode()) < MAX_PAYLOAD_BYTES
     assert '"member_name":"陈*国"' in encode_notice(notice(1))
+    # Every field travels: what a board in another process decodes is the notice sent.
+    assert TypeAdapter(AcceptedTap).validate_json(encode_notice(notice(1, member_id=9))) == notice(
+        1, member_id=9
+    )
