@@ -102,6 +102,8 @@ NO_RATE_LIMITS = dict.fromkeys(
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SINGLE_TAP_KIOSKS = 50
 FLASH_MOB_KIOSKS = 10
+# What the database holds before the run (benchmarks/seed_fleet.py, item 5): a month of meetings.
+HISTORY = {"events": 60, "attended": 250, "kiosks": 100, "taps_per_kiosk": 300}
 FLASH_MOB_TAPS = 1000
 POLL_GAP_S = 0.05
 
@@ -676,7 +678,7 @@ def run_database(
             {"name": "agent", "venues": 1, "kiosks_per_venue": 1, "accept_uid_only_reads": True},
         ]
     members = max(args.taps, FLASH_MOB_TAPS + 20, SINGLE_TAP_KIOSKS * args.single_taps)
-    plan = {"members": members, "branches": 20, "scenarios": plan_scenarios}
+    plan = {"members": members, "branches": 20, "scenarios": plan_scenarios, "history": HISTORY}
     out: dict[str, Any] = {"database": backend, "server_processes": processes * workers, "runs": []}
     with fresh_database(backend, workdir, label) as database:
         started = time.perf_counter()
