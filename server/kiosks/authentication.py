@@ -56,6 +56,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 from sqlalchemy import Executable, union_all
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from schemas.messages import SignedEnvelope, TapPayload, b64url_decode
@@ -184,8 +185,10 @@ class SeqClaims:
         if not wanted:
             return cls([], wanted)
         statement, params = cls.query(session.get_bind().dialect.name, wanted)
-        # A row can answer both a seq and a digest: once by id.
-        rows = {row.id or 0: row for row in session.scalars(statement, params)}
+        # Plain rows, not ORM objects: a duplicate's receipt only reads them. A row can answer
+        # both a seq and a digest: once by id.
+        found = session.connection().execute(statement, params)
+        rows = {values.id: NewTap(**values._mapping) for values in found}
         return cls(rows.values(), wanted)
 
     @staticmethod
@@ -208,15 +211,17 @@ class SeqClaims:
         seqs_by_kiosk: dict[str, set[int]] = {}
         for kiosk_id, seq, _digest in wanted:
             seqs_by_kiosk.setdefault(kiosk_id, set()).add(seq)
+        columns = TAP_TABLE.c
         queries = [
-            select(Tap).where(Tap.kiosk_id == kiosk_id, in_values(TAP_TABLE.c.claimed_seq, chunk))
+            sa_select(TAP_TABLE).where(columns.kiosk_id == kiosk_id, in_values(columns.claimed_seq, chunk))
             for kiosk_id, seqs in sorted(seqs_by_kiosk.items())
             for chunk in in_chunks(sorted(seqs))
         ]
         queries.extend(
-            select(Tap).where(in_values(TAP_TABLE.c.payload_digest, chunk)) for chunk in in_chunks(digests)
+            sa_select(TAP_TABLE).where(in_values(columns.payload_digest, chunk))
+            for chunk in in_chunks(digests)
         )
-        return select(Tap).from_statement(union_all(*queries)), {}
+        return union_all(*queries), {}
 
     def covers(self, kiosk_id: str, seq: int, digest: str) -> bool:
         return (kiosk_id, seq, digest) in self._covered
@@ -247,7 +252,7 @@ def _seq_claims_query() -> Executable:
     """PostgreSQL's statement behind :meth:`SeqClaims.load`, built once."""
     slots = key_probes(TAP_TABLE, SLOT_KEY, unique=True)
     same_bytes = key_probes(TAP_TABLE, SAME_BYTES, unique=False)
-    return select(Tap).from_statement(union_all(slots, same_bytes))
+    return union_all(slots, same_bytes)
 
 
 def authenticate(
