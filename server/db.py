@@ -167,9 +167,12 @@ def key_probes(
     second column as one descent per element and, when its statistics do not know the values (a
     new event, a fresh table), prefers an index on the first column alone, or the table, and
     filters the rest: it reads every row of the event, or of the kiosk. A LATERAL subquery with a
-    LIMIT or an OFFSET cannot be flattened into a join, so each tuple is one equality lookup in the
-    index whatever the statistics say (``LIMIT 1`` on a unique key drops nothing; ``OFFSET 0``
-    skips nothing)."""
+    LIMIT or an OFFSET cannot be flattened into a join, so each tuple is one equality lookup on all
+    of *key* however many tuples there are and whatever the statistics know of their values
+    (``LIMIT 1`` on a unique key drops nothing; ``OFFSET 0`` skips nothing). One case remains:
+    statistics taken while a table held a handful of rows make its first column look unique, and
+    then another index starting with that column ties with this one (``make bench`` seeds a
+    history for that reason; autovacuum refreshes such statistics within minutes)."""
     wanted = (
         func.unnest(
             *(bindparam(f"wanted_{name}", type_=postgresql.ARRAY(table.c[name].type)) for name in key)

@@ -209,10 +209,7 @@ class ActiveBindings:
             session,
             BINDING_TABLE,
             ["id"],
-            [
-                {"id": b.id, "verified_level": b.verified_level, "issuer_mac_since": b.issuer_mac_since}
-                for b in changed
-            ],
+            [{name: getattr(binding, name) for name in _LEARNED_COLUMNS} for binding in changed],
         )
 
 

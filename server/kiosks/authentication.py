@@ -34,8 +34,8 @@ overlap.
 A batch of taps reads what these checks need once for the whole batch: each kiosk key (and its
 kiosk's lock) once (:class:`SigningKeys`), and the stored rows that decide step 6 for all its
 taps in one statement of index seeks (:class:`SeqClaims`, in the unique (kiosk, claimed_seq) index
-and the payload-digest index, so the cost does not grow with a kiosk's history, whatever the
-database's statistics say).
+and the payload-digest index, so the cost does not grow with a kiosk's history, even for a kiosk
+the statistics do not know; see :func:`server.db.key_probes`).
 
 Step 2 may also be done ahead, outside the transaction and off its thread (:class:`PublicKeys`,
 :class:`SignatureCheck`): a kid is a digest of its public key, so the key a process once read for
