@@ -52,6 +52,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute, Mapped
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.selectable import TableValuedAlias
 from sqlalchemy.types import NullType, TypeDecorator
 from sqlmodel import Session, SQLModel
 
@@ -173,13 +174,7 @@ def key_probes(
     statistics taken while a table held a handful of rows make its first column look unique, and
     then another index starting with that column ties with this one (``make bench`` seeds a
     history for that reason; autovacuum refreshes such statistics within minutes)."""
-    wanted = (
-        func.unnest(
-            *(bindparam(f"wanted_{name}", type_=postgresql.ARRAY(table.c[name].type)) for name in key)
-        )
-        .table_valued(*key)
-        .render_derived(name="wanted")
-    )
+    wanted = _unnested(table, key, alias="wanted")
     hit = select(table).where(*(table.c[name] == wanted.c[name] for name in key))
     hit = hit.limit(1) if unique else hit.offset(0)
     if for_update:
@@ -191,11 +186,25 @@ def key_probes(
 
 def key_probe_params(key: Sequence[str], tuples: Iterable[Sequence[Any]]) -> dict[str, list[Any]]:
     """The parameters of :func:`key_probes` for *tuples* (each in *key*'s column order)."""
-    columns: list[list[Any]] = [[] for _name in key]
+    return _array_params(key, tuples, alias="wanted")
+
+
+def _unnested(table: Table, names: Sequence[str], *, alias: str) -> TableValuedAlias:
+    """Rows of *names* (columns of *table*) as the derived table *alias*, unnested from one array
+    parameter per column (``{alias}_{name}``; :func:`_array_params`)."""
+    arrays = (bindparam(f"{alias}_{name}", type_=postgresql.ARRAY(table.c[name].type)) for name in names)
+    return func.unnest(*arrays).table_valued(*names).render_derived(name=alias)
+
+
+def _array_params(
+    names: Sequence[str], tuples: Iterable[Sequence[Any]], *, alias: str
+) -> dict[str, list[Any]]:
+    """The parameters of :func:`_unnested` for *tuples* (each in *names*' order)."""
+    columns: list[list[Any]] = [[] for _name in names]
     for values in tuples:
         for column, value in zip(columns, values, strict=True):
             column.append(value)
-    return {f"wanted_{name}": column for name, column in zip(key, columns, strict=True)}
+    return {f"{alias}_{name}": column for name, column in zip(names, columns, strict=True)}
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -353,9 +362,12 @@ def bulk_update(
         return
     connection = session.connection()
     names = tuple(rows[0])
-    statement = _update_statement(table, tuple(key), names, connection.dialect.name == "postgresql")
-    if connection.dialect.name == "postgresql":
-        connection.execute(statement, {f"new_{name}": [row[name] for row in rows] for name in names})
+    arrays = connection.dialect.name == "postgresql"
+    statement = _update_statement(table, tuple(key), names, arrays)
+    if arrays:
+        connection.execute(
+            statement, _array_params(names, ([row[n] for n in names] for row in rows), alias="new")
+        )
         return
     connection.execute(statement, [{f"new_{name}": row[name] for name in names} for row in rows])
 
@@ -368,11 +380,7 @@ def _update_statement(table: Table, key: tuple[str, ...], names: tuple[str, ...]
             .where(*(table.c[name] == bindparam(f"new_{name}") for name in key))
             .values({name: bindparam(f"new_{name}") for name in names if name not in key})
         )
-    new = (
-        func.unnest(*(bindparam(f"new_{name}", type_=postgresql.ARRAY(table.c[name].type)) for name in names))
-        .table_valued(*names)
-        .render_derived(name="new")
-    )
+    new = _unnested(table, names, alias="new")
     return (
         update(table)
         .where(*(table.c[name] == new.c[name] for name in key))

@@ -55,7 +55,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
-from sqlalchemy import Executable, union_all
+from sqlalchemy import Dialect, Executable, union_all
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -184,15 +184,16 @@ class SeqClaims:
         wanted = set(wanted)
         if not wanted:
             return cls([], wanted)
-        statement, params = cls.query(session.get_bind().dialect.name, wanted)
+        connection = session.connection()
+        statement, params = cls.query(connection.dialect, wanted)
         # Plain rows, not ORM objects: a duplicate's receipt only reads them. A row can answer
         # both a seq and a digest: once by id.
-        found = session.connection().execute(statement, params)
+        found = connection.execute(statement, params)
         rows = {values.id: NewTap(**values._mapping) for values in found}
         return cls(rows.values(), wanted)
 
     @staticmethod
-    def query(dialect: str, wanted: set[tuple[str, int, str]]) -> tuple[Executable, dict[str, Any]]:
+    def query(dialect: Dialect, wanted: set[tuple[str, int, str]]) -> tuple[Executable, dict[str, Any]]:
         """What :meth:`load` reads (and its parameters), as one statement (``UNION ALL``): the
         rows holding the wanted (kiosk, seq) slots, each a seek in the unique (kiosk_id,
         claimed_seq) index, and the rows with the wanted digests, on their index.
@@ -201,7 +202,7 @@ class SeqClaims:
         (:func:`server.db.key_probes`); SQLite has no arrays, and its planner takes the
         unique index for ``kiosk_id = ? AND claimed_seq IN (...)``, one branch per kiosk."""
         digests = sorted({digest for _kiosk, _seq, digest in wanted})
-        if dialect == "postgresql":
+        if dialect.name == "postgresql":
             slots = sorted({(kiosk_id, seq) for kiosk_id, seq, _digest in wanted})
             params = {
                 **key_probe_params(SLOT_KEY, slots),

@@ -155,7 +155,7 @@ def test_the_seq_checks_of_a_batch_read_indexes_only(engine: Engine, world: Worl
     wanted |= {(world.kiosk_id, n, f"{n:064x}") for n in (1, 2)}  # two stored: a duplicate's slot and bytes
 
     with Session(engine) as session:
-        statement, params = SeqClaims.query(engine.dialect.name, wanted)
+        statement, params = SeqClaims.query(engine.dialect, wanted)
         plans = _plans(session, statement, params)
         claims = SeqClaims.load(session, wanted)
 
