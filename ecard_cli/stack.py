@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -160,7 +160,20 @@ class AgentProcess:
     child: Child
 
     def feedback(self, timeout: float) -> dict[str, Any]:
-        """The next JSON feedback line the agent printed (other lines are kept in the transcript)."""
+        """The next JSON feedback line about a card (other lines are kept in the transcript)."""
+        line = self._next_json(timeout, lambda parsed: "seq" in parsed)
+        if line is None:
+            raise StackError(f"no feedback line within {timeout} s:\n{self.child.transcript()}")
+        return line
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait for the line saying the agent has its reader open and waits for cards."""
+        if self._next_json(timeout, lambda parsed: parsed.get("status") == "ready") is None:
+            raise StackError(
+                f"the agent's reader was not ready within {timeout} s:\n{self.child.transcript()}"
+            )
+
+    def _next_json(self, timeout: float, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
             line = self.child.next_line(remaining)
@@ -171,19 +184,35 @@ class AgentProcess:
                     parsed: dict[str, Any] = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                if "seq" in parsed:
+                if wanted(parsed):
                     return parsed
-        raise StackError(f"no feedback line within {timeout} s:\n{self.child.transcript()}")
+        return None
 
     def stop(self) -> int | None:
         return self.child.stop()
 
 
 def start_agent(
-    reader_spec: str, state_dir: Path, *, log_path: Path | None = None, mode: str | None = None
+    reader_spec: str,
+    state_dir: Path,
+    *,
+    log_path: Path | None = None,
+    mode: str | None = None,
+    ready_timeout: float = 60,
 ) -> AgentProcess:
+    """Start ``ecard agent run --json`` and wait until its reader is open.
+
+    A card presented before that would meet an agent still importing its libraries, and on a busy
+    machine the member's 0.8 s tap could be over before the first read began.
+    """
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     argv = [*ECARD, "agent", "run", "--reader", reader_spec, "--state-dir", str(state_dir), "--json"]
     if mode is not None:
         argv += ["--mode", mode]
-    return AgentProcess(Child("agent", argv, env, log_path).start())
+    agent = AgentProcess(Child("agent", argv, env, log_path).start())
+    try:
+        agent.wait_ready(ready_timeout)
+    except StackError:
+        agent.stop()
+        raise
+    return agent

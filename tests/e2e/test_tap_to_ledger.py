@@ -161,18 +161,18 @@ def test_tapped_member_is_present_and_unknown_card_is_rejected(
     deployment: Deployment, kiosk: AgentProcess, slot: VpcdSlot
 ) -> None:
     """A member's 易通卡 shows them present on the sign-in sheet; an unknown card is kept as rejected."""
-    slot.tap(TUnionCard(uid=bytes.fromhex("A1B2C301"), card_no="3104390000000000001"))
+    slot.tap(TUnionCard(uid=bytes.fromhex("A1B2C301"), card_no="3104390000000000001"), wait_read=5.0)
     accepted = kiosk.feedback(timeout=30)
     assert accepted["status"] == "accepted", accepted
     assert accepted["member_name"] == "王*明"
     assert accepted["event_title"] == "十一月主题党日"
 
-    slot.tap(uid_only_card(bytes.fromhex("04A1B2C3")))
+    slot.tap(uid_only_card(bytes.fromhex("04A1B2C3")), wait_read=5.0)
     by_uid = kiosk.feedback(timeout=30)
     assert by_uid["status"] == "accepted", by_uid
     assert by_uid["member_name"] == "李*"
 
-    slot.tap(TUnionCard(uid=bytes.fromhex("DEADBEEF"), card_no="3104399999999999999"))
+    slot.tap(TUnionCard(uid=bytes.fromhex("DEADBEEF"), card_no="3104399999999999999"), wait_read=5.0)
     unknown = kiosk.feedback(timeout=30)
     assert unknown["status"] == "rejected"
     assert unknown["code"] == "unknown_card"

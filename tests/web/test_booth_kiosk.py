@@ -48,6 +48,7 @@ def booth_kiosk(live_server: LiveServer, tmp_path: Path) -> Iterator[tuple[Kiosk
         server_url=live_server.url, log=tmp_path / "agent.log", reader=READER_SPEC, mode="message"
     )
     try:
+        agent.wait_ready(60)
         yield kiosk, agent
     finally:
         agent.stop()
@@ -110,7 +111,7 @@ def test_kiosk_shows_a_qr_that_opens_the_booth_on_a_phone(
     expect(screen.locator("#prompt")).to_have_text("请刷卡，用手机扫码留言")
     expect(screen.locator("#mode")).to_have_text("留言亭模式")
 
-    slot.tap(CHEN_TUNION)
+    slot.tap(CHEN_TUNION, wait_read=5.0)
     line = agent.feedback(timeout=30)
     assert line["status"] == "accepted"
     expect(screen.locator("#headline")).to_have_text("请用手机扫码留言")
@@ -158,7 +159,7 @@ def test_kiosk_shows_a_qr_that_opens_the_booth_on_a_phone(
         )
 
     # The next tap: the screen says there is a reply, with a new code.
-    slot.tap(CHEN_TUNION)
+    slot.tap(CHEN_TUNION, wait_read=5.0)
     second = agent.feedback(timeout=30)
     assert second["status"] == "accepted"
     expect(screen.locator("#headline")).to_have_text("您的留言有新回复")
