@@ -29,7 +29,7 @@ import random
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -304,21 +304,12 @@ class PgTapRelay:
 
 
 def encode_notice(notice: AcceptedTap) -> str:
-    """The NOTIFY payload: the notice as JSON, under PostgreSQL's payload limit."""
-    # Not dataclasses.asdict: it deep-copies every field, and a busy server sends hundreds a second.
-    fields = {
-        "event_id": notice.event_id,
-        "member_id": notice.member_id,
-        "tap_id": notice.tap_id,
-        "member_name": notice.member_name,
-        "occurred_at": notice.occurred_at.isoformat(),
-        "repeat": notice.repeat,
-    }
-    payload = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    """The NOTIFY payload: the notice as JSON, under PostgreSQL's payload limit (encoded by the
+    adapter that decodes it: no field list of its own, and no deep copy as ``asdict`` makes)."""
+    payload = _notice_adapter().dump_json(notice).decode()
     if len(payload.encode()) >= MAX_PAYLOAD_BYTES:
         # Only the (masked) name can be long; boards look the member up anyway.
-        fields["member_name"] = ""
-        payload = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+        payload = _notice_adapter().dump_json(replace(notice, member_name="")).decode()
     return payload
 
 
