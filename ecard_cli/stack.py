@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -198,18 +198,21 @@ def start_agent(
     *,
     log_path: Path | None = None,
     mode: str | None = None,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
     ready_timeout: float = 60,
 ) -> AgentProcess:
-    """Start ``ecard agent run --json`` and wait until its reader is open.
+    """Start ``ecard agent run --json`` (with *extra_args*; in *env*, by default this process's)
+    and wait until its reader is open.
 
     A card presented before that would meet an agent still importing its libraries, and on a busy
     machine the member's 0.8 s tap could be over before the first read began.
     """
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    environment = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
     argv = [*ECARD, "agent", "run", "--reader", reader_spec, "--state-dir", str(state_dir), "--json"]
     if mode is not None:
         argv += ["--mode", mode]
-    agent = AgentProcess(Child("agent", argv, env, log_path).start())
+    agent = AgentProcess(Child("agent", [*argv, *extra_args], environment, log_path).start())
     try:
         agent.wait_ready(ready_timeout)
     except StackError:

@@ -48,7 +48,6 @@ def booth_kiosk(live_server: LiveServer, tmp_path: Path) -> Iterator[tuple[Kiosk
         server_url=live_server.url, log=tmp_path / "agent.log", reader=READER_SPEC, mode="message"
     )
     try:
-        agent.wait_ready(60)
         yield kiosk, agent
     finally:
         agent.stop()

@@ -15,7 +15,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 from sqlmodel import select
 
-from ecard_cli.stack import ECARD, AgentProcess, Child, enroll_agent, free_port
+from ecard_cli.stack import AgentProcess, enroll_agent, free_port, start_agent
 from server.caller import CLI_CALLER
 from server.clock import utc_now
 from server.db import unit_of_work
@@ -43,32 +43,22 @@ class Kiosk:
         :attr:`cards` (see :meth:`tap`)."""
         # A new process plays a script file from its start: begin each run with an empty one.
         self.cards.write_text("")
-        argv = [
-            *ECARD,
-            "agent",
-            "run",
-            "--reader",
-            reader or f"scripted:{self.cards}",
-            "--mode",
-            mode,
-            "--state-dir",
-            str(self.state_dir),
-            "--server",
-            server_url,
-            "--screen-port",
-            str(self.screen_port),
-            "--json",
-        ]
         # A member waits 1.5 s for the server's answer; on a CI machine also running Chromium and
         # the whole suite, the first answer of a fresh server can take longer, and these tests are
         # about what the screen shows for an answer, not about that budget.
         env = {
             "PATH": "/usr/bin:/bin",
-            "PYTHONUNBUFFERED": "1",
             "ECARD_AGENT_UPLOAD_RETRY_MAX_S": "2",
             "ECARD_AGENT_RECEIPT_WAIT_S": "10",
         }
-        return AgentProcess(Child("agent", argv, env, log).start())
+        return start_agent(
+            reader or f"scripted:{self.cards}",
+            self.state_dir,
+            log_path=log,
+            mode=mode,
+            extra_args=["--server", server_url, "--screen-port", str(self.screen_port)],
+            env=env,
+        )
 
     def tap(self, card_json: str) -> None:
         with self.cards.open("a") as script:
