@@ -178,7 +178,10 @@ def run(
     )
 
     def emit(line: Feedback) -> None:
-        print(line.to_json() if settings.json_output else line.to_text(), flush=True)
+        # One write per line: with unbuffered output, print() writes the text and its newline
+        # apart, and a log line from another thread can land between them on a shared pipe.
+        sys.stdout.write((line.to_json() if settings.json_output else line.to_text()) + "\n")
+        sys.stdout.flush()
         reader_watch.observe(line)
         if screen_state is not None:
             screen_state.observe(line)

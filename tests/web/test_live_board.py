@@ -177,6 +177,8 @@ def test_manual_checkin_is_marked_and_audited(
     expect(projector.locator("#latest-tap .who")).to_have_text("吴海峰")
     expect(projector.locator("#latest-tap")).to_contain_text("补签")
     projector.close()
+    # The recorder's own board reloads after 补签; let it finish before leaving.
+    expect(page.locator(".toast")).to_contain_text("已为吴海峰补签")
 
     page.goto(f"{live_server.url}/web/events/{world.event_a_id}")
     sheet_row = page.locator("tr", has_text="林晓燕").first
