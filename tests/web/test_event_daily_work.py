@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 from sqlmodel import Session, col, select
 
 from server.caller import CLI_CALLER, Actor, Caller, Scope
@@ -73,8 +73,9 @@ def _add_event(
         return event.id
 
 
-def _titles(page: Page) -> list[str]:
-    return page.locator("table.data tbody td:nth-child(2) a").all_inner_texts()
+def _titles(page: Page) -> Locator:
+    """The listed events' titles (asserted with expect, which waits for the filtered page)."""
+    return page.locator("table.data tbody td:nth-child(2) a")
 
 
 def test_filter_events_by_month_and_kind(live_server: LiveServer, browser_page: Page, login: Login) -> None:
@@ -96,23 +97,23 @@ def test_filter_events_by_month_and_kind(live_server: LiveServer, browser_page: 
     page.get_by_label("月份").fill("2027-03")
     page.get_by_role("button", name="查找").click()
     expect(page.get_by_text("2027年3月的活动")).to_be_visible()
-    assert _titles(page) == ["三月主题党日", "三月支委会"]  # in date order; branch B's stays out
+    expect(_titles(page)).to_have_text(["三月主题党日", "三月支委会"])  # in date order; branch B's stays out
 
     page.get_by_label("活动类型").select_option(label="支委会")
     page.get_by_role("button", name="查找").click()
-    assert _titles(page) == ["三月支委会"]
+    expect(_titles(page)).to_have_text(["三月支委会"])
     expect(page.get_by_label("月份")).to_have_value("2027-03")  # the filter stays filled in
     screenshot(page, "events-filtered")
 
     page.get_by_label("月份").fill("")
     page.get_by_role("button", name="查找").click()
-    assert _titles(page) == ["三月支委会", "四月支委会"]
+    expect(_titles(page)).to_have_text(["三月支委会", "四月支委会"])
 
     page.get_by_label("搜索").fill("主题党日")
     page.get_by_label("活动类型").select_option(label="全部类型")
     page.get_by_role("button", name="查找").click()
-    assert "三月主题党日" in _titles(page)
-    assert "三月支委会" not in _titles(page)
+    expect(_titles(page).filter(has_text="三月支委会")).to_have_count(0)
+    expect(_titles(page).filter(has_text="三月主题党日")).to_have_count(1)
 
     response = page.goto(f"{live_server.url}/web/events?month=2027-13")
     assert response is not None
@@ -148,7 +149,7 @@ def test_create_a_monthly_series(live_server: LiveServer, browser_page: Page, lo
     assert all(event.chair_member_id == chen for event in series)
 
     page.goto(f"{live_server.url}/web/events?month=2027-05&kind=committee")
-    assert _titles(page) == ["每月支委会"]
+    expect(_titles(page)).to_have_text(["每月支委会"])
     page.get_by_role("link", name="每月支委会").click()
     expect(page.locator(".event-roles")).to_contain_text("主持人：陈建国 · 记录人：周丽华")
 

@@ -106,6 +106,7 @@ def test_a_branch_secretary_cannot_see_another_branch(
 
     # The committee's organiser sees both branches.
     page.get_by_role("button", name="退出登录").click()
+    page.wait_for_url(f"{base}/web/login*")  # signed out before signing in again
     login(page, world.accounts["organiser"])
     page.goto(f"{base}/web/members/{world.members['赵雪梅']}")
     expect(page.locator("h1")).to_have_text("赵雪梅")
