@@ -176,15 +176,42 @@ def card_line(card: CardFacts) -> str:
     return json.dumps({"card": card.model_dump(mode="json", exclude_none=True)}) + "\n"
 
 
-class AgentProcess:
-    """``python -m reader_agent run`` as a child process; stdout lines are collected on a thread."""
+# Runs the agent with its stdout wrapped so that each write() call is noted, one JSON string a line,
+# in the file named by ECARD_TEST_WRITES_LOG.
+_RECORD_WRITES = """
+import io, json, os, sys
 
-    def __init__(self, state_dir: Path, reader: str, *extra: str) -> None:
+class RecordedWrites(io.TextIOBase):
+    def __init__(self, inner, log):
+        self._inner, self._log = inner, log
+
+    def write(self, text):
+        self._log.write(json.dumps(text) + "\\n")
+        self._log.flush()
+        return self._inner.write(text)
+
+    def flush(self):
+        self._inner.flush()
+
+sys.stdout = RecordedWrites(sys.stdout, open(os.environ["ECARD_TEST_WRITES_LOG"], "w"))
+from reader_agent.cli import app
+app(prog_name="python -m reader_agent")
+"""
+
+
+class AgentProcess:
+    """``python -m reader_agent run`` as a child process; stdout lines are collected on a thread.
+    With *writes_log*, the agent's writes to stdout are noted there, one per line."""
+
+    def __init__(self, state_dir: Path, reader: str, *extra: str, writes_log: Path | None = None) -> None:
         env = {**os.environ, **FAST_ENV, "PYTHONUNBUFFERED": "1"}
+        entry = ["-m", "reader_agent"]
+        if writes_log is not None:
+            env["ECARD_TEST_WRITES_LOG"] = str(writes_log)
+            entry = ["-c", _RECORD_WRITES]
         argv = [
             sys.executable,
-            "-m",
-            "reader_agent",
+            *entry,
             "run",
             "--reader",
             reader,
@@ -250,8 +277,10 @@ def agents() -> Iterator[list[AgentProcess]]:
         agent.terminate()
 
 
-def start_agent(agents: list[AgentProcess], state_dir: Path, reader: str, *extra: str) -> AgentProcess:
-    agent = AgentProcess(state_dir, reader, *extra)
+def start_agent(
+    agents: list[AgentProcess], state_dir: Path, reader: str, *extra: str, writes_log: Path | None = None
+) -> AgentProcess:
+    agent = AgentProcess(state_dir, reader, *extra, writes_log=writes_log)
     agents.append(agent)
     return agent
 
@@ -372,6 +401,24 @@ class TestRun:
         assert status_of(runner, enrolled)["last_seq"] == 2
         assert stub.received_seqs() == [1, 2]
         assert stub.received[0].kiosk_id == "kiosk-7"
+
+    def test_each_feedback_line_is_written_whole(
+        self, stub: StubServer, enrolled: Path, agents: list[AgentProcess], tmp_path: Path
+    ) -> None:
+        """A kiosk's supervisor often reads stdout and stderr from one pipe. A line written in two
+        pieces (print() writes the text, then its newline) can get another thread's log line in
+        between, and is then no longer JSON: each feedback line must be one write."""
+        script = tmp_path / "taps.jsonl"
+        script.write_text(card_line(TUNION))
+        writes_log = tmp_path / "writes.jsonl"
+        agent = start_agent(agents, enrolled, f"scripted:{script}", "--json", writes_log=writes_log)
+        assert agent.next_json()["status"] == "ready"
+        assert agent.next_json()["seq"] == 1
+        assert agent.terminate() == 0
+        writes: list[str] = [json.loads(line) for line in writes_log.read_text().splitlines()]
+        assert len(writes) == 3, writes  # ready, the tap, stopped
+        assert [json.loads(text)["status"] for text in writes] == ["ready", "accepted", "stopped"]
+        assert all(text.endswith("\n") and text.count("\n") == 1 for text in writes), writes
 
     def test_offline_then_restart_uploads_the_backlog(
         self, runner: CliRunner, stub: StubServer, enrolled: Path, agents: list[AgentProcess], tmp_path: Path
