@@ -185,6 +185,13 @@ def sign_in(page: Page, base_url: str, account: WebAccount) -> None:
     page.wait_for_url(f"{base_url}/web/")
 
 
+def sign_out(page: Page, base_url: str) -> None:
+    """Sign out with the header's button and wait for the sign-in page it leads to (a page.goto
+    before then would be cut short by that navigation)."""
+    page.get_by_role("button", name="退出登录").click()
+    page.wait_for_url(f"{base_url}/web/login*")
+
+
 @pytest.fixture
 def login(live_server: LiveServer) -> Callable[[Page, WebAccount], None]:
     """``login(page, live_server.world.accounts["secretary_a"])``."""

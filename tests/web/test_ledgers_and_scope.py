@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from openpyxl import load_workbook
 from playwright.sync_api import Page, expect
 
-from tests.web.conftest import LiveServer, screenshot
+from tests.web.conftest import LiveServer, screenshot, sign_out
 from tests.web.world import CHEN_CARD, HUANG_CARD, WebAccount
 
 Login = Callable[[Page, WebAccount], None]
@@ -105,8 +105,7 @@ def test_a_branch_secretary_cannot_see_another_branch(
     screenshot(page, "not-found")
 
     # The committee's organiser sees both branches.
-    page.get_by_role("button", name="退出登录").click()
-    page.wait_for_url(f"{base}/web/login*")  # signed out before signing in again
+    sign_out(page, base)
     login(page, world.accounts["organiser"])
     page.goto(f"{base}/web/members/{world.members['赵雪梅']}")
     expect(page.locator("h1")).to_have_text("赵雪梅")

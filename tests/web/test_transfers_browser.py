@@ -12,15 +12,10 @@ from playwright.sync_api import Page, expect
 
 from schemas.messages import TapMode
 from tests.server.transfers.factories import QIAN_CARD, build_elsewhere, release, requests
-from tests.web.conftest import LiveServer, screenshot
+from tests.web.conftest import LiveServer, screenshot, sign_out
 from tests.web.world import WebAccount
 
 Login = Callable[[Page, WebAccount], None]
-
-
-def sign_out(page: Page, live_server: LiveServer) -> None:
-    page.get_by_role("button", name="退出登录").click()
-    page.wait_for_url(f"{live_server.url}/web/login*")
 
 
 def test_approve_a_transfer_and_find_the_member_in_the_roster(
@@ -77,7 +72,7 @@ def test_approve_a_transfer_and_find_the_member_in_the_roster(
     expect(page.locator("#transfer-actions")).to_contain_text("由接收党委")
     expect(page.locator("#transfer-history")).to_contain_text("经核对，同意接收")
     screenshot(page, "transfer-detail")
-    sign_out(page, live_server)
+    sign_out(page, live_server.url)
 
     # Branch B's secretary cannot open it, not even by typing its address.
     login(page, world.accounts["secretary_b"])
@@ -86,7 +81,7 @@ def test_approve_a_transfer_and_find_the_member_in_the_roster(
     assert typed.status == 404
     page.goto(f"{live_server.url}/web/transfers")
     expect(page.locator("table.transfer-queue")).not_to_contain_text("钱七")
-    sign_out(page, live_server)
+    sign_out(page, live_server.url)
 
     # The committee's organiser approves and receives the member into branch A.
     login(page, world.accounts["organiser"])
@@ -96,7 +91,7 @@ def test_approve_a_transfer_and_find_the_member_in_the_roster(
     page.locator("#transfer-actions").get_by_role("button", name="接收入支部").click()
     expect(page.locator("#transfer-state")).to_have_text("已接收，待寄回回执")
     expect(page.locator("#transfer-history")).to_contain_text("接收入支部")
-    sign_out(page, live_server)
+    sign_out(page, live_server.url)
 
     # Back as branch A's secretary: 钱七 is on the roster.
     login(page, world.accounts["secretary_a"])
