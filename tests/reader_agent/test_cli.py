@@ -179,7 +179,7 @@ def card_line(card: CardFacts) -> str:
 # Runs the agent with its stdout wrapped so that each write() call is noted, one JSON string a line,
 # in the file named by ECARD_TEST_WRITES_LOG.
 _RECORD_WRITES = """
-import io, json, os, sys
+import io, json, os, runpy, sys
 
 class RecordedWrites(io.TextIOBase):
     def __init__(self, inner, log):
@@ -194,8 +194,7 @@ class RecordedWrites(io.TextIOBase):
         self._inner.flush()
 
 sys.stdout = RecordedWrites(sys.stdout, open(os.environ["ECARD_TEST_WRITES_LOG"], "w"))
-from reader_agent.cli import app
-app(prog_name="python -m reader_agent")
+runpy.run_module("reader_agent", run_name="__main__", alter_sys=True)
 """
 
 
